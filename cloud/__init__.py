@@ -1,0 +1,1 @@
+"""Cloud: ingestion, stores, API."""

@@ -1,0 +1,1 @@
+"""HTTP API and dashboards of the cloud."""

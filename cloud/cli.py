@@ -1,0 +1,5 @@
+"""Command line of the cloud part."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,1 @@
+"""Plotly figures and pages for asset managers and the risk team."""

@@ -1,0 +1,1 @@
+"""Edge agent: reads serial and Modbus sensors on a gateway and publishes over MQTT."""

@@ -1,0 +1,1 @@
+"""Sensor drivers of the edge agent; one driver per module, registered explicitly."""

@@ -1,0 +1,1 @@
+"""Simulated device firmware: Modbus slaves on virtual serial ports, fleets, scenarios."""

@@ -1,0 +1,1 @@
+"""LeaseWatch: equipment monitoring for leasing companies."""

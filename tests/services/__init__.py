@@ -1,0 +1,1 @@
+"""Real services started by the tests themselves, on free loopback ports."""

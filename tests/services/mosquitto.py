@@ -1,0 +1,1 @@
+"""Mosquitto started by the tests (placeholder until the broker work lands)."""

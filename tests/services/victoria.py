@@ -1,0 +1,1 @@
+"""VictoriaMetrics started by the tests (placeholder until the store work lands)."""
