@@ -9,7 +9,9 @@ from edge.cli import app as edge_app
 from firmware_sim.cli import app as sim_app
 from leasewatch.demo import demo
 
-app = typer.Typer(help="LeaseWatch: equipment monitoring for leasing companies.", no_args_is_help=True)
+app = typer.Typer(
+    help="LeaseWatch: equipment monitoring for leasing companies.", no_args_is_help=True
+)
 app.add_typer(edge_app, name="edge", help="Run or check the gateway's edge agent.")
 app.add_typer(cloud_app, name="cloud", help="Run the cloud ingestor and API.")
 app.add_typer(sim_app, name="sim", help="Simulate devices and fleets.")

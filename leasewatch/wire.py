@@ -26,7 +26,7 @@ from pydantic import (
     ValidationError,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 TOPIC_ROOT = "lw/v1"
 TELEMETRY_FILTER = f"{TOPIC_ROOT}/+/telemetry"
 STATUS_FILTER = f"{TOPIC_ROOT}/+/status"
@@ -109,7 +109,7 @@ class RejectReason(StrEnum):
     UNKNOWN_TOPIC = "unknown_topic"
 
 
-class RejectedMessage(Exception):
+class RejectedMessageError(Exception):
     """A message that does not honour the contract; `reason` is stable, `detail` is for people."""
 
     def __init__(self, reason: RejectReason, detail: str) -> None:
@@ -131,11 +131,18 @@ def status_topic(device: str) -> str:
 def parse_topic(topic: str) -> tuple[str, str]:
     """Split a LeaseWatch topic into (device, kind) or reject it."""
     parts = topic.split("/")
-    if len(parts) != 4 or "/".join(parts[:2]) != TOPIC_ROOT or parts[3] not in (
-        "telemetry",
-        "status",
+    if (
+        len(parts) != 4
+        or "/".join(parts[:2]) != TOPIC_ROOT
+        or parts[3]
+        not in (
+            "telemetry",
+            "status",
+        )
     ):
-        raise RejectedMessage(RejectReason.UNKNOWN_TOPIC, f"topic {topic!r} is not a LeaseWatch topic")
+        raise RejectedMessageError(
+            RejectReason.UNKNOWN_TOPIC, f"topic {topic!r} is not a LeaseWatch topic"
+        )
     return parts[2], parts[3]
 
 
@@ -146,17 +153,17 @@ def encode(message: TelemetryBatch | GatewayStatus) -> bytes:
 
 def _load_json(payload: bytes) -> dict[str, object]:
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise RejectedMessage(
+        raise RejectedMessageError(
             RejectReason.OVERSIZE, f"{len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
         )
     try:
         document = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RejectedMessage(RejectReason.MALFORMED, str(err)) from err
+        raise RejectedMessageError(RejectReason.MALFORMED, str(err)) from err
     if not isinstance(document, dict):
-        raise RejectedMessage(RejectReason.MALFORMED, "payload is not a JSON object")
+        raise RejectedMessageError(RejectReason.MALFORMED, "payload is not a JSON object")
     if document.get("v") != SCHEMA_VERSION:
-        raise RejectedMessage(
+        raise RejectedMessageError(
             RejectReason.SCHEMA_VERSION,
             f"schema version {document.get('v')!r}, this cloud speaks {SCHEMA_VERSION}",
         )
@@ -173,14 +180,16 @@ def decode_telemetry(topic: str, payload: bytes) -> TelemetryBatch:
     """Validate a telemetry message against the contract and its topic."""
     device, kind = parse_topic(topic)
     if kind != "telemetry":
-        raise RejectedMessage(RejectReason.UNKNOWN_TOPIC, f"{topic!r} is not a telemetry topic")
+        raise RejectedMessageError(
+            RejectReason.UNKNOWN_TOPIC, f"{topic!r} is not a telemetry topic"
+        )
     document = _load_json(payload)
     try:
         batch = TelemetryBatch.model_validate(document)
     except ValidationError as err:
-        raise RejectedMessage(RejectReason.INVALID, _describe(err)) from err
+        raise RejectedMessageError(RejectReason.INVALID, _describe(err)) from err
     if batch.device != device:
-        raise RejectedMessage(
+        raise RejectedMessageError(
             RejectReason.TOPIC_MISMATCH,
             f"topic names device {device!r} but the payload is from {batch.device!r}",
         )
@@ -191,13 +200,13 @@ def decode_status(topic: str, payload: bytes) -> GatewayStatus:
     """Validate a gateway status message against the contract and its topic."""
     device, kind = parse_topic(topic)
     if kind != "status":
-        raise RejectedMessage(RejectReason.UNKNOWN_TOPIC, f"{topic!r} is not a status topic")
+        raise RejectedMessageError(RejectReason.UNKNOWN_TOPIC, f"{topic!r} is not a status topic")
     try:
         status = GatewayStatus.model_validate(_load_json(payload))
     except ValidationError as err:
-        raise RejectedMessage(RejectReason.INVALID, _describe(err)) from err
+        raise RejectedMessageError(RejectReason.INVALID, _describe(err)) from err
     if status.device != device:
-        raise RejectedMessage(
+        raise RejectedMessageError(
             RejectReason.TOPIC_MISMATCH,
             f"topic names device {device!r} but the status is from {status.device!r}",
         )

@@ -1,0 +1,23 @@
+"""The API application: routes, problem details, and the services it reads."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from cloud.api import problems
+from cloud.api.deps import Services
+from cloud.api.routes import dashboards, devices, health, ingest
+
+
+def create_app(services: Services) -> FastAPI:
+    """A FastAPI app bound to the given stores and settings."""
+    app = FastAPI(
+        title="LeaseWatch API",
+        version="0.1.0",
+        description="Telemetry, devices and ingestion health of leased assets.",
+    )
+    app.state.services = services
+    problems.install(app)
+    for module in (health, devices, ingest, dashboards):
+        app.include_router(module.router)
+    return app

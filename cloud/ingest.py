@@ -1,0 +1,276 @@
+"""The ingestor: MQTT in, validated, stored exactly once, acknowledged only after it is stored.
+
+Messages are acknowledged manually (PUBACK after the telemetry store and the ledger committed),
+so a crash or a store outage never loses an acknowledged message: the broker redelivers, and the
+(device, boot, seq) ledger plus idempotent telemetry writes drop what was already stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiomqtt
+import structlog
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cloud.metrics import IngestMetrics
+from cloud.settings import CloudSettings
+from cloud.state import Rejection, StateStore
+from cloud.telemetry import TelemetryStore, TelemetryStoreError
+from leasewatch.wire import (
+    STATUS_FILTER,
+    TELEMETRY_FILTER,
+    RejectedMessageError,
+    TelemetryBatch,
+    decode_status,
+    decode_telemetry,
+    parse_topic,
+)
+
+log = structlog.get_logger(__name__)
+
+SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message as it came off the broker."""
+
+    topic: str
+    payload: bytes
+    mid: int = 0
+    qos: int = 0
+
+
+@dataclass
+class BatchOutcome:
+    """What one processed batch did, for tests and logs."""
+
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    statuses: int = 0
+
+
+class Ingestor:
+    """Consumes gateway messages and stores each reading exactly once."""
+
+    def __init__(
+        self,
+        settings: CloudSettings,
+        telemetry: TelemetryStore,
+        state: StateStore,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.telemetry = telemetry
+        self.state = state
+        self.metrics = metrics or IngestMetrics()
+        self.connected = asyncio.Event()
+
+    async def process(
+        self, messages: Sequence[Inbound], stop: asyncio.Event | None = None
+    ) -> BatchOutcome:
+        """Validate, store and ledger a batch; returns once everything in it is durable."""
+        outcome = BatchOutcome()
+        now = datetime.now(UTC)
+        fresh: dict[tuple[str, str, int], TelemetryBatch] = {}
+        repeated: list[TelemetryBatch] = []
+        rejections: list[Rejection] = []
+        for message in messages:
+            try:
+                kind = parse_topic(message.topic)[1]
+                self.metrics.received.labels(kind).inc()
+                if kind == "status":
+                    status = decode_status(message.topic, message.payload)
+                    await asyncio.to_thread(self.state.record_status, status, now)
+                    outcome.statuses += 1
+                    continue
+                batch = decode_telemetry(message.topic, message.payload)
+            except RejectedMessageError as err:
+                rejections.append(
+                    Rejection(now, err.reason, message.topic, err.detail, message.payload)
+                )
+                self.metrics.rejected.labels(err.reason.value).inc()
+                log.warning(
+                    "message rejected",
+                    topic=message.topic,
+                    reason=err.reason.value,
+                    detail=err.detail,
+                )
+                continue
+            if batch.key in fresh:
+                repeated.append(batch)
+            else:
+                fresh[batch.key] = batch
+        known = await asyncio.to_thread(self.state.known_keys, fresh.keys())
+        repeated += [fresh.pop(key) for key in known]
+        await self._write_until_stored(list(fresh.values()), stop)
+        await asyncio.to_thread(self.state.record_stored, list(fresh.values()), repeated, now)
+        await asyncio.to_thread(self.state.record_rejections, rejections)
+        self._count(fresh.values(), repeated, len(messages))
+        outcome.stored, outcome.duplicates, outcome.rejected = (
+            len(fresh),
+            len(repeated),
+            len(rejections),
+        )
+        return outcome
+
+    def _count(self, stored: object, repeated: list[TelemetryBatch], size: int) -> None:
+        batches = list(stored)  # type: ignore[call-overload]
+        self.metrics.stored_messages.inc(len(batches))
+        self.metrics.stored_readings.inc(sum(len(b.readings) for b in batches))
+        self.metrics.duplicates.inc(len(repeated))
+        self.metrics.batch_size.observe(size)
+
+    async def _write_until_stored(
+        self, batches: list[TelemetryBatch], stop: asyncio.Event | None
+    ) -> None:
+        """Retry the telemetry write with back-off; nothing is acknowledged meanwhile."""
+        if not batches:
+            return
+        attempt = 0
+        while True:
+            try:
+                with self.metrics.store_seconds.time():
+                    await self.telemetry.write(batches)
+            except TelemetryStoreError as err:
+                self.metrics.store_errors.inc()
+                attempt += 1
+                delay = min(30.0, 0.2 * 2**attempt) * random.uniform(0.5, 1.0)
+                log.warning(
+                    "telemetry store write failed, retrying",
+                    error=str(err),
+                    retry_in=round(delay, 2),
+                )
+                if stop is not None and stop.is_set():
+                    raise
+                await asyncio.sleep(delay)
+                continue
+            return
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay subscribed until `stop` is set, reconnecting with capped, jittered back-off."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await self._connection(stop)
+                attempt = 0
+            except aiomqtt.MqttError as err:
+                self.connected.clear()
+                attempt += 1
+                delay = min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+                log.warning("ingestor lost the broker", error=str(err), retry_in=round(delay, 2))
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except TimeoutError:
+                    continue
+
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        v5 = s.mqtt_protocol == 5
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
+        tls = ssl.create_default_context(cafile=str(s.mqtt_ca_file) if s.mqtt_ca_file else None)
+        client = aiomqtt.Client(
+            s.mqtt_host,
+            s.mqtt_port,
+            username=s.mqtt_username,
+            password=s.mqtt_password.get_secret_value(),
+            identifier=s.mqtt_client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            clean_session=None if v5 else False,
+            clean_start=False if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+            tls_context=tls if s.mqtt_tls else None,
+            max_queued_incoming_messages=10 * s.ingest_batch_max,
+        )
+        # PUBACK only once the message is stored: paho's manual acknowledgement, set before CONNECT
+        client._client.manual_ack_set(True)
+        return client
+
+    def _filters(self) -> list[str]:
+        group = self.settings.mqtt_shared_group
+        prefix = f"$share/{group}/" if group else ""
+        return [prefix + TELEMETRY_FILTER, prefix + STATUS_FILTER]
+
+    async def _connection(self, stop: asyncio.Event) -> None:
+        client = self._client()
+        async with client:
+            for topic_filter in self._filters():
+                await client.subscribe(topic_filter, qos=1)
+            self.connected.set()
+            log.info("ingestor subscribed", filters=self._filters())
+            queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+            reader = asyncio.create_task(self._read(client, queue))
+            try:
+                await self._consume(client, queue, stop, reader)
+            finally:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read(self, client: aiomqtt.Client, queue: asyncio.Queue[aiomqtt.Message]) -> None:
+        async for message in client.messages:
+            await queue.put(message)
+
+    async def _consume(
+        self,
+        client: aiomqtt.Client,
+        queue: asyncio.Queue[aiomqtt.Message],
+        stop: asyncio.Event,
+        reader: asyncio.Task[None],
+    ) -> None:
+        while not stop.is_set():
+            if reader.done() and queue.empty():
+                reader.result()  # re-raises the MqttError that ended the connection
+                raise aiomqtt.MqttError("the broker closed the message stream")
+            batch = await self._collect(queue, stop)
+            if not batch:
+                continue
+            inbound = [
+                Inbound(str(m.topic), _payload_bytes(m.payload), m.mid, m.qos) for m in batch
+            ]
+            try:
+                await self.process(inbound, stop)
+            except TelemetryStoreError:
+                return  # stopping during a store outage: leave the messages unacknowledged
+            for message in batch:
+                if message.qos > 0:
+                    client._client.ack(message.mid, message.qos)
+
+    async def _collect(
+        self, queue: asyncio.Queue[aiomqtt.Message], stop: asyncio.Event
+    ) -> list[aiomqtt.Message]:
+        """Up to ingest_batch_max messages, waiting at most ingest_batch_wait after the first."""
+        try:
+            first = await asyncio.wait_for(queue.get(), timeout=0.5)
+        except TimeoutError:
+            return []
+        batch = [first]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.ingest_batch_wait
+        while len(batch) < self.settings.ingest_batch_max and not stop.is_set():
+            try:
+                batch.append(
+                    await asyncio.wait_for(queue.get(), timeout=max(0, deadline - loop.time()))
+                )
+            except TimeoutError:
+                break
+        return batch
+
+
+def _payload_bytes(payload: object) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if isinstance(payload, str):
+        return payload.encode()
+    return str(payload).encode() if payload is not None else b""

@@ -1,0 +1,42 @@
+"""Operational metrics of the ingestor, in Prometheus format."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class IngestMetrics:
+    """Counters and histograms of one ingestor, on its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.received = Counter(
+            "lw_ingest_messages_received",
+            "MQTT messages received",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.stored_messages = Counter(
+            "lw_ingest_messages_stored", "Telemetry messages stored", registry=self.registry
+        )
+        self.stored_readings = Counter(
+            "lw_ingest_readings_stored", "Readings stored", registry=self.registry
+        )
+        self.duplicates = Counter(
+            "lw_ingest_duplicates", "Messages already stored, dropped", registry=self.registry
+        )
+        self.rejected = Counter(
+            "lw_ingest_rejected", "Messages rejected", ["reason"], registry=self.registry
+        )
+        self.store_errors = Counter(
+            "lw_ingest_store_errors", "Failed store writes (retried)", registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "lw_ingest_batch_messages",
+            "Messages per processed batch",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=self.registry,
+        )
+        self.store_seconds = Histogram(
+            "lw_ingest_store_write_seconds", "Telemetry store write latency", registry=self.registry
+        )

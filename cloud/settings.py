@@ -1,0 +1,70 @@
+"""Cloud settings, read once from the environment (prefix LEASEWATCH_) or a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_KNOWN_WEAK = {"", "changeme", "change-me", "password", "secret", "admin", "demo"}
+
+
+class SettingsError(Exception):
+    """The settings cannot be used; the message names the variable and the reason."""
+
+
+class CloudSettings(BaseSettings):
+    """Everything the ingestor and the API need to start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LEASEWATCH_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    mode: Literal["production", "demo"] = "production"
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 8883
+    mqtt_username: str = "ingestor"
+    mqtt_password: SecretStr = SecretStr("")
+    mqtt_protocol: Literal[5, 311] = 5
+    mqtt_tls: bool = True
+    mqtt_ca_file: Path | None = None
+    mqtt_client_id: str = "ingestor-1"
+    ## Shared-subscription group; empty for brokers without $share (the embedded amqtt).
+    mqtt_shared_group: str = "ingest"
+
+    telemetry_url: str = "sqlite:///var/leasewatch/telemetry.sqlite"
+    state_url: str = "sqlite:///var/leasewatch/state.sqlite"
+
+    ingest_batch_max: Annotated[int, Field(ge=1, le=10_000)] = 500
+    ingest_batch_wait: Annotated[float, Field(gt=0, le=10)] = 0.2
+    dead_letter_max: Annotated[int, Field(ge=10)] = 10_000
+
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    api_key: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _no_default_secrets(self) -> CloudSettings:
+        if self.mode == "demo":
+            return self
+        for name in ("mqtt_password", "api_key"):
+            secret: SecretStr = getattr(self, name)
+            value = secret.get_secret_value()
+            if value.lower() in _KNOWN_WEAK or len(value) < 12:
+                env = f"LEASEWATCH_{name.upper()}"
+                raise ValueError(f"{env} must be set to a secret of 12 or more characters")
+        return self
+
+
+def load_settings(**overrides: object) -> CloudSettings:
+    """Read settings once; raise SettingsError with a sentence when they are unusable."""
+    try:
+        return CloudSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()
+        )
+        raise SettingsError(f"invalid cloud settings: {problems}") from err

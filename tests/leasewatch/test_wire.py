@@ -1,0 +1,101 @@
+"""The wire contract: what is accepted, what is rejected and why."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from leasewatch.wire import (
+    GatewayStatus,
+    Reading,
+    RejectedMessageError,
+    RejectReason,
+    TelemetryBatch,
+    decode_status,
+    decode_telemetry,
+    encode,
+    status_topic,
+    telemetry_topic,
+)
+
+NOW = datetime(2026, 12, 4, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def _batch(device: str = "gw-0001", **changes: object) -> dict[str, object]:
+    reading = {"sensor": "machine", "metric": "motor_current", "ts": NOW.isoformat(), "value": 12.5}
+    document: dict[str, object] = {
+        "v": 1,
+        "device": device,
+        "boot": "b1",
+        "seq": 7,
+        "sent_at": NOW.isoformat(),
+        "readings": [reading | {"unit": "A"}],
+    }
+    document.update(changes)
+    return document
+
+
+def _payload(document: dict[str, object]) -> bytes:
+    return json.dumps(document).encode()
+
+
+def test_round_trip_keeps_values_units_and_millisecond_timestamps() -> None:
+    batch = TelemetryBatch(
+        device="gw-0001",
+        boot="b1",
+        seq=3,
+        sent_at=NOW,
+        readings=[Reading(sensor="machine", metric="temperature", ts=NOW, value=41.7, unit="degC")],
+    )
+    decoded = decode_telemetry(telemetry_topic("gw-0001"), encode(batch))
+    assert decoded == batch
+    assert decoded.readings[0].ts == datetime(2026, 12, 4, 12, 0, 0, 123000, tzinfo=UTC)
+    assert decoded.key == ("gw-0001", "b1", 3)
+    assert decoded.historical is False
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (telemetry_topic("gw-0001"), b"{not json", RejectReason.MALFORMED),
+        (telemetry_topic("gw-0001"), b"[1, 2]", RejectReason.MALFORMED),
+        (telemetry_topic("gw-0001"), _payload(_batch(v=2)), RejectReason.SCHEMA_VERSION),
+        (telemetry_topic("gw-0001"), _payload(_batch(seq=-1)), RejectReason.INVALID),
+        (telemetry_topic("gw-0001"), _payload(_batch(readings=[])), RejectReason.INVALID),
+        (telemetry_topic("gw-0001"), _payload(_batch(extra=1)), RejectReason.INVALID),
+        (telemetry_topic("gw-0002"), _payload(_batch()), RejectReason.TOPIC_MISMATCH),
+        ("lw/v1/gw-0001/other", _payload(_batch()), RejectReason.UNKNOWN_TOPIC),
+        ("elsewhere/gw-0001/telemetry", _payload(_batch()), RejectReason.UNKNOWN_TOPIC),
+        (telemetry_topic("gw-0001"), b" " * 300_000, RejectReason.OVERSIZE),
+    ],
+)
+def test_rejections_carry_a_stable_reason(topic: str, payload: bytes, reason: RejectReason) -> None:
+    with pytest.raises(RejectedMessageError) as caught:
+        decode_telemetry(topic, payload)
+    assert caught.value.reason is reason
+    assert caught.value.detail
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_values_are_rejected(bad: str) -> None:
+    text = _payload(_batch()).decode().replace("12.5", bad)
+    with pytest.raises(RejectedMessageError) as caught:
+        decode_telemetry(telemetry_topic("gw-0001"), text.encode())
+    assert caught.value.reason is RejectReason.INVALID
+
+
+def test_naive_timestamps_are_rejected() -> None:
+    document = _batch(sent_at="2026-12-04T12:00:00")
+    with pytest.raises(RejectedMessageError) as caught:
+        decode_telemetry(telemetry_topic("gw-0001"), _payload(document))
+    assert "sent_at" in caught.value.detail
+
+
+def test_status_messages_validate_against_their_topic() -> None:
+    status = GatewayStatus(device="gw-0001", boot="b1", state="offline", ts=NOW)
+    assert decode_status(status_topic("gw-0001"), encode(status)).state == "offline"
+    with pytest.raises(RejectedMessageError) as caught:
+        decode_status(status_topic("gw-0009"), encode(status))
+    assert caught.value.reason is RejectReason.TOPIC_MISMATCH
