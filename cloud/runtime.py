@@ -46,7 +46,7 @@ class CloudRuntime:
     ingestor: Ingestor = field(init=False)
 
     async def open(self) -> None:
-        """Open the stores; fails with TelemetryStoreError or a SQLAlchemy error when unreachable."""
+        """Open the stores; raises TelemetryStoreError or a SQLAlchemy error when unreachable."""
         telemetry = await open_telemetry_store(self.settings.telemetry_url)
         state = await asyncio.to_thread(
             StateStore, self.settings.state_url, self.settings.dead_letter_max

@@ -36,7 +36,7 @@ class RegisterField(BaseModel):
 
     @property
     def decimals(self) -> int:
-        """Decimal places an integer register scaled by `scale` and shifted by `offset` can carry."""
+        """Decimal places an integer register scaled by `scale`, shifted by `offset`, carries."""
         exponents = [Decimal(repr(x)).as_tuple().exponent for x in (self.scale, self.offset)]
         return max(0, *(-int(e) for e in exponents))
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+from urllib.parse import urlsplit
 
-from leasewatch.wire import TelemetryBatch
+from leasewatch.wire import Reading, TelemetryBatch
 
 
 class TelemetryStoreError(Exception):
@@ -44,3 +46,58 @@ class TelemetryStore(Protocol):
 
     async def close(self) -> None:
         """Flush and release connections."""
+
+
+class ReadingsRejectedError(TelemetryStoreError):
+    """The store refused some readings for good; every other reading of the call was stored.
+
+    Retrying cannot succeed (e.g. a timestamp outside the store's retention): count the readings
+    in `rejected`, dead-letter them and acknowledge the messages, or ingestion stalls on them.
+    """
+
+    def __init__(self, message: str, rejected: Sequence[tuple[str, Reading]]) -> None:
+        super().__init__(message)
+        self.rejected = list(rejected)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def epoch_ms(ts: datetime) -> int:
+    """Whole milliseconds since the Unix epoch, rounded up; exact for the wire's ms timestamps."""
+    if ts.tzinfo is None:
+        raise ValueError(f"timestamp {ts.isoformat()} has no time zone")
+    return -((_EPOCH - ts) // _MILLISECOND)
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    """The aware UTC datetime of an epoch-millisecond timestamp."""
+    return _EPOCH + ms * _MILLISECOND
+
+
+async def open_telemetry_store(url: str) -> TelemetryStore:
+    """Open the telemetry store a URL names, or raise ValueError / TelemetryStoreError.
+
+    sqlite:///relative/path.sqlite or sqlite:////absolute/path.sqlite (SQLAlchemy's convention,
+    like the state store's URL); victoriametrics://host:8428 (plain HTTP) or http(s)://host:port,
+    optionally with ?timeout=SECONDS&retention_days=DAYS (see cloud/telemetry/victoria.py).
+    A VictoriaMetrics store is checked on opening: reachable, started with ms deduplication.
+    """
+    parts = urlsplit(url)
+    # Imported here: each backend imports this module, and SQLite users skip influxdb-client.
+    if parts.scheme == "sqlite":
+        from cloud.telemetry.sqlite import SqliteTelemetryStore  # noqa: PLC0415
+
+        if parts.netloc or parts.query or len(parts.path) < 2:
+            raise ValueError(
+                f"{url!r}: expected sqlite:///relative.sqlite or sqlite:////abs.sqlite"
+            )
+        return await asyncio.to_thread(SqliteTelemetryStore, parts.path[1:])
+    if parts.scheme in ("victoriametrics", "http", "https"):
+        from cloud.telemetry.victoria import VictoriaMetricsStore  # noqa: PLC0415
+
+        return await VictoriaMetricsStore.connect(url)
+    raise ValueError(
+        f"{url!r}: telemetry URLs start with sqlite://, victoriametrics:// or http(s)://"
+    )

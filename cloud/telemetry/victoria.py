@@ -1,0 +1,291 @@
+"""The production telemetry store: VictoriaMetrics, written as InfluxDB line protocol, read raw.
+
+Writes go through influxdb-client's synchronous WriteApi (in a worker thread) to `/api/v2/write`
+with ms precision: measurement `lw`, field = metric, tags device, sensor and unit (left out when
+empty), so a reading becomes a sample of `lw_<metric>{device, sensor, unit}`. VM accepts any
+org, bucket and token. Reads use the raw-sample export `/api/v1/export` (JSON lines).
+
+What the server must run with, and what it does (checked against the Debian build 1.79):
+- `-dedup.minScrapeInterval=1ms` is required, in production too: it makes a rewritten reading
+  (same series, same ms) one sample. Without it re-delivered readings are stored twice.
+- Samples outside [now - retentionPeriod, now + 2 days] are answered with 204 and dropped,
+  only logged by the server. This store refuses them itself (ReadingsRejectedError, the rest of
+  the call is stored), with an hour's margin at both edges. `connect` reads the retention and
+  checks the dedup flag at `/flags`; `?retention_days=` in the URL overrides the retention.
+- Values are stored as decimals, and a block of one series' values shares one exponent. Values
+  of up to 10 significant digits round-trip exactly (12.34 is 12.34) while a series stays within
+  about 6 decades; longer values are cut near the 12th digit (3.141592653589793 comes back as
+  3.141592653589), and in a series that also holds values 1e10 times larger, a small value
+  keeps only about 8 digits (0.0002892932127 came back as 0.00028929).
+- A 204 means the sample is in VM's memory. A VM killed with SIGKILL lost writes it had
+  acknowledged 2 s earlier (not 6 s earlier); a graceful stop (SIGTERM) loses nothing.
+
+Visibility: a written sample is not searchable at once. Samples of an existing series appear
+within about a second; a brand-new series takes about a second and, when a query for it ran
+before it was indexed, VM caches that empty answer for up to about 10 s. `query` returns what
+VM can see now and never waits; code that must read its own writes polls with a deadline (the
+tests call `/internal/force_flush` between polls, which resets that cache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import httpx
+import urllib3
+from influxdb_client.client.exceptions import InfluxDBError
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
+
+from cloud.telemetry import (
+    ReadingsRejectedError,
+    StoredReading,
+    TelemetryStoreError,
+    epoch_ms,
+    from_epoch_ms,
+)
+from leasewatch.wire import Reading, TelemetryBatch
+
+MEASUREMENT = "lw"
+DEFAULT_RETENTION = timedelta(days=31)
+_DEFAULT_TIMEOUT_S = 5.0
+# VM refuses samples more than 2 days ahead; both edges keep a margin for clock drift.
+_MAX_AHEAD = timedelta(days=2)
+_EDGE_MARGIN = timedelta(hours=1)
+_LINES_PER_REQUEST = 10_000
+_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
+_ERRORS_ON_WRITE = (InfluxDBError, urllib3.exceptions.HTTPError)
+_FLAG_LINE = re.compile(r'^-([\w.]+)="(.*)"$', re.MULTILINE)
+_RETENTION = re.compile(r"(\d+(?:\.\d+)?)([hdwy]?)")
+_RETENTION_UNIT_HOURS = {"": 31 * 24, "h": 1, "d": 24, "w": 7 * 24, "y": 365 * 24}
+
+
+class VictoriaMetricsStore:
+    """Readings in a single-node VictoriaMetrics (the cluster's URL paths differ: not yet)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = _DEFAULT_TIMEOUT_S,
+        retries: int = 2,
+        retention: timedelta = DEFAULT_RETENTION,
+    ) -> None:
+        """Prepare the clients; nothing is contacted until `connect` or the first call."""
+        self.url = url.rstrip("/")
+        self.retention = retention
+        self._influx = InfluxDBClient(
+            url=self.url,
+            token="leasewatch",  # noqa: S106 - VM ignores it, the client requires one
+            org="leasewatch",
+            timeout=round(timeout * 1000),
+            retries=_retry_policy(retries),
+        )
+        self._write_api = self._influx.write_api(write_options=SYNCHRONOUS)
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+
+    @classmethod
+    async def connect(cls, url: str) -> VictoriaMetricsStore:
+        """Open the store a URL names; check VM's flags and take its retention from them."""
+        base_url, timeout, retention = _parse_url(url)
+        store = cls(base_url, timeout=timeout)
+        try:
+            flags = await store._server_flags()
+            store.retention = retention or _retention_of(flags.get("retentionPeriod", "1"))
+        except TelemetryStoreError:
+            await store.close()
+            raise
+        return store
+
+    async def _server_flags(self) -> dict[str, str]:
+        """The flags VM was started with (`/flags`); refuse a server without ms deduplication."""
+        try:
+            response = await self._http.get("/flags")
+            response.raise_for_status()
+        except httpx.HTTPError as err:
+            raise TelemetryStoreError(
+                f"VictoriaMetrics at {self.url} unreachable: {err!r}"
+            ) from err
+        flags = dict(_FLAG_LINE.findall(response.text))
+        if flags.get("dedup.minScrapeInterval") != "1ms":
+            raise TelemetryStoreError(
+                f"VictoriaMetrics at {self.url} must run with -dedup.minScrapeInterval=1ms"
+                " (it has "
+                f"{flags.get('dedup.minScrapeInterval', 'none')}): without it re-delivered"
+                " readings are stored twice, with more it merges distinct readings"
+            )
+        return flags
+
+    async def write(self, batches: Sequence[TelemetryBatch]) -> None:
+        """Store every reading VM can keep, then raise ReadingsRejectedError for the others."""
+        now = datetime.now(UTC)
+        oldest = now - self.retention + _EDGE_MARGIN
+        newest = now + _MAX_AHEAD - _EDGE_MARGIN
+        accepted: list[tuple[str, Reading]] = []
+        rejected: list[tuple[str, Reading]] = []
+        for batch in batches:
+            for reading in batch.readings:
+                keep = oldest <= reading.ts <= newest
+                (accepted if keep else rejected).append((batch.device, reading))
+        if accepted:
+            await asyncio.to_thread(self._post_lines, accepted)
+        if rejected:
+            device, first = rejected[0]
+            raise ReadingsRejectedError(
+                f"VictoriaMetrics keeps {oldest:%Y-%m-%dT%H:%MZ}..{newest:%Y-%m-%dT%H:%MZ} only:"
+                f" refused {len(rejected)} readings, the first {device}/{first.sensor}/"
+                f"{first.metric} at {first.ts.isoformat()}",
+                rejected,
+            )
+
+    async def query(
+        self,
+        device: str,
+        start: datetime,
+        end: datetime,
+        metric: str | None = None,
+        limit: int = 10_000,
+    ) -> list[StoredReading]:
+        """Readings of one device with start <= ts < end, oldest first (what VM can see now)."""
+        if limit < 1:
+            raise ValueError(f"limit must be positive, got {limit}")
+        start_ms, end_ms = epoch_ms(start), epoch_ms(end)
+        name = (
+            f'__name__="{MEASUREMENT}_{_label(metric)}"'
+            if metric is not None
+            else rf'__name__=~"{MEASUREMENT}_.+"'
+        )
+        params = {
+            "match[]": f'{{{name},device="{_label(device)}"}}',
+            # VM turns fractional seconds into ms through a float: pad by 1 ms, filter below.
+            "start": _seconds(start_ms - 1),
+            "end": _seconds(end_ms),
+        }
+        try:
+            response = await self._http.get("/api/v1/export", params=params)
+        except httpx.HTTPError as err:
+            raise TelemetryStoreError(f"VictoriaMetrics at {self.url} failed: {err!r}") from err
+        if response.status_code != httpx.codes.OK:
+            raise TelemetryStoreError(
+                f"VictoriaMetrics export answered {response.status_code}: {response.text[:200]}"
+            )
+        rows = [r for r in _parse_export(device, response.text) if start_ms <= r[0] < end_ms]
+        rows.sort(key=lambda row: (row[0], row[1].sensor, row[1].metric))
+        return [row[1] for row in rows[:limit]]
+
+    async def close(self) -> None:
+        """Release both HTTP clients (writes are synchronous: nothing is buffered)."""
+        await self._http.aclose()
+        await asyncio.to_thread(self._influx.close)
+
+    def _post_lines(self, readings: list[tuple[str, Reading]]) -> None:
+        """Send line protocol in bounded requests; each returns after VM answered 204."""
+        for first in range(0, len(readings), _LINES_PER_REQUEST):
+            chunk = readings[first : first + _LINES_PER_REQUEST]
+            lines = [_line(device, reading) for device, reading in chunk]
+            try:
+                self._write_api.write(
+                    bucket="leasewatch",
+                    record=lines,
+                    # The client annotates WritePrecision but its members are plain strings.
+                    write_precision=WritePrecision.MS,  # type: ignore[arg-type]
+                )
+            except _ERRORS_ON_WRITE as err:
+                raise TelemetryStoreError(
+                    f"VictoriaMetrics at {self.url} did not take {len(lines)} readings: {err!r}"
+                ) from err
+
+
+def _retry_policy(retries: int) -> urllib3.Retry:
+    """Bounded retries, POST included (writes are idempotent), never sleeping on Retry-After."""
+    return urllib3.Retry(
+        total=retries,
+        backoff_factor=0.2,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None,
+        respect_retry_after_header=False,
+        raise_on_status=True,
+    )
+
+
+def _parse_url(url: str) -> tuple[str, float, timedelta | None]:
+    """Split a store URL into the HTTP base URL, the timeout and the retention (if given)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(
+            f"{url!r}: VictoriaMetrics URLs name a host, e.g. victoriametrics://vm:8428"
+        )
+    timeout, retention = _DEFAULT_TIMEOUT_S, None
+    for key, value in parse_qsl(parts.query, strict_parsing=bool(parts.query)):
+        if key == "timeout":
+            timeout = float(value)
+        elif key == "retention_days":
+            retention = timedelta(days=float(value))
+        else:
+            raise ValueError(f"{url!r}: unknown option {key!r} (known: timeout, retention_days)")
+    scheme = "http" if parts.scheme == "victoriametrics" else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, "", "")), timeout, retention
+
+
+def _retention_of(flag: str) -> timedelta:
+    """VM's -retentionPeriod as a duration: a bare number counts months of 31 days."""
+    match = _RETENTION.fullmatch(flag)
+    if match is None:
+        raise TelemetryStoreError(
+            f"cannot read VictoriaMetrics -retentionPeriod={flag!r}: set retention_days in the URL"
+        )
+    number, unit = float(match[1]), match[2]
+    return timedelta(hours=number * _RETENTION_UNIT_HOURS[unit])
+
+
+def _line(device: str, reading: Reading) -> str:
+    """One reading as InfluxDB line protocol with a ms timestamp."""
+    tags = (
+        f"device={device.translate(_TAG_ESCAPES)},sensor={reading.sensor.translate(_TAG_ESCAPES)}"
+    )
+    if reading.unit:
+        tags += f",unit={reading.unit.translate(_TAG_ESCAPES)}"
+    return f"{MEASUREMENT},{tags} {reading.metric}={reading.value!r} {epoch_ms(reading.ts)}"
+
+
+def _label(value: str) -> str:
+    """A string quoted safely inside a Prometheus label matcher."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _seconds(ms: int) -> str:
+    """Epoch milliseconds as the decimal seconds VM's `start`/`end` take."""
+    whole, frac = divmod(ms, 1000)
+    return f"{whole}.{frac:03d}"
+
+
+def _parse_export(device: str, text: str) -> Iterator[tuple[int, StoredReading]]:
+    """(epoch ms, reading) pairs from `/api/v1/export` JSON lines."""
+    for line in text.splitlines():
+        if line:
+            labels, timestamps, values = _series(line)
+            metric = labels["__name__"].removeprefix(f"{MEASUREMENT}_")
+            sensor, unit = labels.get("sensor", ""), labels.get("unit", "")
+            for ts, value in zip(timestamps, values, strict=True):
+                yield ts, StoredReading(device, sensor, metric, from_epoch_ms(ts), value, unit)
+
+
+def _series(line: str) -> tuple[dict[str, str], list[int], list[float]]:
+    """Labels, timestamps and values of one export line, checked for shape."""
+    try:
+        series = json.loads(line)
+        labels: dict[str, str] = series["metric"]
+        timestamps = [int(ts) for ts in series["timestamps"]]
+        # VM prints large values as integer literals (1e300 as 1000...0): convert them all.
+        values = [float(value) for value in series["values"]]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise TelemetryStoreError(f"VictoriaMetrics export line unreadable: {line[:200]}") from err
+    if "__name__" not in labels or len(timestamps) != len(values):
+        raise TelemetryStoreError(f"VictoriaMetrics export line malformed: {line[:200]}")
+    return labels, timestamps, values
