@@ -23,15 +23,18 @@ from paho.mqtt.properties import Properties
 from cloud.metrics import IngestMetrics
 from cloud.settings import CloudSettings
 from cloud.state import Rejection, StateStore
-from cloud.telemetry import TelemetryStore, TelemetryStoreError
+from cloud.telemetry import ReadingsRejectedError, TelemetryStore, TelemetryStoreError
 from leasewatch.wire import (
     STATUS_FILTER,
     TELEMETRY_FILTER,
+    Reading,
     RejectedMessageError,
+    RejectReason,
     TelemetryBatch,
     decode_status,
     decode_telemetry,
     parse_topic,
+    telemetry_topic,
 )
 
 log = structlog.get_logger(__name__)
@@ -112,7 +115,7 @@ class Ingestor:
                 fresh[batch.key] = batch
         known = await asyncio.to_thread(self.state.known_keys, fresh.keys())
         repeated += [fresh.pop(key) for key in known]
-        await self._write_until_stored(list(fresh.values()), stop)
+        rejections += await self._write_until_stored(list(fresh.values()), stop, now)
         await asyncio.to_thread(self.state.record_stored, list(fresh.values()), repeated, now)
         await asyncio.to_thread(self.state.record_rejections, rejections)
         self._count(fresh.values(), repeated, len(messages))
@@ -131,16 +134,24 @@ class Ingestor:
         self.metrics.batch_size.observe(size)
 
     async def _write_until_stored(
-        self, batches: list[TelemetryBatch], stop: asyncio.Event | None
-    ) -> None:
-        """Retry the telemetry write with back-off; nothing is acknowledged meanwhile."""
+        self, batches: list[TelemetryBatch], stop: asyncio.Event | None, now: datetime
+    ) -> list[Rejection]:
+        """Retry the telemetry write with back-off; nothing is acknowledged meanwhile.
+
+        Readings the store refuses for good (outside its retention) come back as rejections.
+        """
         if not batches:
-            return
+            return []
         attempt = 0
         while True:
             try:
                 with self.metrics.store_seconds.time():
                     await self.telemetry.write(batches)
+            except ReadingsRejectedError as err:
+                return [
+                    self._refused(device, reading, str(err), now)
+                    for device, reading in err.rejected
+                ]
             except TelemetryStoreError as err:
                 self.metrics.store_errors.inc()
                 attempt += 1
@@ -154,7 +165,15 @@ class Ingestor:
                     raise
                 await asyncio.sleep(delay)
                 continue
-            return
+            return []
+
+    def _refused(self, device: str, reading: Reading, why: str, now: datetime) -> Rejection:
+        reason = RejectReason.STORE_REFUSED
+        self.metrics.rejected.labels(reason.value).inc()
+        log.warning("telemetry store refused a reading", device=device, ts=str(reading.ts), why=why)
+        return Rejection(
+            now, reason, telemetry_topic(device), why, reading.model_dump_json().encode()
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay subscribed until `stop` is set, reconnecting with capped, jittered back-off."""

@@ -107,6 +107,7 @@ class RejectReason(StrEnum):
     INVALID = "invalid_payload"
     TOPIC_MISMATCH = "topic_device_mismatch"
     UNKNOWN_TOPIC = "unknown_topic"
+    STORE_REFUSED = "store_refused_reading"
 
 
 class RejectedMessageError(Exception):

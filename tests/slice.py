@@ -74,7 +74,11 @@ async def running_cloud(settings: CloudSettings) -> AsyncIterator[tuple[CloudRun
 
 
 def gateway_config(
-    device: str, port_path: str, broker: BrokerAddress, data_dir: Path
+    device: str,
+    port_path: str,
+    broker: BrokerAddress,
+    data_dir: Path,
+    delivery: DeliveryConfig | None = None,
 ) -> EdgeConfig:
     """A fast-polling gateway configuration for tests."""
     base = edge_config(
@@ -84,8 +88,10 @@ def gateway_config(
     slave = bus.slaves[0].model_copy(update={"poll_interval": 0.25})
     return base.model_copy(
         update={
-            "mqtt": base.mqtt.model_copy(update={"host": broker.host, "protocol": broker.protocol}),
-            "delivery": DeliveryConfig(publish_interval=0.5),
+            "mqtt": base.mqtt.model_copy(
+                update={"host": broker.host, "protocol": broker.protocol, "reconnect_max": 1.0}
+            ),
+            "delivery": delivery or DeliveryConfig(publish_interval=0.5),
             "modbus_rtu": [bus.model_copy(update={"slaves": [slave]})],
         }
     )
@@ -109,11 +115,15 @@ class RunningGateway:
 
 @asynccontextmanager
 async def running_gateway(
-    device: str, broker: BrokerAddress, data_dir: Path, machine: HeldMachine
+    device: str,
+    broker: BrokerAddress,
+    data_dir: Path,
+    machine: HeldMachine,
+    delivery: DeliveryConfig | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """A Modbus RTU slave on a pty pair and a real edge agent polling it."""
     async with PtyPair() as pair, ModbusRtuSlave(machine, pair.device_path) as slave:
-        agent = EdgeAgent(gateway_config(device, pair.client_path, broker, data_dir))
+        agent = EdgeAgent(gateway_config(device, pair.client_path, broker, data_dir, delivery))
         stop = asyncio.Event()
         gateway = RunningGateway(machine, slave, agent, stop, asyncio.create_task(agent.run(stop)))
         try:

@@ -1,0 +1,129 @@
+"""The ingestor on a real Mosquitto: bad input is rejected and counted, duplicates are dropped."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from leasewatch.wire import Reading, TelemetryBatch, encode, telemetry_topic
+from tests.services.mosquitto import MosquittoBroker
+from tests.slice import api_get, cloud_settings, eventually, running_cloud
+from tests.test_end_to_end import mosquitto_address
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC)
+
+
+def _batch(seq: int, device: str = "gw-0001", value: float = 12.5) -> TelemetryBatch:
+    reading = Reading(sensor="machine", metric="motor_current", ts=NOW, value=value, unit="A")
+    return TelemetryBatch(device=device, boot="boot-a", seq=seq, sent_at=NOW, readings=[reading])
+
+
+def _bad_payloads() -> dict[str, bytes]:
+    valid = json.loads(encode(_batch(seq=99)))
+    return {
+        "malformed_json": b'{"v": 1, "device": ',
+        "unsupported_schema_version": json.dumps(valid | {"v": 2}).encode(),
+        "topic_device_mismatch": encode(_batch(seq=98, device="gw-0002")),
+        "invalid_payload": json.dumps(valid).replace("12.5", "NaN").encode(),
+    }
+
+
+async def _publish(broker: MosquittoBroker, payloads: list[bytes]) -> None:
+    user, password = broker.credentials("gw-0001")
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        broker.port,
+        username=user,
+        password=password,
+        identifier="gw-0001-test",
+        protocol=aiomqtt.ProtocolVersion.V5,
+    ) as client:
+        for payload in payloads:
+            await client.publish(telemetry_topic("gw-0001"), payload, qos=1)
+
+
+async def test_bad_input_is_rejected_with_a_counted_reason_and_ingestion_goes_on(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    address = mosquitto_address(mosquitto_broker)
+    settings = cloud_settings(address, f"sqlite:///{tmp_path / 't.sqlite'}", tmp_path)
+    bad = _bad_payloads()
+    async with running_cloud(settings) as (runtime, api_url):
+        await _publish(mosquitto_broker, [*bad.values(), encode(_batch(seq=0))])
+        ledger = await eventually(
+            lambda: api_get(api_url, "/v1/devices/gw-0001/ledger"), lambda rows: len(rows) == 1
+        )
+        rejections = await api_get(api_url, "/v1/ingest/rejections")
+        metrics = await _metrics_text(api_url)
+        assert runtime.ingestor.connected.is_set()
+
+    assert ledger[0]["seq"] == 0
+    assert rejections["counts"] == dict.fromkeys(bad, 1)
+    by_reason = {r["reason"]: r for r in rejections["recent"]}
+    assert by_reason["malformed_json"]["payload"] == bad["malformed_json"].decode()
+    assert "gw-0002" in by_reason["topic_device_mismatch"]["detail"]
+    assert "finite" in by_reason["invalid_payload"]["detail"]
+    for reason in bad:
+        assert f'lw_ingest_rejected_total{{reason="{reason}"}} 1.0' in metrics
+
+
+async def _metrics_text(api_url: str) -> str:
+    import httpx  # noqa: PLC0415 - only this helper needs the raw text
+
+    from tests.slice import API_KEY  # noqa: PLC0415
+
+    async with httpx.AsyncClient(base_url=api_url) as client:
+        response = await client.get("/metrics", headers={"Authorization": f"Bearer {API_KEY}"})
+        response.raise_for_status()
+        return response.text
+
+
+async def test_a_message_delivered_twice_is_stored_once_and_counted(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    address = mosquitto_address(mosquitto_broker)
+    settings = cloud_settings(address, f"sqlite:///{tmp_path / 't.sqlite'}", tmp_path)
+    async with running_cloud(settings) as (_, api_url):
+        await _publish(mosquitto_broker, [encode(_batch(seq=0)), encode(_batch(seq=1))])
+        await eventually(
+            lambda: api_get(api_url, "/v1/devices/gw-0001/ledger"), lambda rows: len(rows) == 2
+        )
+        await _publish(mosquitto_broker, [encode(_batch(seq=1)), encode(_batch(seq=0))])
+        devices = await eventually(
+            lambda: api_get(api_url, "/v1/devices"), lambda d: d and d[0]["duplicates"] == 2
+        )
+        since = (NOW - timedelta(seconds=1)).isoformat()
+        readings = await api_get(api_url, "/v1/devices/gw-0001/readings", start=since)
+    assert (devices[0]["messages"], devices[0]["readings"]) == (2, 2)
+    assert readings["count"] == 1  # same (sensor, metric, ts): one stored reading
+
+
+async def test_a_reading_the_store_refuses_for_good_is_dead_lettered_not_retried_forever(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """VictoriaMetrics drops samples outside its retention; the ingestor must say so and go on."""
+    victoria = request.getfixturevalue("victoria_metrics")
+    address = mosquitto_address(mosquitto_broker)
+    settings = cloud_settings(address, victoria.url.replace("http", "victoriametrics"), tmp_path)
+    old = Reading(
+        sensor="machine", metric="motor_current", ts=NOW - timedelta(days=400), value=1.0, unit="A"
+    )
+    fresh = _batch(seq=0).readings[0]
+    batch = TelemetryBatch(
+        device="gw-0001", boot="boot-a", seq=0, sent_at=NOW, readings=[old, fresh]
+    )
+    async with running_cloud(settings) as (_, api_url):
+        await _publish(mosquitto_broker, [encode(batch)])
+        rejections = await eventually(
+            lambda: api_get(api_url, "/v1/ingest/rejections"), lambda r: r["counts"] != {}
+        )
+        ledger = await api_get(api_url, "/v1/devices/gw-0001/ledger")
+    assert rejections["counts"] == {"store_refused_reading": 1}
+    assert json.loads(rejections["recent"][0]["payload"])["value"] == 1.0
+    assert [row["seq"] for row in ledger] == [0]
