@@ -9,8 +9,10 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from cloud.runtime import CloudRuntime
 from leasewatch.wire import Reading, TelemetryBatch, encode, telemetry_topic
 from tests.services.mosquitto import MosquittoBroker
+from tests.services.victoria import start_victoria_metrics
 from tests.slice import api_get, cloud_settings, eventually, running_cloud
 from tests.test_end_to_end import mosquitto_address
 
@@ -20,7 +22,8 @@ NOW = datetime.now(UTC)
 
 
 def _batch(seq: int, device: str = "gw-0001", value: float = 12.5) -> TelemetryBatch:
-    reading = Reading(sensor="machine", metric="motor_current", ts=NOW, value=value, unit="A")
+    ts = NOW + timedelta(seconds=seq)
+    reading = Reading(sensor="machine", metric="motor_current", ts=ts, value=value, unit="A")
     return TelemetryBatch(device=device, boot="boot-a", seq=seq, sent_at=NOW, readings=[reading])
 
 
@@ -101,7 +104,7 @@ async def test_a_message_delivered_twice_is_stored_once_and_counted(
         since = (NOW - timedelta(seconds=1)).isoformat()
         readings = await api_get(api_url, "/v1/devices/gw-0001/readings", start=since)
     assert (devices[0]["messages"], devices[0]["readings"]) == (2, 2)
-    assert readings["count"] == 1  # same (sensor, metric, ts): one stored reading
+    assert [r["value"] for r in readings["readings"]] == [12.5, 12.5]  # each stored once
 
 
 async def test_a_reading_the_store_refuses_for_good_is_dead_lettered_not_retried_forever(
@@ -127,3 +130,43 @@ async def test_a_reading_the_store_refuses_for_good_is_dead_lettered_not_retried
     assert rejections["counts"] == {"store_refused_reading": 1}
     assert json.loads(rejections["recent"][0]["payload"])["value"] == 1.0
     assert [row["seq"] for row in ledger] == [0]
+
+
+async def test_nothing_is_lost_while_the_telemetry_store_is_down(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Store down: no acknowledgement, the broker keeps the messages; store back: all land."""
+    victoria = start_victoria_metrics(tmp_path / "vm")
+    port = int(victoria.url.rsplit(":", 1)[1])
+    address = mosquitto_address(mosquitto_broker)
+    settings = cloud_settings(address, victoria.url.replace("http", "victoriametrics"), tmp_path)
+    try:
+        async with running_cloud(settings) as (runtime, api_url):
+            await _publish(mosquitto_broker, [encode(_batch(seq=0, value=0.5))])
+            await eventually(lambda: _ledger(api_url), lambda rows: len(rows) == 1)
+            victoria.stop()
+            later = [_batch(seq=s, value=s + 0.5) for s in range(1, 6)]
+            await _publish(mosquitto_broker, [encode(b) for b in later])
+            await eventually(lambda: _store_errors(runtime), lambda errors: errors >= 2)
+            assert len(await _ledger(api_url)) == 1, "nothing is ledgered while the store is down"
+            victoria = start_victoria_metrics(tmp_path / "vm", port=port)
+            ledger = await eventually(lambda: _ledger(api_url), lambda rows: len(rows) == 6, 60)
+            since = (NOW - timedelta(seconds=1)).isoformat()
+            stored = await eventually(
+                lambda: api_get(api_url, "/v1/devices/gw-0001/readings", start=since),
+                lambda body: body["count"] == 6,
+                30,
+            )
+        assert [row["seq"] for row in ledger] == list(range(6))
+        assert [r["value"] for r in stored["readings"]] == [s + 0.5 for s in range(6)]
+    finally:
+        victoria.stop()
+
+
+async def _ledger(api_url: str) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = await api_get(api_url, "/v1/devices/gw-0001/ledger")
+    return rows
+
+
+async def _store_errors(runtime: CloudRuntime) -> float:
+    return runtime.services.metrics.store_errors._value.get()

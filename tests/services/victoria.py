@@ -62,10 +62,13 @@ def victoria_binary() -> str:
 
 
 def start_victoria_metrics(
-    data_dir: Path, extra_flags: Sequence[str] = (), *, dedup: bool = True
+    data_dir: Path, extra_flags: Sequence[str] = (), *, dedup: bool = True, port: int | None = None
 ) -> VictoriaMetricsServer:
-    """Start VM on a free port (ms deduplication unless told not to); wait until /health answers."""
-    port = free_port()
+    """Start VM on a free port (ms deduplication unless told not to); wait until /health answers.
+
+    Give `port` to restart a stopped server where its clients expect it.
+    """
+    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "victoria-metrics.log"
     command = [
@@ -75,7 +78,7 @@ def start_victoria_metrics(
         *(["-dedup.minScrapeInterval=1ms"] if dedup else []),
         *extra_flags,
     ]
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     server = VictoriaMetricsServer(f"http://127.0.0.1:{port}", data_dir, process, log_path)
     try:
