@@ -105,6 +105,7 @@ def grants(principal: Principal) -> tuple[Grant, ...]:
             return (
                 Grant(write, device_topic(me, "telemetry")),
                 Grant(write, device_topic(me, "status")),
+                Grant(write, device_topic(me, "health")),
                 Grant(write, device_topic(me, "ack")),
                 Grant(read, device_topic(me, "cmd/#")),
             )
@@ -112,6 +113,7 @@ def grants(principal: Principal) -> tuple[Grant, ...]:
             return (
                 Grant(read, device_topic("+", "telemetry")),
                 Grant(read, device_topic("+", "status")),
+                Grant(read, device_topic("+", "health")),
                 Grant(read, device_topic("+", "ack")),
                 Grant(write, device_topic("+", "cmd/#")),
             )

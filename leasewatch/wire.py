@@ -4,17 +4,23 @@ This module is the only code shared by `edge` and `cloud`. A change to what trav
 over MQTT is a change here, with a new SCHEMA_VERSION when it is not backwards compatible.
 
 Topics (one device per gateway; the topic names the device):
-    lw/v1/{device}/telemetry   QoS 1, TelemetryBatch (JSON)
-    lw/v1/{device}/status      QoS 1, retained, GatewayStatus (birth "online", last will "offline")
+    lw/v1/{device}/telemetry   gateway -> cloud, QoS 1, TelemetryBatch
+    lw/v1/{device}/status      gateway -> cloud, QoS 1, retained, GatewayStatus (birth/last will)
+    lw/v1/{device}/health      gateway -> cloud, QoS 1, GatewayHealth
+    lw/v1/{device}/cmd         cloud -> gateway, QoS 1, Command
+    lw/v1/{device}/ack         gateway -> cloud, QoS 1, CommandAck
+
+Payloads are JSON objects, or the same JSON zlib-compressed (the first byte tells: `{` or 0x78).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import zlib
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -24,14 +30,20 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 
 SCHEMA_VERSION: Literal[1] = 1
 TOPIC_ROOT = "lw/v1"
 TELEMETRY_FILTER = f"{TOPIC_ROOT}/+/telemetry"
 STATUS_FILTER = f"{TOPIC_ROOT}/+/status"
+HEALTH_FILTER = f"{TOPIC_ROOT}/+/health"
+ACK_FILTER = f"{TOPIC_ROOT}/+/ack"
+TOPIC_KINDS = ("telemetry", "status", "health", "cmd", "ack")
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_READINGS_PER_BATCH = 5000
+MAX_DECOMPRESSED_BYTES = 4 * 1024 * 1024
+MAX_EVENTS_PER_BATCH = 1000
 
 DeviceId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 SensorName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -71,16 +83,35 @@ class Reading(_Frozen):
     unit: Unit = ""
 
 
+BootId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class MachineEvent(_Frozen):
+    """Something that happened at an instant, detected at the edge (a start, a stop, a fault)."""
+
+    sensor: SensorName
+    kind: Literal["start", "stop", "fault", "fault_cleared", "sensor_lost", "sensor_back"]
+    ts: MillisTime
+    detail: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
 class TelemetryBatch(_Frozen):
-    """A gateway's message: readings taken since the last one, numbered per boot."""
+    """A gateway's message: readings (and events) since the last one, numbered per boot."""
 
     v: Literal[1] = SCHEMA_VERSION
     device: DeviceId
-    boot: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    boot: BootId
     seq: Annotated[int, Field(ge=0)]
     sent_at: MillisTime
     historical: bool = False
-    readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)]
+    readings: Annotated[list[Reading], Field(max_length=MAX_READINGS_PER_BATCH)]
+    events: Annotated[list[MachineEvent], Field(max_length=MAX_EVENTS_PER_BATCH)] = []
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> TelemetryBatch:
+        if not self.readings and not self.events:
+            raise ValueError("a batch carries at least one reading or event")
+        return self
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -93,8 +124,59 @@ class GatewayStatus(_Frozen):
 
     v: Literal[1] = SCHEMA_VERSION
     device: DeviceId
-    boot: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    boot: BootId
     state: Literal["online", "offline"]
+    ts: MillisTime
+
+
+class GatewayHealth(_Frozen):
+    """What a gateway reports about itself, periodically."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    device: DeviceId
+    boot: BootId
+    ts: MillisTime
+    uptime_s: Annotated[float, Field(ge=0)]
+    buffer_messages: Annotated[int, Field(ge=0)]
+    buffer_readings: Annotated[int, Field(ge=0)]
+    oldest_buffered_age_s: Annotated[float, Field(ge=0)] | None = None
+    evicted_messages: Annotated[int, Field(ge=0)] = 0
+    evicted_readings: Annotated[int, Field(ge=0)] = 0
+    sensor_errors: dict[SensorName, int] = {}
+    overruns: dict[SensorName, int] = {}
+    cpu_percent: Annotated[float, Field(ge=0)] | None = None
+    rss_bytes: Annotated[int, Field(ge=0)] | None = None
+    clock_offset_s: FiniteFloat | None = None
+
+
+CommandName = Literal[
+    "ping", "read_now", "set_poll_interval", "push_config", "immobilize", "release"
+]
+CommandId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+ArgValue = str | int | float | bool | None
+
+
+class Command(_Frozen):
+    """A request from the cloud to one gateway; idempotent by `id`."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    id: CommandId
+    name: CommandName
+    args: dict[str, ArgValue] = {}
+    issued_at: MillisTime
+    expires_at: MillisTime | None = None
+
+
+class CommandAck(_Frozen):
+    """A gateway's answer to a command: accepted, then done / failed / rejected / expired."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    device: DeviceId
+    boot: BootId
+    id: CommandId
+    status: Literal["accepted", "done", "failed", "rejected", "expired"]
+    detail: Annotated[str, StringConstraints(max_length=500)] = ""
+    result: dict[str, ArgValue] = {}
     ts: MillisTime
 
 
@@ -119,6 +201,13 @@ class RejectedMessageError(Exception):
         self.detail = detail
 
 
+def device_topic(device: str, kind: str) -> str:
+    """Topic of one kind (telemetry, status, health, cmd, ack) for a device."""
+    if kind not in TOPIC_KINDS:
+        raise ValueError(f"unknown topic kind {kind!r}")
+    return f"{TOPIC_ROOT}/{device}/{kind}"
+
+
 def telemetry_topic(device: str) -> str:
     """Topic a gateway publishes its telemetry on."""
     return f"{TOPIC_ROOT}/{device}/telemetry"
@@ -132,24 +221,34 @@ def status_topic(device: str) -> str:
 def parse_topic(topic: str) -> tuple[str, str]:
     """Split a LeaseWatch topic into (device, kind) or reject it."""
     parts = topic.split("/")
-    if (
-        len(parts) != 4
-        or "/".join(parts[:2]) != TOPIC_ROOT
-        or parts[3]
-        not in (
-            "telemetry",
-            "status",
-        )
-    ):
+    if len(parts) != 4 or "/".join(parts[:2]) != TOPIC_ROOT or parts[3] not in TOPIC_KINDS:
         raise RejectedMessageError(
             RejectReason.UNKNOWN_TOPIC, f"topic {topic!r} is not a LeaseWatch topic"
         )
     return parts[2], parts[3]
 
 
-def encode(message: TelemetryBatch | GatewayStatus) -> bytes:
-    """Serialise a message for the wire."""
-    return message.model_dump_json().encode()
+WireMessage = TelemetryBatch | GatewayStatus | GatewayHealth | Command | CommandAck
+
+
+def encode(message: WireMessage, *, compress: bool = False) -> bytes:
+    """Serialise a message for the wire, zlib-compressed when asked."""
+    text = message.model_dump_json().encode()
+    return zlib.compress(text, 6) if compress else text
+
+
+def _inflate(payload: bytes) -> bytes:
+    """Decompress a zlib payload, refusing to inflate past MAX_DECOMPRESSED_BYTES."""
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(payload, MAX_DECOMPRESSED_BYTES)
+    except zlib.error as err:
+        raise RejectedMessageError(RejectReason.MALFORMED, f"bad zlib stream: {err}") from err
+    if inflater.unconsumed_tail:
+        raise RejectedMessageError(
+            RejectReason.OVERSIZE, f"inflates past {MAX_DECOMPRESSED_BYTES} bytes"
+        )
+    return text
 
 
 def _load_json(payload: bytes) -> dict[str, object]:
@@ -157,6 +256,8 @@ def _load_json(payload: bytes) -> dict[str, object]:
         raise RejectedMessageError(
             RejectReason.OVERSIZE, f"{len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
         )
+    if payload[:1] == b"\x78":
+        payload = _inflate(payload)
     try:
         document = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -197,18 +298,43 @@ def decode_telemetry(topic: str, payload: bytes) -> TelemetryBatch:
     return batch
 
 
-def decode_status(topic: str, payload: bytes) -> GatewayStatus:
-    """Validate a gateway status message against the contract and its topic."""
-    device, kind = parse_topic(topic)
-    if kind != "status":
-        raise RejectedMessageError(RejectReason.UNKNOWN_TOPIC, f"{topic!r} is not a status topic")
+_Reported = TypeVar("_Reported", GatewayStatus, GatewayHealth, CommandAck)
+
+
+def _decode_as(model: type[_Reported], kind: str, topic: str, payload: bytes) -> _Reported:
+    device, topic_kind = parse_topic(topic)
+    if topic_kind != kind:
+        raise RejectedMessageError(RejectReason.UNKNOWN_TOPIC, f"{topic!r} is not a {kind} topic")
     try:
-        status = GatewayStatus.model_validate(_load_json(payload))
+        message = model.model_validate(_load_json(payload))
     except ValidationError as err:
         raise RejectedMessageError(RejectReason.INVALID, _describe(err)) from err
-    if status.device != device:
+    if message.device != device:
         raise RejectedMessageError(
             RejectReason.TOPIC_MISMATCH,
-            f"topic names device {device!r} but the status is from {status.device!r}",
+            f"topic names device {device!r} but the {kind} message is from {message.device!r}",
         )
-    return status
+    return message
+
+
+def decode_health(topic: str, payload: bytes) -> GatewayHealth:
+    """Validate a gateway health report against the contract and its topic."""
+    return _decode_as(GatewayHealth, "health", topic, payload)
+
+
+def decode_ack(topic: str, payload: bytes) -> CommandAck:
+    """Validate a command acknowledgement against the contract and its topic."""
+    return _decode_as(CommandAck, "ack", topic, payload)
+
+
+def decode_command(payload: bytes) -> Command:
+    """Validate a command a gateway received (the topic was checked by the broker's ACL)."""
+    try:
+        return Command.model_validate(_load_json(payload))
+    except ValidationError as err:
+        raise RejectedMessageError(RejectReason.INVALID, _describe(err)) from err
+
+
+def decode_status(topic: str, payload: bytes) -> GatewayStatus:
+    """Validate a gateway status message against the contract and its topic."""
+    return _decode_as(GatewayStatus, "status", topic, payload)

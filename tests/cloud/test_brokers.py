@@ -179,6 +179,7 @@ def test_acl_has_explicit_user_blocks_only() -> None:
     assert block == [
         "topic write lw/v1/gw-0002/telemetry",
         "topic write lw/v1/gw-0002/status",
+        "topic write lw/v1/gw-0002/health",
         "topic write lw/v1/gw-0002/ack",
         "topic read lw/v1/gw-0002/cmd/#",
     ]

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
+import zlib
 from datetime import UTC, datetime
 
 import pytest
 
 from leasewatch.wire import (
+    MAX_DECOMPRESSED_BYTES,
+    Command,
+    CommandAck,
+    GatewayHealth,
     GatewayStatus,
+    MachineEvent,
     Reading,
     RejectedMessageError,
     RejectReason,
     TelemetryBatch,
+    decode_ack,
+    decode_command,
+    decode_health,
     decode_status,
     decode_telemetry,
+    device_topic,
     encode,
     status_topic,
     telemetry_topic,
@@ -99,3 +109,62 @@ def test_status_messages_validate_against_their_topic() -> None:
     with pytest.raises(RejectedMessageError) as caught:
         decode_status(status_topic("gw-0009"), encode(status))
     assert caught.value.reason is RejectReason.TOPIC_MISMATCH
+
+
+def test_compressed_payloads_decode_like_plain_ones() -> None:
+    batch = TelemetryBatch(
+        device="gw-0001",
+        boot="b1",
+        seq=1,
+        sent_at=NOW,
+        readings=[Reading(sensor="m", metric="x", ts=NOW, value=float(i)) for i in range(200)],
+    )
+    packed = encode(batch, compress=True)
+    assert len(packed) < len(encode(batch)) / 3
+    assert decode_telemetry(telemetry_topic("gw-0001"), packed) == batch
+
+
+def test_zip_bombs_and_broken_streams_are_rejected() -> None:
+    bomb = zlib.compress(b" " * (MAX_DECOMPRESSED_BYTES + 10))
+    with pytest.raises(RejectedMessageError) as caught:
+        decode_telemetry(telemetry_topic("gw-0001"), bomb)
+    assert caught.value.reason is RejectReason.OVERSIZE
+    with pytest.raises(RejectedMessageError) as caught:
+        decode_telemetry(telemetry_topic("gw-0001"), b"\x78\x9c garbage")
+    assert caught.value.reason is RejectReason.MALFORMED
+
+
+def test_a_batch_may_carry_only_events_but_not_nothing() -> None:
+    event = MachineEvent(sensor="machine", kind="start", ts=NOW)
+    batch = TelemetryBatch(
+        device="gw-0001", boot="b1", seq=0, sent_at=NOW, readings=[], events=[event]
+    )
+    assert decode_telemetry(telemetry_topic("gw-0001"), encode(batch)).events == [event]
+    with pytest.raises(RejectedMessageError, match="at least one reading or event"):
+        decode_telemetry(telemetry_topic("gw-0001"), _payload(_batch(readings=[])))
+
+
+def test_health_commands_and_acks_round_trip() -> None:
+    health = GatewayHealth(
+        device="gw-0001",
+        boot="b1",
+        ts=NOW,
+        uptime_s=5.0,
+        buffer_messages=2,
+        buffer_readings=12,
+        sensor_errors={"machine": 3},
+    )
+    assert decode_health(device_topic("gw-0001", "health"), encode(health)) == health
+    command = Command(
+        id="cmd-00000001", name="set_poll_interval", args={"seconds": 2.5}, issued_at=NOW
+    )
+    assert decode_command(encode(command)) == command
+    ack = CommandAck(device="gw-0001", boot="b1", id=command.id, status="done", ts=NOW)
+    assert decode_ack(device_topic("gw-0001", "ack"), encode(ack)) == ack
+    with pytest.raises(RejectedMessageError) as caught:
+        decode_ack(device_topic("gw-0002", "ack"), encode(ack))
+    assert caught.value.reason is RejectReason.TOPIC_MISMATCH
+    with pytest.raises(RejectedMessageError):
+        decode_command(
+            b'{"v": 1, "id": "x", "name": "self_destruct", "issued_at": "2026-01-01T00:00:00Z"}'
+        )
