@@ -134,8 +134,7 @@ class Demo:
 
     async def run(self, stop: asyncio.Event, on_ready: asyncio.Event | None = None) -> None:
         """Start everything, serve until `stop` is set, then stop everything cleanly."""
-        shutil.rmtree(self.options.data_dir, ignore_errors=True)
-        self.options.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(self.options.data_dir)
         async with AsyncExitStack() as stack:
             broker = await stack.enter_async_context(
                 EmbeddedBroker(self.principals(), port=self.options.mqtt_port)
@@ -178,6 +177,26 @@ class Demo:
         return sum(int(str(d["readings"])) for d in self.runtime.services.state.devices())
 
 
+DEMO_MARKER = ".leasewatch-demo"
+
+
+class DemoDataDirError(Exception):
+    """The demo's data directory holds something that is not an earlier demo's data."""
+
+
+def prepare_data_dir(path: Path) -> None:
+    """Empty an earlier demo's data directory; refuse to wipe anything else."""
+    if path.exists() and any(path.iterdir()):
+        if not (path / DEMO_MARKER).exists():
+            raise DemoDataDirError(
+                f"{path} is not empty and was not made by `leasewatch demo`; "
+                "choose another --data-dir (the demo wipes its data directory at start)"
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / DEMO_MARKER).write_text("data of `leasewatch demo`; wiped at every start\n")
+
+
 def _model(asset: SimulatedAsset) -> MachineModel:
     return MachineModel(asset.seed, initial_run_hours=asset.initial_run_hours)
 
@@ -217,4 +236,9 @@ def demo(
 ) -> None:
     """Run the whole system on embedded defaults until Ctrl-C."""
     configure_logging(log_level)
+    try:
+        prepare_data_dir(data_dir)
+    except DemoDataDirError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from err
     asyncio.run(_main(DemoOptions(assets, seed, data_dir, mqtt_port, api_port)))

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.services.victoria",
     "tests.services.mosquitto",
+    "tests.services.browser",
 ]

@@ -41,6 +41,11 @@ _bearer = HTTPBearer(auto_error=False)
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
+def same_secret(offered: str | None, expected: str) -> bool:
+    """Constant-time comparison that treats any text (non-ASCII included) as bytes."""
+    return offered is not None and hmac.compare_digest(offered.encode(), expected.encode())
+
+
 def session_token(api_key: str) -> str:
     """Cookie value proving the browser logged in with the API key, without holding the key."""
     return hmac.new(api_key.encode(), b"leasewatch-dashboard-session", hashlib.sha256).hexdigest()
@@ -59,10 +64,9 @@ def require_caller(
             503, "api_key_unset", "The API has no key configured; set LEASEWATCH_API_KEY."
         )
     offered = [bearer.credentials if bearer else None, api_key]
-    if any(o is not None and hmac.compare_digest(o, expected) for o in offered):
+    if any(same_secret(o, expected) for o in offered):
         return
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie and hmac.compare_digest(cookie, session_token(expected)):
+    if same_secret(request.cookies.get(SESSION_COOKIE), session_token(expected)):
         return
     raise Problem(401, "unauthenticated", "Send the API key as a bearer token or X-API-Key header.")
 

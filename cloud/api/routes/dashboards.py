@@ -9,7 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from cloud.api.deps import SESSION_COOKIE, Authenticated, ServicesDep, session_token
+from cloud.api.deps import (
+    SESSION_COOKIE,
+    Authenticated,
+    ServicesDep,
+    same_secret,
+    session_token,
+)
 from dashboards.asset_page import asset_page_html, device_index_html
 from leasewatch.wire import DeviceId
 
@@ -43,7 +49,7 @@ def login_form() -> str:
 def login(services: ServicesDep, key: Annotated[str, Form()]) -> Response:
     """Check the API key and set the session cookie."""
     expected = services.settings.api_key.get_secret_value()
-    if not expected or key != expected:
+    if not expected or not same_secret(key, expected):
         html = _LOGIN_FORM.format(error='<p role="alert">That key is not valid.</p>')
         return HTMLResponse(html, status_code=401)
     response = RedirectResponse("/dashboards", status_code=303)

@@ -1,0 +1,1 @@
+"""Tests of the dashboards as a browser shows them."""
