@@ -12,7 +12,7 @@ import random
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiomqtt
 import structlog
@@ -27,12 +27,14 @@ from cloud.telemetry import ReadingsRejectedError, TelemetryStore, TelemetryStor
 from leasewatch.wire import (
     STATUS_FILTER,
     TELEMETRY_FILTER,
+    GatewayStatus,
     Reading,
     RejectedMessageError,
     RejectReason,
     TelemetryBatch,
     decode_status,
     decode_telemetry,
+    encode,
     parse_topic,
     telemetry_topic,
 )
@@ -82,33 +84,13 @@ class Ingestor:
         self, messages: Sequence[Inbound], stop: asyncio.Event | None = None
     ) -> BatchOutcome:
         """Validate, store and ledger a batch; returns once everything in it is durable."""
-        outcome = BatchOutcome()
         now = datetime.now(UTC)
+        batches, statuses, rejections = self._decode_all(messages, now)
+        admitted, refused = await asyncio.to_thread(self._admit, batches, now)
+        rejections += refused
         fresh: dict[tuple[str, str, int], TelemetryBatch] = {}
         repeated: list[TelemetryBatch] = []
-        rejections: list[Rejection] = []
-        for message in messages:
-            try:
-                kind = parse_topic(message.topic)[1]
-                self.metrics.received.labels(kind).inc()
-                if kind == "status":
-                    status = decode_status(message.topic, message.payload)
-                    await asyncio.to_thread(self.state.record_status, status, now)
-                    outcome.statuses += 1
-                    continue
-                batch = decode_telemetry(message.topic, message.payload)
-            except RejectedMessageError as err:
-                rejections.append(
-                    Rejection(now, err.reason, message.topic, err.detail, message.payload)
-                )
-                self.metrics.rejected.labels(err.reason.value).inc()
-                log.warning(
-                    "message rejected",
-                    topic=message.topic,
-                    reason=err.reason.value,
-                    detail=err.detail,
-                )
-                continue
+        for batch in admitted:
             if batch.key in fresh:
                 repeated.append(batch)
             else:
@@ -116,22 +98,73 @@ class Ingestor:
         known = await asyncio.to_thread(self.state.known_keys, fresh.keys())
         repeated += [fresh.pop(key) for key in known]
         rejections += await self._write_until_stored(list(fresh.values()), stop, now)
-        await asyncio.to_thread(self.state.record_stored, list(fresh.values()), repeated, now)
-        await asyncio.to_thread(self.state.record_rejections, rejections)
-        self._count(fresh.values(), repeated, len(messages))
-        outcome.stored, outcome.duplicates, outcome.rejected = (
-            len(fresh),
-            len(repeated),
-            len(rejections),
+        for status in statuses:
+            await asyncio.to_thread(self.state.record_status, status, now)
+        result = await asyncio.to_thread(
+            self.state.record_stored, list(fresh.values()), repeated, now
         )
-        return outcome
+        await asyncio.to_thread(self.state.record_rejections, rejections)
+        duplicates = repeated + result.duplicates
+        self._count(result.stored, duplicates, len(messages), now)
+        return BatchOutcome(len(result.stored), len(duplicates), len(rejections), len(statuses))
 
-    def _count(self, stored: object, repeated: list[TelemetryBatch], size: int) -> None:
-        batches = list(stored)  # type: ignore[call-overload]
-        self.metrics.stored_messages.inc(len(batches))
-        self.metrics.stored_readings.inc(sum(len(b.readings) for b in batches))
+    def _decode_all(
+        self, messages: Sequence[Inbound], now: datetime
+    ) -> tuple[list[TelemetryBatch], list[GatewayStatus], list[Rejection]]:
+        batches: list[TelemetryBatch] = []
+        statuses: list[GatewayStatus] = []
+        rejections: list[Rejection] = []
+        for message in messages:
+            try:
+                kind = parse_topic(message.topic)[1]
+                self.metrics.received.labels(kind).inc()
+                if kind == "status":
+                    statuses.append(decode_status(message.topic, message.payload))
+                else:
+                    batches.append(decode_telemetry(message.topic, message.payload))
+            except RejectedMessageError as err:
+                rejections.append(self._reject(err, message.topic, message.payload, now))
+        return batches, statuses, rejections
+
+    def _reject(
+        self, err: RejectedMessageError, topic: str, payload: bytes, now: datetime
+    ) -> Rejection:
+        self.metrics.rejected.labels(err.reason.value).inc()
+        log.warning("message rejected", topic=topic, reason=err.reason.value, detail=err.detail)
+        return Rejection(now, err.reason, topic, err.detail, payload)
+
+    def _admit(
+        self, batches: list[TelemetryBatch], now: datetime
+    ) -> tuple[list[TelemetryBatch], list[Rejection]]:
+        """Refuse messages of unknown devices and readings far outside the present."""
+        s = self.settings
+        if s.auto_register_devices:
+            known = {b.device for b in batches}
+        else:
+            known = self.state.registered(b.device for b in batches)
+        earliest = now - timedelta(days=s.max_reading_age_days)
+        latest = now + timedelta(seconds=s.max_clock_ahead_s)
+        admitted: list[TelemetryBatch] = []
+        rejections: list[Rejection] = []
+        for batch in batches:
+            topic, payload = telemetry_topic(batch.device), encode(batch)
+            problem = _admission_problem(batch, known, earliest, latest)
+            if problem is None:
+                admitted.append(batch)
+            else:
+                rejections.append(self._reject(problem, topic, payload, now))
+        return admitted, rejections
+
+    def _count(
+        self, stored: list[TelemetryBatch], repeated: list[TelemetryBatch], size: int, now: datetime
+    ) -> None:
+        self.metrics.stored_messages.inc(len(stored))
+        self.metrics.stored_readings.inc(sum(len(b.readings) for b in stored))
         self.metrics.duplicates.inc(len(repeated))
         self.metrics.batch_size.observe(size)
+        for batch in stored:
+            if not batch.historical:
+                self.metrics.lag.observe(max(0.0, (now - batch.sent_at).total_seconds()))
 
     async def _write_until_stored(
         self, batches: list[TelemetryBatch], stop: asyncio.Event | None, now: datetime
@@ -285,6 +318,23 @@ class Ingestor:
             except TimeoutError:
                 break
         return batch
+
+
+def _admission_problem(
+    batch: TelemetryBatch, known: set[str], earliest: datetime, latest: datetime
+) -> RejectedMessageError | None:
+    if batch.device not in known:
+        return RejectedMessageError(
+            RejectReason.UNKNOWN_DEVICE, f"device {batch.device!r} is not registered"
+        )
+    stamps = [r.ts for r in batch.readings] + [e.ts for e in batch.events]
+    if any(ts < earliest or ts > latest for ts in stamps):
+        return RejectedMessageError(
+            RejectReason.TIMESTAMP_RANGE,
+            f"timestamps {min(stamps).isoformat()}..{max(stamps).isoformat()} are outside "
+            f"{earliest.isoformat()}..{latest.isoformat()}",
+        )
+    return None
 
 
 def _payload_bytes(payload: object) -> bytes:

@@ -37,6 +37,12 @@ class IngestMetrics:
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
             registry=self.registry,
         )
+        self.lag = Histogram(
+            "lw_ingest_lag_seconds",
+            "Gateway send to stored, live messages",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
         self.store_seconds = Histogram(
             "lw_ingest_store_write_seconds", "Telemetry store write latency", registry=self.registry
         )

@@ -41,6 +41,13 @@ class CloudSettings(BaseSettings):
     ingest_batch_max: Annotated[int, Field(ge=1, le=10_000)] = 500
     ingest_batch_wait: Annotated[float, Field(gt=0, le=10)] = 0.2
     dead_letter_max: Annotated[int, Field(ge=10)] = 10_000
+    ## Accept messages from devices the registry does not know (demo and tests only).
+    auto_register_devices: bool = False
+    ## Readings older than this, or further ahead of the cloud's clock, are rejected.
+    max_reading_age_days: Annotated[int, Field(ge=1)] = 400
+    max_clock_ahead_s: Annotated[int, Field(ge=0)] = 300
+    ## A live (non-historical) message received this long after it was sent counts as late.
+    late_after_s: Annotated[int, Field(ge=1)] = 120
 
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=0, le=65535)] = 8000

@@ -1,87 +1,39 @@
-"""State store: device registry, message ledger, dead letters (SQLAlchemy 2; SQLite, PostgreSQL).
+"""State store: device registry, message ledger, rollups, dead letters (SQLAlchemy 2).
 
-The ledger holds one row per (device, boot, seq) message ever stored; it is what makes ingestion
-idempotent and what later answers "what did we never receive".
+SQLite by default, PostgreSQL in production. The ledger holds one row per (device, boot, seq)
+message ever stored: the insert that wins the primary key is the one that counts, so two
+ingestor workers handed the same message never count it, nor roll it up, twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    DateTime,
-    Engine,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    create_engine,
-    delete,
-    func,
-    select,
-    tuple_,
-    update,
-)
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
+from cloud.completeness import DayCompleteness, LedgerRow, completeness
+from cloud.rollups import RollupDelta, rollup_deltas
+from cloud.schema import (
+    dead_letters,
+    devices,
+    duplicate_counts,
+    message_ledger,
+    rejection_counts,
+    rollups,
+)
 from leasewatch.wire import GatewayStatus, RejectReason, TelemetryBatch
 
-metadata = MetaData()
-
-devices = Table(
-    "devices",
-    metadata,
-    Column("device", String(64), primary_key=True),
-    Column("first_seen", DateTime(timezone=True), nullable=False),
-    Column("last_message_at", DateTime(timezone=True)),
-    Column("latest_reading_at", DateTime(timezone=True)),
-    Column("last_boot", String(64)),
-    Column("status", String(16), nullable=False, default="unknown"),
-    Column("status_at", DateTime(timezone=True)),
-    Column("messages", Integer, nullable=False, default=0),
-    Column("readings", Integer, nullable=False, default=0),
-    Column("duplicates", Integer, nullable=False, default=0),
-)
-
-message_ledger = Table(
-    "message_ledger",
-    metadata,
-    Column("device", String(64), primary_key=True),
-    Column("boot", String(64), primary_key=True),
-    Column("seq", Integer, primary_key=True),
-    Column("sent_at", DateTime(timezone=True), nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("readings", Integer, nullable=False),
-    Column("historical", Boolean, nullable=False),
-)
-
-dead_letters = Table(
-    "dead_letters",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("reason", String(40), nullable=False, index=True),
-    Column("topic", String(256), nullable=False),
-    Column("detail", String(1000), nullable=False),
-    Column("payload", LargeBinary, nullable=False),
-)
-
-rejection_counts = Table(
-    "rejection_counts",
-    metadata,
-    Column("reason", String(40), primary_key=True),
-    Column("count", Integer, nullable=False),
-)
-
 DEAD_LETTER_PAYLOAD_BYTES = 4096
+_MIGRATION_LOCK = 72_450_001  # pg_advisory_lock key: one worker migrates at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +47,30 @@ class Rejection:
     payload: bytes
 
 
-def _aware(ts: datetime | None) -> datetime | None:
+@dataclass(frozen=True, slots=True)
+class StoredOutcome:
+    """What record_stored did: messages that counted, and those another worker already had."""
+
+    stored: list[TelemetryBatch]
+    duplicates: list[TelemetryBatch]
+
+
+def _aware(ts: Any) -> Any:
     """SQLite gives naive datetimes back; everything we store is UTC."""
-    if ts is None or ts.tzinfo is not None:
-        return ts
-    return ts.replace(tzinfo=UTC)
+    if isinstance(ts, datetime) and ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (serialised across workers on PostgreSQL)."""
+    config = Config()
+    config.set_main_option("script_location", "cloud:migrations")
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
 
 
 class StateStore:
@@ -113,68 +84,149 @@ class StateStore:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(parsed, pool_pre_ping=True)
         self.dead_letter_max = dead_letter_max
-        self._insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        metadata.create_all(self.engine)
+        self._postgres = self.engine.dialect.name == "postgresql"
+        self._insert = pg_insert if self._postgres else sqlite_insert
+        migrate(self.engine)
+
+    def _least(self, a: Any, b: Any) -> Any:
+        return func.least(a, b) if self._postgres else func.min(a, b)
+
+    def _greatest(self, a: Any, b: Any) -> Any:
+        return func.greatest(a, b) if self._postgres else func.max(a, b)
+
+    # --- registry -------------------------------------------------------------------------
+
+    def register_device(self, device: str, now: datetime) -> None:
+        """Make a device known (provisioning); a no-op when it already is."""
+        with self.engine.begin() as conn:
+            self._ensure_device(conn, device, now)
+
+    def is_registered(self, device: str) -> bool:
+        """Whether the registry knows this device."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(devices.c.device).where(devices.c.device == device))
+            return found.first() is not None
+
+    def registered(self, candidates: Iterable[str]) -> set[str]:
+        """The subset of candidate device ids the registry knows."""
+        wanted = sorted(set(candidates))
+        if not wanted:
+            return set()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(devices.c.device).where(devices.c.device.in_(wanted)))
+            return {r[0] for r in rows}
+
+    def _ensure_device(self, conn: Connection, device: str, now: datetime) -> None:
+        stmt = self._insert(devices).values(
+            device=device, first_seen=now, status="unknown", messages=0, readings=0, duplicates=0
+        )
+        conn.execute(stmt.on_conflict_do_nothing())
+
+    # --- ledger ---------------------------------------------------------------------------
 
     def known_keys(self, keys: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
         """Which (device, boot, seq) keys are already in the ledger."""
         wanted = list(keys)
         if not wanted:
             return set()
-        key = tuple_(message_ledger.c.device, message_ledger.c.boot, message_ledger.c.seq)
+        key = message_ledger.c.device, message_ledger.c.boot, message_ledger.c.seq
+        found: set[tuple[str, str, int]] = set()
         with self.engine.connect() as conn:
-            columns = select(message_ledger.c.device, message_ledger.c.boot, message_ledger.c.seq)
-            rows = conn.execute(columns.where(key.in_(wanted))).all()
-        return {(r[0], r[1], r[2]) for r in rows}
+            for device in {k[0] for k in wanted}:
+                pairs = [(b, s) for d, b, s in wanted if d == device]
+                query = select(*key).where(key[0] == device, key[2].in_([s for _, s in pairs]))
+                found |= {(r[0], r[1], r[2]) for r in conn.execute(query) if (r[1], r[2]) in pairs}
+        return found
 
     def record_stored(
-        self, batches: Sequence[TelemetryBatch], duplicates: Sequence[TelemetryBatch], now: datetime
-    ) -> None:
-        """Ledger the stored messages and update each device's registry row, in one transaction."""
+        self,
+        batches: Sequence[TelemetryBatch],
+        duplicates: Sequence[TelemetryBatch],
+        now: datetime,
+    ) -> StoredOutcome:
+        """Ledger stored messages, roll them up, update the registry: one transaction."""
+        stored: list[TelemetryBatch] = []
+        repeated = list(duplicates)
         with self.engine.begin() as conn:
             for batch in batches:
-                stmt = self._insert(message_ledger).values(
-                    device=batch.device,
-                    boot=batch.boot,
-                    seq=batch.seq,
-                    sent_at=batch.sent_at,
-                    received_at=now,
-                    readings=len(batch.readings),
-                    historical=batch.historical,
-                )
-                conn.execute(stmt.on_conflict_do_nothing())
-                self._touch_device(conn, batch, now)
-            for batch in duplicates:
-                self._ensure_device(conn, batch.device, now)
-                conn.execute(
-                    update(devices)
-                    .where(devices.c.device == batch.device)
-                    .values(duplicates=devices.c.duplicates + 1)
-                )
+                if self._ledger_insert(conn, batch, now):
+                    stored.append(batch)
+                    self._touch_device(conn, batch, now)
+                else:
+                    repeated.append(batch)
+            for batch in repeated:
+                self._count_duplicate(conn, batch, now)
+            self._apply_rollups(conn, rollup_deltas(stored))
+        return StoredOutcome(stored, repeated[len(duplicates) :])
 
-    def _ensure_device(self, conn: object, device: str, now: datetime) -> None:
-        stmt = self._insert(devices).values(
-            device=device, first_seen=now, status="unknown", messages=0, readings=0, duplicates=0
+    def _ledger_insert(self, conn: Connection, batch: TelemetryBatch, now: datetime) -> bool:
+        stmt = self._insert(message_ledger).values(
+            device=batch.device,
+            boot=batch.boot,
+            seq=batch.seq,
+            sent_at=batch.sent_at,
+            received_at=now,
+            readings=len(batch.readings),
+            historical=batch.historical,
         )
-        conn.execute(stmt.on_conflict_do_nothing())  # type: ignore[attr-defined]
+        inserted = conn.execute(stmt.on_conflict_do_nothing().returning(message_ledger.c.seq))
+        return inserted.first() is not None  # rowcount is -1 on psycopg 3: ask for the row
 
-    def _touch_device(self, conn: object, batch: TelemetryBatch, now: datetime) -> None:
+    def _count_duplicate(self, conn: Connection, batch: TelemetryBatch, now: datetime) -> None:
         self._ensure_device(conn, batch.device, now)
-        values: dict[str, object] = {
+        conn.execute(
+            update(devices)
+            .where(devices.c.device == batch.device)
+            .values(duplicates=devices.c.duplicates + 1)
+        )
+        stmt = self._insert(duplicate_counts).values(
+            device=batch.device, day=batch.sent_at.date(), count=1
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["device", "day"], set_={"count": duplicate_counts.c.count + 1}
+            )
+        )
+
+    def _touch_device(self, conn: Connection, batch: TelemetryBatch, now: datetime) -> None:
+        self._ensure_device(conn, batch.device, now)
+        values: dict[str, Any] = {
             "messages": devices.c.messages + 1,
             "readings": devices.c.readings + len(batch.readings),
         }
-        if not batch.historical:  # a replayed backlog never overwrites the latest state
+        if not batch.historical and batch.readings:  # a backlog never overwrites latest state
             newest = max(r.ts for r in batch.readings)
+            latest = devices.c.latest_reading_at
             values["last_message_at"] = now
             values["last_boot"] = batch.boot
-            values["latest_reading_at"] = func.coalesce(
-                func.max(devices.c.latest_reading_at, newest)
-                if self.engine.dialect.name == "sqlite"
-                else func.greatest(devices.c.latest_reading_at, newest),
-                newest,
+            values["latest_reading_at"] = func.coalesce(self._greatest(latest, newest), newest)
+        conn.execute(update(devices).where(devices.c.device == batch.device).values(**values))
+
+    def _apply_rollups(self, conn: Connection, deltas: list[RollupDelta]) -> None:
+        for delta in deltas:
+            stmt = self._insert(rollups).values(
+                device=delta.device,
+                sensor=delta.sensor,
+                metric=delta.metric,
+                resolution_s=delta.resolution_s,
+                bucket=delta.bucket,
+                unit=delta.unit,
+                count=delta.count,
+                sum=delta.sum,
+                min=delta.min,
+                max=delta.max,
             )
-        conn.execute(update(devices).where(devices.c.device == batch.device).values(**values))  # type: ignore[attr-defined]
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["device", "sensor", "metric", "resolution_s", "bucket"],
+                    set_={
+                        "count": rollups.c.count + delta.count,
+                        "sum": rollups.c.sum + delta.sum,
+                        "min": self._least(rollups.c.min, delta.min),
+                        "max": self._greatest(rollups.c.max, delta.max),
+                    },
+                )
+            )
 
     def record_status(self, status: GatewayStatus, now: datetime) -> None:
         """Remember a gateway's online/offline state unless a newer one is already known."""
@@ -186,6 +238,8 @@ class StateStore:
                 .where((devices.c.status_at.is_(None)) | (devices.c.status_at <= status.ts))
                 .values(status=status.state, status_at=status.ts)
             )
+
+    # --- rejections -----------------------------------------------------------------------
 
     def record_rejections(self, rejections: Sequence[Rejection]) -> None:
         """Count rejections by reason and keep them as bounded dead letters."""
@@ -210,7 +264,7 @@ class StateStore:
                 )
             self._trim_dead_letters(conn)
 
-    def _trim_dead_letters(self, conn: object) -> None:
+    def _trim_dead_letters(self, conn: Connection) -> None:
         newest_kept = (
             select(dead_letters.c.id)
             .order_by(dead_letters.c.id.desc())
@@ -218,7 +272,7 @@ class StateStore:
             .limit(1)
             .scalar_subquery()
         )
-        conn.execute(delete(dead_letters).where(dead_letters.c.id <= newest_kept))  # type: ignore[attr-defined]
+        conn.execute(delete(dead_letters).where(dead_letters.c.id <= newest_kept))
 
     def rejection_counts(self) -> dict[str, int]:
         """Lifetime count of rejected messages by reason."""
@@ -232,25 +286,19 @@ class StateStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
-            Rejection(
-                _aware(r.received_at) or r.received_at,
-                RejectReason(r.reason),
-                r.topic,
-                r.detail,
-                r.payload,
-            )
+            Rejection(_aware(r.received_at), RejectReason(r.reason), r.topic, r.detail, r.payload)
             for r in rows
         ]
 
-    def devices(self) -> list[dict[str, object]]:
+    # --- reads ----------------------------------------------------------------------------
+
+    def devices(self) -> list[dict[str, Any]]:
         """Registry rows of every device, by id."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(devices).order_by(devices.c.device)).mappings().all()
-        return [
-            {k: _aware(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in rows
-        ]
+        return [{k: _aware(v) for k, v in r.items()} for r in rows]
 
-    def ledger(self, device: str) -> list[dict[str, object]]:
+    def ledger(self, device: str) -> list[dict[str, Any]]:
         """Every ledgered message of a device, in (boot, seq) order."""
         query = (
             select(message_ledger)
@@ -258,7 +306,51 @@ class StateStore:
             .order_by(message_ledger.c.boot, message_ledger.c.seq)
         )
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings().all()]
+            return [{k: _aware(v) for k, v in r.items()} for r in conn.execute(query).mappings()]
+
+    def completeness(
+        self, device: str, first_day: date, last_day: date, late_after: timedelta
+    ) -> list[DayCompleteness]:
+        """Per-day completeness of a device between two days (inclusive)."""
+        start = datetime.combine(first_day, datetime.min.time(), UTC)
+        end = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
+        ledger = message_ledger.c
+        query = select(message_ledger).where(ledger.device == device)
+        dup_query = select(duplicate_counts.c.day, duplicate_counts.c.count).where(
+            duplicate_counts.c.device == device,
+            duplicate_counts.c.day.between(first_day, last_day),
+        )
+        with self.engine.connect() as conn:
+            rows = [
+                LedgerRow(
+                    r.boot,
+                    r.seq,
+                    _aware(r.sent_at),
+                    _aware(r.received_at),
+                    r.readings,
+                    r.historical,
+                )
+                for r in conn.execute(query)
+            ]
+            dups: dict[date, int] = {row[0]: row[1] for row in conn.execute(dup_query)}
+        days = completeness(rows, dups, late_after)
+        return [d for d in days if start.date() <= d.day < end.date()]
+
+    def rollups(
+        self, device: str, resolution_s: int, start: datetime, end: datetime
+    ) -> list[dict[str, Any]]:
+        """Rollup buckets of a device with start <= bucket < end, by measure and time."""
+        r = rollups.c
+        query = (
+            select(rollups)
+            .where(r.device == device, r.resolution_s == resolution_s)
+            .where(r.bucket >= start, r.bucket < end)
+            .order_by(r.sensor, r.metric, r.bucket)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {k: _aware(v) for k, v in row.items()} for row in conn.execute(query).mappings()
+            ]
 
     def close(self) -> None:
         """Release pooled connections."""

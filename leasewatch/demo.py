@@ -13,6 +13,7 @@ import signal
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -142,6 +143,9 @@ class Demo:
             runtime = CloudRuntime(self.cloud_settings(broker.port))
             await runtime.open()
             stack.push_async_callback(runtime.close)
+            for device in self.passwords:
+                if device != INGESTOR:
+                    runtime.services.state.register_device(device, datetime.now(UTC))
             self.runtime = runtime
             sock = bind_listener("127.0.0.1", self.options.api_port, fall_back=True)
             self.api_url = f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -190,6 +190,8 @@ class RejectReason(StrEnum):
     TOPIC_MISMATCH = "topic_device_mismatch"
     UNKNOWN_TOPIC = "unknown_topic"
     STORE_REFUSED = "store_refused_reading"
+    UNKNOWN_DEVICE = "unknown_device"
+    TIMESTAMP_RANGE = "timestamp_out_of_range"
 
 
 class RejectedMessageError(Exception):

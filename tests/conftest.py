@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.services.victoria",
     "tests.services.mosquitto",
+    "tests.services.postgres",
     "tests.services.browser",
 ]

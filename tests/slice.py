@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,18 @@ def cloud_settings(broker: BrokerAddress, telemetry_url: str, state_dir: Path) -
     )
 
 
+DEVICES = ("gw-0001", "gw-0002", "gw-0003")
+
+
 @asynccontextmanager
-async def running_cloud(settings: CloudSettings) -> AsyncIterator[tuple[CloudRuntime, str]]:
-    """Ingestor and API running until the block ends; yields the runtime and the API URL."""
+async def running_cloud(
+    settings: CloudSettings, devices: tuple[str, ...] = DEVICES
+) -> AsyncIterator[tuple[CloudRuntime, str]]:
+    """Ingestor and API (devices registered) until the block ends; yields runtime and API URL."""
     runtime = CloudRuntime(settings)
     await runtime.open()
+    for device in devices:
+        runtime.services.state.register_device(device, datetime.now(UTC))
     sock = bind_listener("127.0.0.1", 0, fall_back=False)
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop, api_socket=sock))
@@ -137,6 +145,14 @@ async def api_get(api_url: str, path: str, **params: Any) -> Any:
     """GET an API route with the test key; fail on any non-2xx answer."""
     async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
         response = await client.get(path, params=params, headers={"X-API-Key": API_KEY})
+        response.raise_for_status()
+        return response.json()
+
+
+async def api_post(api_url: str, path: str, body: dict[str, Any]) -> Any:
+    """POST JSON to an API route with the test key; fail on any non-2xx answer."""
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+        response = await client.post(path, json=body, headers={"X-API-Key": API_KEY})
         response.raise_for_status()
         return response.json()
 

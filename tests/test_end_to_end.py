@@ -106,7 +106,7 @@ async def run_slice(broker: BrokerAddress, telemetry_url: str, tmp_path: Path) -
     assert len(readings) == taken, "the cloud stored exactly what the edge agent took"
     assert len(ledger) == sent == gateway.agent.health.messages_sealed
     assert [row["seq"] for row in ledger] == list(range(sent))
-    (device,) = devices
+    device = next(d for d in devices if d["device"] == DEVICE)
     assert (device["readings"], device["duplicates"], device["status"]) == (taken, 0, "offline")
 
     served = list(gateway.slave.served)

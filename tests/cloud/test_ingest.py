@@ -13,7 +13,7 @@ from cloud.runtime import CloudRuntime
 from leasewatch.wire import Reading, TelemetryBatch, encode, telemetry_topic
 from tests.services.mosquitto import MosquittoBroker
 from tests.services.victoria import start_victoria_metrics
-from tests.slice import api_get, cloud_settings, eventually, running_cloud
+from tests.slice import api_get, api_post, cloud_settings, eventually, running_cloud
 from tests.test_end_to_end import mosquitto_address
 
 pytestmark = pytest.mark.integration
@@ -115,7 +115,7 @@ async def test_a_reading_the_store_refuses_for_good_is_dead_lettered_not_retried
     address = mosquitto_address(mosquitto_broker)
     settings = cloud_settings(address, victoria.url.replace("http", "victoriametrics"), tmp_path)
     old = Reading(
-        sensor="machine", metric="motor_current", ts=NOW - timedelta(days=400), value=1.0, unit="A"
+        sensor="machine", metric="motor_current", ts=NOW - timedelta(days=40), value=1.0, unit="A"
     )
     fresh = _batch(seq=0).readings[0]
     batch = TelemetryBatch(
@@ -170,3 +170,34 @@ async def _ledger(api_url: str) -> list[dict[str, object]]:
 
 async def _store_errors(runtime: CloudRuntime) -> float:
     return runtime.services.metrics.store_errors._value.get()
+
+
+async def test_unknown_devices_and_impossible_timestamps_are_rejected(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Only registered devices, only readings near the present; the rest is counted."""
+    address = mosquitto_address(mosquitto_broker)
+    settings = cloud_settings(address, f"sqlite:///{tmp_path / 't.sqlite'}", tmp_path)
+    future = Reading(
+        sensor="machine", metric="motor_current", ts=NOW + timedelta(days=2), value=1.0
+    )
+    ahead = TelemetryBatch(device="gw-0001", boot="boot-a", seq=7, sent_at=NOW, readings=[future])
+    async with running_cloud(settings, devices=("gw-0002",)) as (_, api_url):
+        await _publish(mosquitto_broker, [encode(_batch(seq=0)), encode(ahead)])
+        rejections = await eventually(
+            lambda: api_get(api_url, "/v1/ingest/rejections"),
+            lambda r: sum(r["counts"].values()) == 2,
+        )
+        await api_post(api_url, "/v1/devices", {"device": "gw-0001"})
+        await _publish(mosquitto_broker, [encode(_batch(seq=1)), encode(ahead)])
+        ledger = await eventually(lambda: _ledger(api_url), lambda rows: len(rows) == 1)
+        rejections = await eventually(
+            lambda: api_get(api_url, "/v1/ingest/rejections"),
+            lambda r: sum(r["counts"].values()) == 3,
+        )
+        completeness = await api_get(api_url, "/v1/devices/gw-0001/completeness")
+    assert rejections["counts"] == {"unknown_device": 2, "timestamp_out_of_range": 1}
+    assert [row["seq"] for row in ledger] == [1]
+    (today,) = completeness
+    assert (today["received_messages"], today["missing_messages"]) == (1, 1)
+    assert today["gaps"] == [{"boot": "boot-a", "first_seq": 0, "last_seq": 0}]

@@ -51,7 +51,7 @@ async def test_readings_taken_while_the_broker_is_down_arrive_later_marked_histo
                     lambda: _ledger(api_url),
                     lambda rows: sum(r["readings"] for r in rows) == taken,
                 )
-                (device,) = await api_get(api_url, "/v1/devices")
+                device = (await api_get(api_url, "/v1/devices"))[0]
 
     assert [r["seq"] for r in ledger] == list(range(len(ledger)))
     historical = [r for r in ledger if r["historical"]]

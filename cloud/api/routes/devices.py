@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
@@ -85,3 +85,110 @@ async def device_readings(
 def device_ledger(services: ServicesDep, device: DeviceId) -> list[dict[str, object]]:
     """Every message of the device the cloud stored, by (boot, seq)."""
     return services.state.ledger(device)
+
+
+class GapPublic(BaseModel):
+    """Sequence numbers of one boot that never arrived."""
+
+    boot: str
+    first_seq: int
+    last_seq: int
+
+
+class DayCompletenessPublic(BaseModel):
+    """Completeness of one device on one day (UTC, by send time)."""
+
+    day: date
+    expected_messages: int
+    received_messages: int
+    missing_messages: int
+    received_readings: int
+    duplicates: int
+    late: int
+    historical: int
+    gaps: list[GapPublic]
+
+
+@router.get("/{device}/completeness", response_model=list[DayCompletenessPublic])
+def device_completeness(
+    services: ServicesDep,
+    device: DeviceId,
+    first_day: Annotated[date | None, Query(description="Default: 6 days before last_day")] = None,
+    last_day: Annotated[date | None, Query(description="Default: today (UTC)")] = None,
+) -> list[DayCompletenessPublic]:
+    """Expected vs received messages, gaps, duplicates, late and historical arrivals per day."""
+    last = last_day or datetime.now(UTC).date()
+    first = first_day or last - timedelta(days=6)
+    if first > last or (last - first).days > 366:
+        raise Problem(422, "invalid_range", "first_day must be at most 366 days before last_day")
+    late_after = timedelta(seconds=services.settings.late_after_s)
+    days = services.state.completeness(device, first, last, late_after)
+    return [
+        DayCompletenessPublic(
+            day=d.day,
+            expected_messages=d.expected_messages,
+            received_messages=d.received_messages,
+            missing_messages=d.missing_messages,
+            received_readings=d.received_readings,
+            duplicates=d.duplicates,
+            late=d.late,
+            historical=d.historical,
+            gaps=[
+                GapPublic(boot=g.boot, first_seq=g.first_seq, last_seq=g.last_seq) for g in d.gaps
+            ],
+        )
+        for d in days
+    ]
+
+
+class RollupPublic(BaseModel):
+    """One rollup bucket of one measure."""
+
+    sensor: str
+    metric: str
+    unit: str
+    bucket: datetime
+    count: int
+    mean: float
+    min: float
+    max: float
+
+
+@router.get("/{device}/rollups", response_model=list[RollupPublic])
+def device_rollups(
+    services: ServicesDep,
+    device: DeviceId,
+    resolution: Annotated[Literal["1m", "1h"], Query()] = "1m",
+    start: Annotated[AwareDatetime | None, Query(description="Default: end - 1 day")] = None,
+    end: Annotated[AwareDatetime | None, Query(description="Default: now")] = None,
+) -> list[RollupPublic]:
+    """1-minute or 1-hour rollups (count, mean, min, max) of every measure of a device."""
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(days=1)
+    rows = services.state.rollups(device, 60 if resolution == "1m" else 3600, start, end)
+    return [
+        RollupPublic(
+            sensor=r["sensor"],
+            metric=r["metric"],
+            unit=r["unit"],
+            bucket=r["bucket"],
+            count=r["count"],
+            mean=r["sum"] / r["count"],
+            min=r["min"],
+            max=r["max"],
+        )
+        for r in rows
+    ]
+
+
+class DeviceCreate(BaseModel):
+    """A device to register (its broker credentials are provisioned separately)."""
+
+    device: DeviceId
+
+
+@router.post("", status_code=201)
+def register_device(services: ServicesDep, body: DeviceCreate) -> dict[str, str]:
+    """Register a device so the ingestor accepts its messages."""
+    services.state.register_device(body.device, datetime.now(UTC))
+    return {"device": body.device}

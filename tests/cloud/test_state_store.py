@@ -1,0 +1,136 @@
+"""The state store on SQLite and PostgreSQL: ledger, registry, rollups, completeness."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cloud.state import StateStore
+from leasewatch.wire import GatewayStatus, Reading, TelemetryBatch
+
+T0 = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    """A migrated state store on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    state = StateStore(url)
+    yield state
+    state.close()
+
+
+def _batch(
+    seq: int, values: list[float], *, boot: str = "b1", at: datetime = T0, historical: bool = False
+) -> TelemetryBatch:
+    readings = [
+        Reading(
+            sensor="machine",
+            metric="motor_current",
+            ts=at + timedelta(seconds=i),
+            value=v,
+            unit="A",
+        )
+        for i, v in enumerate(values)
+    ]
+    return TelemetryBatch(
+        device="gw-0001",
+        boot=boot,
+        seq=seq,
+        sent_at=at + timedelta(seconds=len(values)),
+        historical=historical,
+        readings=readings,
+    )
+
+
+def test_migrations_are_idempotent_and_the_registry_knows_registered_devices(
+    store: StateStore,
+) -> None:
+    StateStore(str(store.engine.url.render_as_string(hide_password=False))).close()
+    assert store.registered(["gw-0001"]) == set()
+    store.register_device("gw-0001", T0)
+    store.register_device("gw-0001", T0)
+    assert store.registered(["gw-0001", "gw-0002"]) == {"gw-0001"}
+
+
+def test_a_message_counts_once_even_when_recorded_twice(store: StateStore) -> None:
+    first = store.record_stored([_batch(0, [1.0, 2.0])], [], T0)
+    again = store.record_stored([_batch(0, [1.0, 2.0])], [], T0)
+    assert (len(first.stored), len(again.stored), len(again.duplicates)) == (1, 0, 1)
+    (device,) = store.devices()
+    assert (device["messages"], device["readings"], device["duplicates"]) == (1, 2, 1)
+    (bucket,) = store.rollups("gw-0001", 60, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    assert (bucket["count"], bucket["sum"], bucket["min"], bucket["max"]) == (2, 3.0, 1.0, 2.0)
+
+
+def test_concurrent_workers_recording_the_same_message_count_it_once(store: StateStore) -> None:
+    batches = [_batch(seq, [float(seq)]) for seq in range(20)]
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            store.record_stored(batches, [], T0)
+        except Exception as err:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    (device,) = store.devices()
+    assert (device["messages"], device["duplicates"]) == (20, 20)
+    assert len(store.ledger("gw-0001")) == 20
+    (bucket,) = store.rollups("gw-0001", 3600, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    assert bucket["count"] == 20, "rolled up once per message, not once per worker"
+
+
+def test_rollups_accumulate_across_messages_by_minute_and_hour(store: StateStore) -> None:
+    store.record_stored([_batch(0, [4.0, 6.0])], [], T0)
+    store.record_stored([_batch(1, [1.0], at=T0 + timedelta(minutes=1))], [], T0)
+    window = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    minutes = store.rollups("gw-0001", 60, *window)
+    assert [(m["count"], m["min"], m["max"]) for m in minutes] == [(2, 4.0, 6.0), (1, 1.0, 1.0)]
+    (hour,) = store.rollups("gw-0001", 3600, *window)
+    assert (hour["count"], hour["sum"], hour["min"], hour["max"]) == (3, 11.0, 1.0, 6.0)
+    assert hour["bucket"] == T0.replace(minute=0)
+
+
+def test_historical_messages_never_overwrite_the_latest_state(store: StateStore) -> None:
+    store.record_stored([_batch(5, [1.0], at=T0)], [], T0)
+    store.record_stored([_batch(1, [1.0], at=T0 - timedelta(days=1), historical=True)], [], T0)
+    (device,) = store.devices()
+    assert device["latest_reading_at"] == T0
+    assert device["messages"] == 2
+
+
+def test_completeness_finds_gaps_duplicates_late_and_historical(store: StateStore) -> None:
+    day = T0.date()
+    received = [0, 1, 4, 5, 9]
+    store.record_stored([_batch(s, [1.0]) for s in received], [], T0)
+    store.record_stored([_batch(1, [1.0])], [], T0)  # a duplicate
+    late = _batch(10, [1.0], at=T0 - timedelta(minutes=10))
+    store.record_stored([late], [], T0 + timedelta(minutes=1))
+    store.record_stored([_batch(0, [1.0, 2.0], boot="b2", historical=True)], [], T0)
+    (report,) = store.completeness("gw-0001", day, day, timedelta(minutes=2))
+    assert report.day == day
+    assert (report.received_messages, report.missing_messages) == (7, 5)
+    assert report.expected_messages == 12
+    assert [(g.boot, g.first_seq, g.last_seq) for g in report.gaps] == [("b1", 2, 3), ("b1", 6, 8)]
+    assert (report.duplicates, report.late, report.historical) == (1, 1, 1)
+    assert store.completeness("gw-0001", date(2026, 11, 1), date(2026, 11, 2), timedelta(1)) == []
+
+
+def test_status_keeps_the_newest_state(store: StateStore) -> None:
+    store.record_status(GatewayStatus(device="gw-0001", boot="b1", state="offline", ts=T0), T0)
+    earlier = GatewayStatus(device="gw-0001", boot="b1", state="online", ts=T0 - timedelta(1))
+    store.record_status(earlier, T0)
+    assert store.devices()[0]["status"] == "offline"
