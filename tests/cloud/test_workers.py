@@ -1,0 +1,82 @@
+"""Two ingestor workers on one shared subscription: every message stored once, none lost."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from cloud.runtime import CloudRuntime
+from leasewatch.wire import Reading, TelemetryBatch, encode, telemetry_topic
+from tests.services.mosquitto import MosquittoBroker
+from tests.slice import api_get, cloud_settings, eventually, running_cloud
+from tests.test_end_to_end import mosquitto_address
+
+pytestmark = pytest.mark.integration
+
+DEVICES = ("gw-0001", "gw-0002", "gw-0003")
+PER_DEVICE = 60
+
+
+def _batch(device: str, seq: int, start: datetime) -> TelemetryBatch:
+    readings = [
+        Reading(
+            sensor="machine", metric=metric, ts=start + timedelta(seconds=seq), value=seq + i / 10
+        )
+        for i, metric in enumerate(("motor_current", "temperature"))
+    ]
+    return TelemetryBatch(device=device, boot="b1", seq=seq, sent_at=start, readings=readings)
+
+
+async def _publish_all(broker: MosquittoBroker, start: datetime) -> None:
+    async def one_device(device: str) -> None:
+        async with aiomqtt.Client(
+            "127.0.0.1",
+            broker.port,
+            username=device,
+            password=broker.password(device),
+            identifier=f"{device}-load",
+            protocol=aiomqtt.ProtocolVersion.V5,
+        ) as client:
+            for seq in range(PER_DEVICE):
+                await client.publish(
+                    telemetry_topic(device), encode(_batch(device, seq, start)), qos=1
+                )
+
+    async with asyncio.TaskGroup() as group:
+        for device in DEVICES:
+            group.create_task(one_device(device))
+
+
+async def test_two_workers_share_the_load_and_store_everything_once(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    address = mosquitto_address(mosquitto_broker)
+    telemetry_url = f"sqlite:///{tmp_path / 'telemetry.sqlite'}"
+    first = cloud_settings(address, telemetry_url, tmp_path)
+    second = first.model_copy(update={"mqtt_client_id": "ingestor-2"})
+    start = datetime.now(UTC).replace(microsecond=0)
+    async with AsyncExitStack() as stack:
+        runtime_1, api_url = await stack.enter_async_context(running_cloud(first))
+        runtime_2, _ = await stack.enter_async_context(running_cloud(second))
+        await _publish_all(mosquitto_broker, start)
+        devices = await eventually(
+            lambda: api_get(api_url, "/v1/devices"),
+            lambda rows: sum(r["messages"] for r in rows) == PER_DEVICE * len(DEVICES),
+        )
+        ledgers = {d: await api_get(api_url, f"/v1/devices/{d}/ledger") for d in DEVICES}
+    shares = [_stored(runtime_1), _stored(runtime_2)]
+    assert sum(shares) == PER_DEVICE * len(DEVICES)
+    assert min(shares) > 0, f"both workers took messages: {shares}"
+    for device in devices:
+        assert (device["readings"], device["duplicates"]) == (2 * PER_DEVICE, 0)
+    for ledger in ledgers.values():
+        assert [row["seq"] for row in ledger] == list(range(PER_DEVICE))
+
+
+def _stored(runtime: CloudRuntime) -> int:
+    return int(runtime.services.metrics.stored_messages._value.get())
