@@ -1,15 +1,23 @@
-"""`leasewatch cloud`: run the ingestor and the API."""
+"""`leasewatch cloud`: run the ingestor and the API, migrate the state store."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Collection
 from typing import Annotated
 
 import typer
 
 from cloud.runtime import CloudRuntime, bind_listener
-from cloud.settings import CloudSettings, SettingsError, load_settings
+from cloud.settings import (
+    API_SECRETS,
+    INGEST_SECRETS,
+    CloudSettings,
+    SettingsError,
+    load_settings,
+)
+from cloud.state import StateStore
 from leasewatch.logs import configure_logging
 
 app = typer.Typer(no_args_is_help=True)
@@ -17,9 +25,9 @@ app = typer.Typer(no_args_is_help=True)
 LogLevel = Annotated[str, typer.Option(help="Log level.")]
 
 
-def _settings() -> CloudSettings:
+def _settings(needed: Collection[str]) -> CloudSettings:
     try:
-        return load_settings()
+        return load_settings(needed)
     except SettingsError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from err
@@ -27,23 +35,34 @@ def _settings() -> CloudSettings:
 
 @app.command()
 def ingest(log_level: LogLevel = "INFO") -> None:
-    """Consume gateway messages and store them (settings from LEASEWATCH_* variables)."""
+    """Consume gateway messages and store them (settings from LEASEWATCH_* variables).
+
+    With LEASEWATCH_OPS_PORT set, also serve /healthz and /metrics on that port.
+    """
     configure_logging(log_level)
-    asyncio.run(_main(_settings(), ingest=True, api=False))
+    asyncio.run(_main(_settings(INGEST_SECRETS), ingest=True, api=False))
 
 
 @app.command()
 def api(log_level: LogLevel = "INFO") -> None:
     """Serve the HTTP API and dashboards on LEASEWATCH_API_HOST:LEASEWATCH_API_PORT."""
     configure_logging(log_level)
-    asyncio.run(_main(_settings(), ingest=False, api=True))
+    asyncio.run(_main(_settings(API_SECRETS), ingest=False, api=True))
 
 
 @app.command()
 def run(log_level: LogLevel = "INFO") -> None:
     """Ingestor and API in one process."""
     configure_logging(log_level)
-    asyncio.run(_main(_settings(), ingest=True, api=True))
+    asyncio.run(_main(_settings(INGEST_SECRETS + API_SECRETS), ingest=True, api=True))
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the state store (LEASEWATCH_STATE_URL) to the newest schema, then exit."""
+    settings = _settings(())
+    StateStore(settings.state_url).close()
+    typer.echo("state store is at the newest schema")
 
 
 async def _main(settings: CloudSettings, *, ingest: bool, api: bool) -> None:
@@ -52,12 +71,16 @@ async def _main(settings: CloudSettings, *, ingest: bool, api: bool) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runtime = CloudRuntime(settings)
-    await runtime.open()
-    sock = bind_listener(settings.api_host, settings.api_port, fall_back=False) if api else None
+    await runtime.open_with_retries(stop)
+    if stop.is_set():
+        return
+    port = settings.api_port if api else settings.ops_port
+    sock = bind_listener(settings.api_host, port, fall_back=False) if (api or port) else None
     if sock is not None:
-        host, port = sock.getsockname()[:2]
-        typer.echo(f"LeaseWatch API on http://{host}:{port}/", err=True)
+        host, bound = sock.getsockname()[:2]
+        what = "API" if api else "ops endpoints (/healthz, /metrics)"
+        typer.echo(f"LeaseWatch {what} on http://{host}:{bound}/", err=True)
     try:
-        await runtime.run(stop, ingest=ingest, api_socket=sock)
+        await runtime.run(stop, ingest=ingest, api_socket=sock, ops_only=not api)
     finally:
         await runtime.close()

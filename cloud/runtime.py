@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 
 import structlog
 import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.api.deps import Services
 from cloud.api.main import create_app
@@ -15,7 +19,7 @@ from cloud.ingest import Ingestor
 from cloud.metrics import IngestMetrics
 from cloud.settings import CloudSettings
 from cloud.state import StateStore
-from cloud.telemetry import open_telemetry_store
+from cloud.telemetry import TelemetryStoreError, open_telemetry_store
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +59,23 @@ class CloudRuntime:
         self.services = Services(self.settings, telemetry, state, metrics)
         self.ingestor = Ingestor(self.settings, telemetry, state, metrics)
 
+    async def open_with_retries(self, stop: asyncio.Event) -> None:
+        """Open the stores, retrying with back-off for startup_timeout_s (stores start late)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.startup_timeout_s
+        delay = 0.5
+        while True:
+            try:
+                await self.open()
+            except (TelemetryStoreError, SQLAlchemyError) as err:
+                if loop.time() + delay > deadline or stop.is_set():
+                    raise
+                log.warning("stores not reachable yet, retrying", error=str(err), retry_in=delay)
+                await _sleep_or_stop(delay, stop)
+                delay = min(delay * 2, 10.0)
+                continue
+            return
+
     async def close(self) -> None:
         """Flush and close the stores."""
         await self.services.telemetry.close()
@@ -66,20 +87,46 @@ class CloudRuntime:
         *,
         ingest: bool = True,
         api_socket: socket.socket | None = None,
+        ops_only: bool = False,
     ) -> None:
-        """Run the ingestor and the API (when given a socket) until `stop` is set."""
+        """Run the ingestor and the API, or only the ops endpoints, on the socket until stopped."""
         async with asyncio.TaskGroup() as group:
             if ingest:
                 group.create_task(self.ingestor.run(stop))
             if api_socket is not None:
-                group.create_task(self._serve_api(api_socket, stop))
+                app = create_ops_app(self) if ops_only else create_app(self.services)
+                group.create_task(_serve(app, api_socket, stop))
 
-    async def _serve_api(self, sock: socket.socket, stop: asyncio.Event) -> None:
-        config = uvicorn.Config(
-            create_app(self.services), log_level="warning", access_log=False, lifespan="off"
-        )
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        await stop.wait()
-        server.should_exit = True
-        await serving
+
+def create_ops_app(runtime: CloudRuntime) -> FastAPI:
+    """/healthz (connected to the broker?) and /metrics of an ingest-only process."""
+    app = FastAPI(title="LeaseWatch ingestor ops", docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        connected = runtime.ingestor.connected.is_set()
+        body = {"status": "ok" if connected else "disconnected", "broker_connected": connected}
+        return JSONResponse(body, status_code=200 if connected else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        payload = generate_latest(runtime.services.metrics.registry)
+        return Response(payload, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _serve(app: FastAPI, sock: socket.socket, stop: asyncio.Event) -> None:
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    await stop.wait()
+    server.should_exit = True
+    await serving
+
+
+async def _sleep_or_stop(seconds: float, stop: asyncio.Event) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return

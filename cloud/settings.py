@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _KNOWN_WEAK = {"", "changeme", "change-me", "password", "secret", "admin", "demo"}
@@ -28,7 +29,7 @@ class CloudSettings(BaseSettings):
     mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 8883
     mqtt_username: str = "ingestor"
     mqtt_password: SecretStr = SecretStr("")
-    mqtt_protocol: Literal[5, 311] = 5
+    mqtt_protocol: Annotated[Literal[5, 311], BeforeValidator(int)] = 5
     mqtt_tls: bool = True
     mqtt_ca_file: Path | None = None
     mqtt_client_id: str = "ingestor-1"
@@ -53,25 +54,44 @@ class CloudSettings(BaseSettings):
     api_port: Annotated[int, Field(ge=0, le=65535)] = 8000
     api_key: SecretStr = SecretStr("")
 
-    @model_validator(mode="after")
-    def _no_default_secrets(self) -> CloudSettings:
+    ## Ingest-only processes serve /healthz and /metrics here (0: off), on api_host.
+    ops_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    ## How long a starting process keeps retrying stores that do not answer yet.
+    startup_timeout_s: Annotated[float, Field(ge=0)] = 60.0
+
+    def weak_secrets(self, needed: Collection[str]) -> list[str]:
+        """Environment variables of needed secrets that are unset or well-known defaults."""
         if self.mode == "demo":
-            return self
-        for name in ("mqtt_password", "api_key"):
-            secret: SecretStr = getattr(self, name)
-            value = secret.get_secret_value()
+            return []
+        weak = []
+        for name in needed:
+            value = getattr(self, name).get_secret_value()
             if value.lower() in _KNOWN_WEAK or len(value) < 12:
-                env = f"LEASEWATCH_{name.upper()}"
-                raise ValueError(f"{env} must be set to a secret of 12 or more characters")
-        return self
+                weak.append(f"LEASEWATCH_{name.upper()}")
+        return weak
 
 
-def load_settings(**overrides: object) -> CloudSettings:
-    """Read settings once; raise SettingsError with a sentence when they are unusable."""
+INGEST_SECRETS = ("mqtt_password",)
+API_SECRETS = ("api_key",)
+
+
+def load_settings(needed: Collection[str] = INGEST_SECRETS + API_SECRETS) -> CloudSettings:
+    """Read settings once; SettingsError with a sentence when they are unusable.
+
+    Outside demo mode every secret the process needs must be set to 12+ characters that are not a
+    well-known default; a process only needs the secrets of its role (ingest, api, or both).
+    """
     try:
-        return CloudSettings(**overrides)  # type: ignore[arg-type]
+        settings = CloudSettings()
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()
         )
         raise SettingsError(f"invalid cloud settings: {problems}") from err
+    weak = settings.weak_secrets(needed)
+    if weak:
+        raise SettingsError(
+            f"{', '.join(weak)} must be set to a secret of 12 or more characters "
+            "(no defaults outside LEASEWATCH_MODE=demo)"
+        )
+    return settings
