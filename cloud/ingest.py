@@ -208,6 +208,22 @@ class Ingestor:
             now, reason, telemetry_topic(device), why, reading.model_dump_json().encode()
         )
 
+    async def enforce_retention(self, stop: asyncio.Event, every_s: float = 3600.0) -> None:
+        """Delete raw readings past the retention period, hourly, until `stop` is set."""
+        while not stop.is_set():
+            horizon = datetime.now(UTC) - timedelta(days=self.settings.telemetry_retention_days)
+            try:
+                deleted = await self.telemetry.prune(horizon)
+            except TelemetryStoreError as err:
+                log.warning("retention pass failed, will retry", error=str(err))
+            else:
+                if deleted:
+                    log.info("retention pass", deleted=deleted, before=horizon.isoformat())
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every_s)
+            except TimeoutError:
+                continue
+
     async def run(self, stop: asyncio.Event) -> None:
         """Stay subscribed until `stop` is set, reconnecting with capped, jittered back-off."""
         attempt = 0

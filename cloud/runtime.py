@@ -93,6 +93,7 @@ class CloudRuntime:
         async with asyncio.TaskGroup() as group:
             if ingest:
                 group.create_task(self.ingestor.run(stop))
+                group.create_task(self.ingestor.enforce_retention(stop))
             if api_socket is not None:
                 app = create_ops_app(self) if ops_only else create_app(self.services)
                 group.create_task(_serve(app, api_socket, stop))

@@ -54,6 +54,9 @@ class CloudSettings(BaseSettings):
     api_port: Annotated[int, Field(ge=0, le=65535)] = 8000
     api_key: SecretStr = SecretStr("")
 
+    ## Raw readings older than this are deleted hourly (SQLite; VictoriaMetrics uses its own
+    ## -retentionPeriod). Rollups and the ledger are kept.
+    telemetry_retention_days: Annotated[int, Field(ge=1)] = 400
     ## Ingest-only processes serve /healthz and /metrics here (0: off), on api_host.
     ops_port: Annotated[int, Field(ge=0, le=65535)] = 0
     ## How long a starting process keeps retrying stores that do not answer yet.

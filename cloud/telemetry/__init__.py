@@ -44,6 +44,9 @@ class TelemetryStore(Protocol):
     ) -> list[StoredReading]:
         """Readings of one device with start <= ts < end, oldest first."""
 
+    async def prune(self, before: datetime) -> int:
+        """Delete readings older than `before` (retention); returns how many were deleted."""
+
     async def close(self) -> None:
         """Flush and release connections."""
 

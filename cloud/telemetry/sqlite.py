@@ -101,6 +101,19 @@ class SqliteTelemetryStore:
             for sensor, name, ts, value, unit in rows
         ]
 
+    async def prune(self, before: datetime) -> int:
+        """Delete readings older than `before`; returns how many were deleted."""
+        return await asyncio.to_thread(self._delete_before, epoch_ms(before))
+
+    def _delete_before(self, ts_ms: int) -> int:
+        with self._lock:
+            conn = self._open_connection()
+            try:
+                with conn:
+                    return conn.execute("DELETE FROM reading WHERE ts < ?", (ts_ms,)).rowcount
+            except sqlite3.Error as err:
+                raise TelemetryStoreError(f"SQLite telemetry store {self.path}: {err}") from err
+
     async def close(self) -> None:
         """Close the connection (SQLite checkpoints the WAL); later calls raise."""
         await asyncio.to_thread(self._close)

@@ -179,6 +179,11 @@ class VictoriaMetricsStore:
         rows.sort(key=lambda row: (row[0], row[1].sensor, row[1].metric))
         return [row[1] for row in rows[:limit]]
 
+    async def prune(self, before: datetime) -> int:
+        """Nothing to do: VictoriaMetrics enforces its own -retentionPeriod (see `retention`)."""
+        del before
+        return 0
+
     async def close(self) -> None:
         """Release both HTTP clients (writes are synchronous: nothing is buffered)."""
         await self._http.aclose()

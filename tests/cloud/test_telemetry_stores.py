@@ -378,3 +378,25 @@ async def test_factory_sqlite_paths_follow_sqlalchemy(
     await absolute.close()
     assert (tmp_path / "data" / "telemetry.sqlite").is_file()
     assert (tmp_path / "abs.sqlite").is_file()
+
+
+async def test_sqlite_retention_prunes_only_old_readings(tmp_path: Path, t0: datetime) -> None:
+    store = await open_telemetry_store(f"sqlite:///{tmp_path}/t.sqlite")
+    old = sample_readings(t0 - timedelta(days=500))
+    recent = sample_readings(t0)
+    await store.write([make_batch("gw-0001", old), make_batch("gw-0001", recent, seq=1)])
+    assert await store.prune(t0 - timedelta(days=400)) == len(old)
+    found = await store.query("gw-0001", t0 - timedelta(days=600), t0 + timedelta(hours=1))
+    assert found == stored("gw-0001", recent)
+    await store.close()
+
+
+@pytest.mark.integration
+async def test_victoria_leaves_retention_to_the_server(
+    victoria_metrics: VictoriaMetricsServer,
+) -> None:
+    store = await open_telemetry_store(
+        victoria_metrics.url.replace("http://", "victoriametrics://")
+    )
+    assert await store.prune(datetime.now(UTC)) == 0
+    await store.close()
