@@ -1,9 +1,11 @@
 """Physical models of a leased machine: what its controller holds at a given wall-clock time.
 
-`MachineModel` is a small, seeded simulation (shift duty cycle with random short stops,
-load-following motor current, thermal lag, vibration, a run-hour meter). Its state at a time
-depends only on the seed, the parameters, the first time it was asked about and that time: not on
-how often it was asked in between. `HeldMachine` holds values a test sets explicitly.
+`MachineModel` is the generic machine: a small, seeded simulation (shift duty cycle with random
+short stops, load-following motor current, thermal lag, vibration, a run-hour meter). Its state at
+a time depends only on the seed, the parameters, the first time it was asked about and that time:
+not on how often it was asked in between. `HeldMachine` holds values a test sets explicitly.
+The asset types' models (`firmware_sim.asset_types`) share `DutyCycle`, `in_random_stop`,
+`uniform` and `Noise` with it.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from __future__ import annotations
 import functools
 import math
 import random
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, tzinfo
 from typing import Protocol
+
+from firmware_sim.calendar import WorkCalendar
 
 _HOUR_S = 3600.0
 
@@ -43,9 +49,30 @@ class MachineState:
 
 
 class Machine(Protocol):
-    """Anything a simulated device can serve: a state for each wall-clock time."""
+    """A generic machine: a `MachineState` for each wall-clock time."""
 
     def advance(self, now: datetime) -> MachineState:
+        """State at `now` (timezone-aware); never runs backwards."""
+        ...
+
+
+class DeviceState(Protocol):
+    """What any simulated controller holds at one instant: values by register-map metric."""
+
+    @property
+    def at(self) -> datetime:
+        """When the state holds."""
+        ...
+
+    def values(self) -> dict[str, float]:
+        """Engineering values keyed by register-map metric name."""
+        ...
+
+
+class Device(Protocol):
+    """Anything a simulated slave can serve (a `Machine` or an asset type's model)."""
+
+    def advance(self, now: datetime) -> DeviceState:
         """State at `now` (timezone-aware); never runs backwards."""
         ...
 
@@ -62,9 +89,12 @@ class DutyCycle:
     stop_probability: float = 0.3
     stop_min_s: float = 120.0
     stop_max_s: float = 720.0
+    calendar: WorkCalendar | None = None  # when set, it decides the shifts (fields above unused)
 
     def in_shift(self, at: datetime) -> bool:
-        """True on a workday between shift start and shift end (local to `tz`)."""
+        """Whether `at` is in a shift: per `calendar` if set, else workday and shift times."""
+        if self.calendar is not None:
+            return self.calendar.is_working(at)
         local = at.astimezone(self.tz)
         return (
             local.weekday() in self.workdays and self.shift_start <= local.time() < self.shift_end
@@ -76,6 +106,25 @@ def _block_draws(seed: int, stream: str, block: int) -> tuple[float, float, floa
     """Three uniform draws fixed by (seed, stream, block): the same on every run and platform."""
     rng = random.Random(f"{seed}:{stream}:{block}")
     return rng.random(), rng.random(), rng.random()
+
+
+def in_random_stop(seed: int, duty: DutyCycle, g: float, step_s: float) -> bool:
+    """Whether grid time `g` falls in one of the duty cycle's random short stops."""
+    block = int(g // duty.stop_block_s)
+    for b in (block - 1, block):
+        happens, offset, length = _block_draws(seed, "stop", b)
+        if happens >= duty.stop_probability:
+            continue
+        start = b * duty.stop_block_s + _quantize(offset * duty.stop_block_s, step_s)
+        duration = duty.stop_min_s + _quantize(length * (duty.stop_max_s - duty.stop_min_s), step_s)
+        if start <= g < start + duration:
+            return True
+    return False
+
+
+def _quantize(seconds: float, step_s: float) -> float:
+    """Round a duration down to whole model steps."""
+    return math.floor(seconds / step_s) * step_s
 
 
 class MachineModel:
@@ -136,18 +185,7 @@ class MachineModel:
         g = self._grid(t)
         if not self.duty.in_shift(datetime.fromtimestamp(g, UTC)):
             return False
-        block = int(g // self.duty.stop_block_s)
-        return not any(self._in_stop(g, b) for b in (block - 1, block))
-
-    def _in_stop(self, g: float, block: int) -> bool:
-        """Whether grid time `g` falls in the random stop that starts in `block`, if any."""
-        happens, offset, length = _block_draws(self.seed, "stop", block)
-        if happens >= self.duty.stop_probability:
-            return False
-        start = block * self.duty.stop_block_s + self._quantize(offset * self.duty.stop_block_s)
-        span = self.duty.stop_max_s - self.duty.stop_min_s
-        duration = self.duty.stop_min_s + self._quantize(length * span)
-        return start <= g < start + duration
+        return not in_random_stop(self.seed, self.duty, g, self.step_s)
 
     def _base_current(self, t: float, running: bool) -> float:
         """Load-following motor current without ripple: one load level per 10 minutes."""
@@ -184,10 +222,6 @@ class MachineModel:
     def _grid(self, t: float) -> float:
         """Start of the model step containing `t`."""
         return math.floor(t / self.step_s) * self.step_s
-
-    def _quantize(self, seconds: float) -> float:
-        """Round a duration down to whole model steps."""
-        return math.floor(seconds / self.step_s) * self.step_s
 
 
 class HeldMachine:
@@ -239,3 +273,98 @@ class HeldMachine:
     def advance(self, now: datetime) -> MachineState:
         """The held values, stamped `now`."""
         return replace(self._state, at=now)
+
+
+# --- deterministic draws for the asset types' models (firmware_sim.asset_types) -------------
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(*parts: int) -> int:
+    """A 64-bit hash of integers (splitmix64 rounds): the same on every run and platform."""
+    h = 0
+    for part in parts:
+        h = (h + (part & _MASK64) + 0x9E3779B97F4A7C15) & _MASK64
+        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
+        h ^= h >> 31
+    return h
+
+
+def uniform(seed: int, stream: str, *index: int) -> float:
+    """A uniform draw in [0, 1) fixed by seed, stream name and index."""
+    return (_mix(seed, zlib.crc32(stream.encode()), *index) >> 11) / 2.0**53
+
+
+@dataclass(frozen=True, slots=True)
+class Noise:
+    """Deterministic measurement noise of one asset at one whole second."""
+
+    seed: int
+    second: int
+
+    def gauss(self, stream: str) -> float:
+        """Roughly normal, mean 0, sd 1, bounded to +-3 (so a reading never leaves its range)."""
+        return 2.0 * (sum(uniform(self.seed, stream, self.second, i) for i in range(3)) - 1.5)
+
+    def constant(self, stream: str) -> float:
+        """Uniform in [0, 1), fixed by seed and stream alone: a per-asset constant."""
+        return uniform(self.seed, stream)
+
+
+# --- what the asset types' models are made of (the engine is asset_types.AssetModel) --------
+
+
+@dataclass(frozen=True, slots=True)
+class Physics:
+    """How one kind of asset loads, heats, wears and vibrates."""
+
+    load_range: tuple[float, float] = (0.3, 1.0)  # load while running, one level per block
+    load_block_s: float = 600.0
+    ambient_c: float = 15.0
+    temp_rise_c: tuple[float, float] = (20.0, 40.0)  # above ambient, running at load 0 / 1
+    heat_tau_s: float = 600.0  # first-order lag while warming
+    cool_tau_s: float = 1800.0  # ... and while cooling
+    vibration_mm_s: tuple[float, float] = (1.0, 2.0)  # running at load 0 / 1, no wear
+    idle_vibration_mm_s: float = 0.05
+    wear_life_h: float = 40_000.0  # running hours for wear alone to double the vibration
+    bearing_growth_h: float = 60.0  # running hours for a bearing defect to grow e-fold
+    max_bearing_damage: float = 12.0  # vibration of a failing bearing: at most x(1 + this)
+
+
+@dataclass(frozen=True, slots=True)
+class AssetState:
+    """An asset at one instant: its physics and what its controller reports."""
+
+    at: datetime
+    running: bool
+    load: float  # 0..1
+    temperature: float  # degC, the model's main temperature
+    vibration_rms: float  # mm/s at the main bearing (what a clamp-on band feels)
+    run_hours: float  # h, counts only while running
+    wear: float  # fraction of the wear life used
+    bearing_damage: float  # 0 until a bearing fault starts, then grows
+    meters: Mapping[str, float]  # cumulative meters (km, litres, loaded hours, ...)
+    readings: Mapping[str, float] = field(default_factory=dict)
+
+    def values(self) -> dict[str, float]:
+        """Engineering values keyed by register-map metric name."""
+        return dict(self.readings)
+
+
+Readings = Callable[[AssetState, Noise], dict[str, float]]
+
+
+def _no_meters(load: float) -> dict[str, float]:
+    """No cumulative meters besides the run hours."""
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class AssetProfile:
+    """One asset type's behaviour: physics, cumulative meters and the controller's readings."""
+
+    physics: Physics
+    readings: Readings
+    meters: Callable[[float], dict[str, float]] = _no_meters  # load -> increase per running h
+    duty: DutyCycle = field(default_factory=DutyCycle)  # random short stops; calendar unused

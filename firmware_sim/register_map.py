@@ -2,6 +2,7 @@
 
 Pure functions, no I/O. A field's engineering value is `raw * scale`; encoding rounds to the
 register's resolution and refuses values the register cannot hold (ValueError names the field).
+`MACHINE_MAP` is the generic machine; the asset types' maps follow it (see `asset_types`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class WordOrder(enum.StrEnum):
     BIG = "big"  # high word first (Modbus convention, mbpoll -B)
     LITTLE = "little"  # low word first
 
+
+_F32_MAX = 3.4028234663852886e38
 
 #: struct format (big-endian bytes) and register count per kind.
 _FORMATS: dict[Kind, tuple[str, int]] = {
@@ -69,6 +72,16 @@ class RegisterField:
         """Decimal places of the register resolution (scale 0.01 -> 2)."""
         exponent = Decimal(repr(self.scale)).normalize().as_tuple().exponent
         return max(0, -exponent) if isinstance(exponent, int) else 0
+
+    @property
+    def full_scale(self) -> float:
+        """Largest engineering value the field can hold (what a shorted sensor reads)."""
+        if self.kind is Kind.F32:
+            return _F32_MAX * self.scale
+        bits = 16 * self.width
+        signed = self.kind in {Kind.I16, Kind.I32}
+        raw_max = (1 << (bits - 1 if signed else bits)) - 1
+        return round(raw_max * self.scale, self.decimals)
 
     def encode(self, value: float) -> list[int]:
         """Registers holding `value`, rounded to the field's resolution."""
@@ -147,7 +160,10 @@ class RegisterMap:
         raise KeyError(metric)
 
 
-#: The simulated machine: holding registers 0..6, read with function code 3.
+#: Metric of the controller's real-time clock (unix seconds), where a map has one.
+CLOCK_METRIC = "controller_time"
+
+#: The generic simulated machine: holding registers 0..6, read with function code 3.
 MACHINE_MAP = RegisterMap(
     name="machine",
     fields=(
@@ -157,6 +173,71 @@ MACHINE_MAP = RegisterMap(
         RegisterField("vibration_rms", 3, Kind.U16, scale=0.01, unit="mm/s"),
         RegisterField("run_hours", 4, Kind.U32, scale=0.001, unit="h"),
         RegisterField("fault_code", 6, Kind.U16),
+    ),
+)
+
+
+_U16, _I16, _U32, _F32 = Kind.U16, Kind.I16, Kind.U32, Kind.F32
+
+#: Truck / tractor unit: a CAN (J1939) to Modbus telematics gateway, registers 0..10.
+TRUCK_MAP = RegisterMap(
+    name="truck",
+    fields=(
+        RegisterField("engine_rpm", 0, _U16, scale=0.125, unit="rpm"),  # J1939 SPN 190
+        RegisterField("vehicle_speed", 1, _U16, scale=0.01, unit="km/h"),
+        RegisterField("coolant_temp", 2, _I16, scale=0.1, unit="degC"),
+        RegisterField("fuel_level", 3, _U16, scale=0.1, unit="%"),
+        RegisterField("engine_hours", 4, _U32, scale=0.05, unit="h"),  # J1939 SPN 247
+        RegisterField("odometer", 6, _U32, scale=0.005, unit="km"),  # J1939 SPN 917
+        RegisterField("fault_code", 8, _U16),  # SPN of the active trouble code, 0 = none
+        RegisterField(CLOCK_METRIC, 9, _U32, unit="s"),
+    ),
+)
+
+#: Excavator: the machine controller's Modbus block at 100..108.
+EXCAVATOR_MAP = RegisterMap(
+    name="excavator",
+    fields=(
+        RegisterField("running", 100, _U16),
+        RegisterField("engine_load", 101, _U16, unit="%"),
+        RegisterField("hydraulic_pressure", 102, _U16, scale=0.1, unit="bar"),
+        RegisterField("coolant_temp", 103, _I16, scale=0.1, unit="degC"),
+        RegisterField("engine_hours", 104, _U32, scale=0.1, unit="h"),
+        RegisterField("fault_code", 106, _U16),
+        RegisterField(CLOCK_METRIC, 107, _U32, unit="s"),
+    ),
+)
+
+#: CNC machining centre: the controller's data block at 200..210, vibration as a float.
+CNC_MAP = RegisterMap(
+    name="cnc",
+    fields=(
+        RegisterField("program_running", 200, _U16),
+        RegisterField("spindle_speed", 201, _U16, unit="rpm"),
+        RegisterField("spindle_current", 202, _U16, scale=0.01, unit="A"),
+        RegisterField("spindle_temp", 203, _I16, scale=0.1, unit="degC"),
+        RegisterField("vibration_rms", 204, _F32, unit="mm/s"),
+        RegisterField("run_hours", 206, _U32, scale=0.01, unit="h"),
+        RegisterField("fault_code", 208, _U16),
+        RegisterField(CLOCK_METRIC, 209, _U32, unit="s"),
+    ),
+)
+
+_LOW = WordOrder.LITTLE
+
+#: Screw compressor: its controller's block at 1000..1011, 32-bit values low word first.
+COMPRESSOR_MAP = RegisterMap(
+    name="compressor",
+    fields=(
+        RegisterField("load_state", 1000, _U16),  # 0 stopped, 1 running unloaded, 2 loaded
+        RegisterField("motor_current", 1001, _U16, scale=0.1, unit="A"),
+        RegisterField("discharge_pressure", 1002, _U16, scale=0.01, unit="bar"),
+        RegisterField("discharge_temp", 1003, _I16, scale=0.1, unit="degC"),
+        RegisterField("vibration_rms", 1004, _U16, scale=0.01, unit="mm/s"),
+        RegisterField("run_hours", 1005, _U32, scale=0.01, unit="h", word_order=_LOW),
+        RegisterField("loaded_hours", 1007, _U32, scale=0.01, unit="h", word_order=_LOW),
+        RegisterField("fault_code", 1009, _U16),
+        RegisterField(CLOCK_METRIC, 1010, _U32, unit="s", word_order=_LOW),
     ),
 )
 

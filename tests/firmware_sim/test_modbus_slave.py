@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +15,7 @@ from firmware_sim.machine import HeldMachine, MachineModel
 from firmware_sim.modbus_slave import ModbusRtuBus, ModbusRtuSlave
 from firmware_sim.pty_pair import PtyPair
 from firmware_sim.register_map import held_values
+from tests.firmware_sim.masters import RTU_19200_8N1, instrument, mbpoll, read_registers
 
 HELD = {
     "running": 1.0,
@@ -57,16 +56,12 @@ async def served() -> AsyncIterator[Served]:
 
 def _instrument(path: str, unit_id: int = 1, timeout: float = 1.0) -> minimalmodbus.Instrument:
     """A minimalmodbus master on `path`, 19200 8N1, closing the port after each call."""
-    instrument = minimalmodbus.Instrument(path, unit_id, close_port_after_each_call=True)
-    instrument.serial.baudrate = 19200
-    instrument.serial.timeout = timeout
-    return instrument
+    return instrument(path, unit_id, timeout)
 
 
 def _read_registers(path: str, unit_id: int = 1, address: int = 0, count: int = 7) -> list[int]:
     """Read holding registers with minimalmodbus (blocking; run in a thread)."""
-    registers: list[int] = _instrument(path, unit_id).read_registers(address, count, functioncode=3)
-    return registers
+    return read_registers(path, address, count, unit_id)
 
 
 async def test_minimalmodbus_reads_the_held_values(served: Served) -> None:
@@ -156,41 +151,20 @@ async def test_a_missing_port_is_an_os_error() -> None:
         await ModbusRtuSlave(_held_machine(), "/dev/nonexistent-tty").start()
 
 
-# --- mbpoll: an independent C master (libmodbus) ---------------------------------------------
-
-MBPOLL_LINE = re.compile(r"^\[(\d+)\]:\s+(-?\d+)", re.MULTILINE)
-
-
-async def _mbpoll(*args: str) -> dict[int, int]:
-    """Run mbpoll once and return {1-based reference: value} from its output."""
-    mbpoll = shutil.which("mbpoll")
-    if mbpoll is None:
-        pytest.fail("mbpoll is not installed: `apt-get install mbpoll` (Debian) to run this test")
-    process = await asyncio.create_subprocess_exec(
-        mbpoll,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=10)
-    assert process.returncode == 0, f"mbpoll failed: {out.decode()} {err.decode()}"
-    return {int(ref): int(value) for ref, value in MBPOLL_LINE.findall(out.decode())}
-
-
-RTU_19200_8N1 = ("-m", "rtu", "-a", "1", "-b", "19200", "-P", "none", "-d", "8", "-s", "1")
+# --- mbpoll: an independent C master (libmodbus), see tests/firmware_sim/masters.py ----------
 
 
 async def test_mbpoll_reads_the_held_values(served: Served) -> None:
-    read = await _mbpoll(
+    read = await mbpoll(
         *RTU_19200_8N1, "-t", "4", "-r", "1", "-c", "7", "-1", "-o", "2", served.client_path
     )
     assert list(read) == [1, 2, 3, 4, 5, 6, 7]  # mbpoll's -r is 1-based: reference 1 is address 0
-    assert held_values(list(read.values())) == HELD
+    assert held_values([int(v) for v in read.values()]) == HELD
     assert served.slave.served[-1].values == HELD
 
 
 async def test_mbpoll_reads_run_hours_as_big_endian_32_bit(served: Served) -> None:
-    read = await _mbpoll(
+    read = await mbpoll(
         *RTU_19200_8N1, "-t", "4:int", "-B", "-r", "5", "-c", "1", "-1", served.client_path
     )
     assert read == {5: 1_234_567}
@@ -199,7 +173,7 @@ async def test_mbpoll_reads_run_hours_as_big_endian_32_bit(served: Served) -> No
 async def test_missing_mbpoll_fails_instead_of_skipping(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(pytest.fail.Exception, match="mbpoll is not installed"):
-        await _mbpoll("-h")
+        await mbpoll("-h")
 
 
 async def test_a_state_the_registers_cannot_hold_is_a_device_failure(served: Served) -> None:

@@ -9,7 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from firmware_sim.register_map import (
+    CLOCK_METRIC,
+    CNC_MAP,
+    COMPRESSOR_MAP,
+    EXCAVATOR_MAP,
     MACHINE_MAP,
+    TRUCK_MAP,
     Kind,
     RegisterField,
     RegisterMap,
@@ -178,3 +183,55 @@ def test_f32_registers_round_trip(high: int, low: int, order: WordOrder) -> None
     value = field.decode([high, low])
     if math.isfinite(value):
         assert field.encode(value) == [high, low]
+
+
+ASSET_MAPS = [TRUCK_MAP, EXCAVATOR_MAP, CNC_MAP, COMPRESSOR_MAP]
+
+
+@pytest.mark.parametrize(
+    ("register_map", "start", "count"),
+    [(TRUCK_MAP, 0, 11), (EXCAVATOR_MAP, 100, 9), (CNC_MAP, 200, 11), (COMPRESSOR_MAP, 1000, 12)],
+)
+def test_asset_maps_are_contiguous_blocks_with_a_fault_code_and_a_clock(
+    register_map: RegisterMap, start: int, count: int
+) -> None:
+    assert (register_map.function_code, register_map.start, register_map.count) == (3, start, count)
+    assert sum(f.width for f in register_map.fields) == count  # no gaps
+    assert register_map.field("fault_code").kind is Kind.U16
+    clock = register_map.field(CLOCK_METRIC)
+    assert (clock.kind, clock.scale, clock.unit) == (Kind.U32, 1.0, "s")
+
+
+@pytest.mark.parametrize(
+    ("field", "full_scale"),
+    [
+        (RegisterField("x", 0, Kind.U16, scale=0.1), 6553.5),
+        (RegisterField("x", 0, Kind.I16, scale=0.1), 3276.7),
+        (RegisterField("x", 0, Kind.U32, scale=0.01), 42949672.95),
+        (RegisterField("x", 0, Kind.I32), 2147483647),
+        (RegisterField("x", 0, Kind.U16, scale=0.125), 8191.875),
+    ],
+)
+def test_full_scale_is_the_largest_value_a_field_holds(
+    field: RegisterField, full_scale: float
+) -> None:
+    assert field.full_scale == full_scale
+    assert field.decode(field.encode(full_scale)) == full_scale
+
+
+def test_f32_full_scale_is_the_largest_finite_float() -> None:
+    field = RegisterField("x", 0, Kind.F32)
+    assert field.encode(field.full_scale) == [0x7F7F, 0xFFFF]
+
+
+@pytest.mark.parametrize("register_map", ASSET_MAPS, ids=lambda m: m.name)
+@given(data=st.data())
+def test_any_registers_of_an_asset_map_round_trip(
+    register_map: RegisterMap, data: st.DataObject
+) -> None:
+    registers = data.draw(
+        st.lists(st.integers(0, 0xFFFF), min_size=register_map.count, max_size=register_map.count)
+    )
+    values = held_values(registers, register_map)
+    if all(math.isfinite(v) for v in values.values()):  # f32 NaN/inf patterns are not values
+        assert encode_registers(values, register_map) == registers
