@@ -1,0 +1,1 @@
+"""Alerts: what detectors raise, their lifecycle, suppression and delivery."""
