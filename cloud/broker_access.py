@@ -6,8 +6,12 @@ file, and an `AmqttAcl` for the embedded demo broker. Topic rules (see `grants`)
     gateway <id>   write lw/v1/<id>/telemetry, lw/v1/<id>/status, lw/v1/<id>/ack
                    read  lw/v1/<id>/cmd/#
     ingestor       read  lw/v1/+/telemetry, lw/v1/+/status, lw/v1/+/ack (also as $share/<g>/...)
-                   write lw/v1/+/cmd/#
+                   write lw/v1/+/cmd/#, lw/v1/alerts/# (alert events, cloud.alerts.receivers)
     monitor        read  lw/v1/#, $SYS/#
+    simulator      write lw/v1/+/telemetry, lw/v1/+/status
+                   LOAD TESTS ONLY (`leasewatch sim fleet` / `sim bench`): one connection
+                   publishing for thousands of simulated gateways. Never provision it in
+                   production: it may publish as any device.
 
 The Mosquitto ACL uses one explicit `user` block per principal, never `pattern ... %u` lines:
 a pattern would also give a service account named like a device that device's topics.
@@ -41,6 +45,7 @@ class Role(StrEnum):
     GATEWAY = "gateway"
     INGESTOR = "ingestor"
     MONITOR = "monitor"
+    SIMULATOR = "simulator"  # load tests only: may publish as any device; never in production
 
 
 class Access(StrEnum):
@@ -90,6 +95,11 @@ class Principal(BaseModel):
         """A read-only account for dashboards and broker statistics."""
         return cls(username=username, password=SecretStr(password), role=Role.MONITOR)
 
+    @classmethod
+    def simulator(cls, username: str, password: str) -> Self:
+        """The fleet simulator's account, for load tests only: never provision it in production."""
+        return cls(username=username, password=SecretStr(password), role=Role.SIMULATOR)
+
 
 def device_topic(device: str, kind: str) -> str:
     """Topic (or filter) `lw/v1/<device>/<kind>`; `+` as device means every device."""
@@ -116,9 +126,15 @@ def grants(principal: Principal) -> tuple[Grant, ...]:
                 Grant(read, device_topic("+", "health")),
                 Grant(read, device_topic("+", "ack")),
                 Grant(write, device_topic("+", "cmd/#")),
+                Grant(write, f"{TOPIC_ROOT}/alerts/#"),
             )
         case Role.MONITOR:
             return (Grant(read, f"{TOPIC_ROOT}/#"), Grant(read, "$SYS/#"))
+        case Role.SIMULATOR:
+            return (
+                Grant(write, device_topic("+", "telemetry")),
+                Grant(write, device_topic("+", "status")),
+            )
 
 
 def check_unique(principals: Iterable[Principal]) -> dict[str, Principal]:

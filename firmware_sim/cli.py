@@ -18,6 +18,8 @@ from firmware_sim.faults import FaultSetting, FaultSwitch, parse_fault
 from firmware_sim.modbus_slave import ModbusRtuSlave
 from firmware_sim.pty_pair import PtyPair
 from firmware_sim.register_map import RegisterMap
+from firmware_sim.scenarios.commands import app as scenario_app
+from firmware_sim.scenarios.commands import bench_command, fleet_command
 from leasewatch.logs import configure_logging
 
 app = typer.Typer(no_args_is_help=True)
@@ -225,3 +227,9 @@ class _FaultToggle:
             if counts := slave.faults.injected:
                 listed = " ".join(f"{f.value}={n}" for f, n in counts.items())
                 typer.echo(f"{name} injected {listed}")
+
+
+# Scenarios with ground truth, fleet mode and its benchmark (firmware_sim.scenarios.commands).
+app.add_typer(scenario_app, name="scenario", help="Scenarios with ground truth: list, check, run.")
+app.command("fleet")(fleet_command)
+app.command("bench")(bench_command)

@@ -1,0 +1,1 @@
+"""The scenarios shipped with LeaseWatch, one TOML file each (package data)."""
