@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from cloud.alerts.delivery import run_alert_delivery
 from cloud.api.deps import Services
 from cloud.api.main import create_app
 from cloud.ingest import Ingestor
@@ -94,6 +95,9 @@ class CloudRuntime:
             if ingest:
                 group.create_task(self.ingestor.run(stop))
                 group.create_task(self.ingestor.enforce_retention(stop))
+                group.create_task(
+                    run_alert_delivery(self.settings, self.services.state.engine, stop)
+                )
             if api_socket is not None:
                 app = create_ops_app(self) if ops_only else create_app(self.services)
                 group.create_task(_serve(app, api_socket, stop))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
     Date,
@@ -14,6 +15,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
+    text,
 )
 
 metadata = MetaData()
@@ -85,4 +88,107 @@ rejection_counts = Table(
     metadata,
     Column("reason", String(40), primary_key=True),
     Column("count", Integer, nullable=False),
+)
+
+# --- alerts (migration 0002) -------------------------------------------------------------
+
+## At most one unresolved alert per (device, detector, key): the de-duplication key. The same
+## predicate text is the ON CONFLICT target of AlertStore.apply (PostgreSQL needs it literal).
+ACTIVE_ALERT_PREDICATE = "status <> 'resolved'"
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device", String(64), nullable=False),
+    Column("detector", String(64), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("severity_rank", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_evaluated_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_by", String(128)),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("acknowledge_note", String(1000)),
+    Column("resolved_by", String(128)),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolve_note", String(1000)),
+    Column("summary", String(1000), nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("magnitude", Float),
+    Column("occurrences", Integer, nullable=False),
+    Column("notified_rank", Integer, nullable=False),
+    Column("suppressed_by", Integer),
+    Column("suppression", String(1000)),
+    Index(
+        "ux_alerts_active",
+        "device",
+        "detector",
+        "key",
+        unique=True,
+        sqlite_where=text(ACTIVE_ALERT_PREDICATE),
+        postgresql_where=text(ACTIVE_ALERT_PREDICATE),
+    ),
+    Index("ix_alerts_status", "status", "id"),
+    Index("ix_alerts_device", "device", "id"),
+)
+
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device", String(64)),  # NULL: every device
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=False),
+    Column("reason", String(1000), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_maintenance_ends", "ends_at"),
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("receiver", String(64), nullable=False),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_until", DateTime(timezone=True)),
+    Column("last_error", String(1000)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Index("ix_alert_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_alert_deliveries_alert", "alert_id", "receiver", "id"),
+)
+
+alert_dead_letters = Table(
+    "alert_dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", Integer, nullable=False, unique=True),
+    Column("alert_id", Integer, nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("receiver", String(64), nullable=False),
+    Column("idempotency_key", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", String(1000), nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+)
+
+detector_state = Table(
+    "detector_state",
+    metadata,
+    Column("device", String(64), primary_key=True),
+    Column("detector", String(64), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

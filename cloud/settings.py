@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _KNOWN_WEAK = {"", "changeme", "change-me", "password", "secret", "admin", "demo"}
+
+
+def _split_urls(value: object) -> object:
+    """Comma-separated webhook URLs from the environment; each must be http(s)."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        for url in value:
+            if not str(url).startswith(("http://", "https://")):
+                raise ValueError(f"webhook URL {url!r} must start with http:// or https://")
+    return value
 
 
 class SettingsError(Exception):
@@ -61,6 +72,32 @@ class CloudSettings(BaseSettings):
     ops_port: Annotated[int, Field(ge=0, le=65535)] = 0
     ## How long a starting process keeps retrying stores that do not answer yet.
     startup_timeout_s: Annotated[float, Field(ge=0)] = 60.0
+
+    ## Alert webhooks: comma-separated http(s) URLs that receive every alert event (empty: none).
+    alert_webhook_urls: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_urls)] = ()
+    ## HMAC-SHA256 key signing webhook bodies; 12+ characters, required outside demo with URLs.
+    alert_webhook_secret: SecretStr = SecretStr("")
+    alert_webhook_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    ## Delivery attempts per receiver before a dead letter; back-off doubles from base to cap.
+    alert_retry_max_attempts: Annotated[int, Field(ge=1, le=100)] = 12
+    alert_retry_base_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    alert_retry_cap_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
+    ## Publish alert events (QoS 1) on lw/v1/alerts/{severity}/{device} as the ingestor user.
+    alert_mqtt: bool = False
+    ## How often the delivery task looks for due notifications.
+    alert_poll_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+
+    @model_validator(mode="after")
+    def _webhook_secret_when_webhooks(self) -> Self:
+        """Refuse webhooks without a strong signing secret outside demo mode."""
+        secret = self.alert_webhook_secret.get_secret_value()
+        weak = secret.lower() in _KNOWN_WEAK or len(secret) < 12
+        if self.alert_webhook_urls and self.mode != "demo" and weak:
+            raise ValueError(
+                "LEASEWATCH_ALERT_WEBHOOK_SECRET must be set to a secret of 12 or more "
+                "characters when LEASEWATCH_ALERT_WEBHOOK_URLS is set"
+            )
+        return self
 
     def weak_secrets(self, needed: Collection[str]) -> list[str]:
         """Environment variables of needed secrets that are unset or well-known defaults."""

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from cloud.api import problems
 from cloud.api.deps import Services
-from cloud.api.routes import dashboards, devices, health, ingest
+from cloud.api.routes import alerts, dashboards, devices, health, ingest, maintenance
 
 
 def create_app(services: Services) -> FastAPI:
@@ -18,6 +18,6 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
-    for module in (health, devices, ingest, dashboards):
+    for module in (health, devices, ingest, dashboards, alerts, maintenance):
         app.include_router(module.router)
     return app

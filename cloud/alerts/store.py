@@ -1,0 +1,352 @@
+"""The alert store: findings open, update and resolve alerts; people acknowledge and resolve them.
+
+Rules (cloud/alerts/README.md has the whole story):
+- At most one unresolved alert per (device, detector, key): a partial unique index is the
+  ON CONFLICT target, so two workers applying the same finding open one alert.
+- Findings are ordered by `evaluated_at`, never by arrival: a finding not newer than the
+  alert's `last_evaluated_at` changes nothing (applying the same finding twice is a no-op).
+- An open finding updates the alert: occurrences + 1, evidence, summary and confidence
+  refreshed, severity only escalates. A cleared finding resolves it (resolved_by "system").
+- After a resolution, an open finding evaluated later opens a new alert; earlier ones are stale.
+- Inside a maintenance window the alert is recorded with `suppression` saying why, and
+  nothing is delivered. If the condition outlasts the window, the next finding delivers it.
+- Notifications (opened, escalated, acknowledged, resolved) go to the outbox in the same
+  transaction; receivers only hear about alerts they were told were opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    Engine,
+    case,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from cloud.alerts.maintenance import windows_between
+from cloud.alerts.outbox import enqueue
+from cloud.alerts.records import (
+    SEVERITY_RANK,
+    SYSTEM,
+    Alert,
+    AlertEvent,
+    AlertStatus,
+    MaintenanceWindow,
+    alert_from_row,
+    clean_evidence,
+    explain,
+    utc,
+)
+from cloud.alerts.signals import Finding, Severity
+from cloud.schema import ACTIVE_ALERT_PREDICATE, alerts
+
+TZ = DateTime(timezone=True)
+SUMMARY_CHARS = 1000
+_A = alerts.c
+_SAME_ALERT = ("device", "detector", "key")
+
+
+class AlertNotFoundError(LookupError):
+    """No alert has this id."""
+
+
+class AlertStateError(Exception):
+    """The alert's status does not allow the action; `code` is the API's stable problem code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+@dataclass
+class ApplyOutcome:
+    """What one `apply` did, by alert id."""
+
+    opened: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
+    resolved: list[int] = field(default_factory=list)
+    suppressed: list[int] = field(default_factory=list)
+    ignored: int = 0
+    notifications: int = 0
+
+
+class AlertStore:
+    """Alerts in the state store (blocking; the async side calls it in a worker thread)."""
+
+    def __init__(self, engine: Engine, receivers: Sequence[str] = ()) -> None:
+        self.engine = engine
+        self.receivers = tuple(receivers)
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    # --- findings -------------------------------------------------------------------------
+
+    def apply(self, findings: Iterable[Finding], now: datetime | None = None) -> ApplyOutcome:
+        """Open, update and resolve alerts from findings, in one transaction."""
+        with self.engine.begin() as conn:
+            return self.apply_in(conn, findings, now)
+
+    def apply_in(
+        self, conn: Connection, findings: Iterable[Finding], now: datetime | None = None
+    ) -> ApplyOutcome:
+        """As `apply`, in the caller's transaction (e.g. with the detector state it saves)."""
+        now = utc(now or datetime.now(UTC))
+        # per alert in evaluation order; across alerts in one global order, so two workers
+        # applying overlapping batches lock rows in the same order (no deadlocks)
+        ordered = sorted(findings, key=lambda f: (f.device, f.detector, f.key, utc(f.evaluated_at)))
+        outcome = ApplyOutcome()
+        opening = [f for f in ordered if f.state == "open"]
+        times = [utc(f.evaluated_at) for f in opening]
+        devices = {f.device for f in opening}
+        windows = windows_between(conn, devices, min(times), max(times)) if opening else []
+        for finding in ordered:
+            if finding.state == "open":
+                self._open(conn, finding, windows, now, outcome)
+            else:
+                self._clear(conn, finding, now, outcome)
+        return outcome
+
+    def _is_stale(self, conn: Connection, finding: Finding) -> bool:
+        """Whether a resolution at or after this finding's evaluation already closed it."""
+        query = (
+            select(_A.id)
+            .where(_A.device == finding.device, _A.detector == finding.detector)
+            .where(_A.key == finding.key, _A.status == "resolved")
+            .where(_A.last_evaluated_at >= utc(finding.evaluated_at))
+            .limit(1)
+        )
+        return conn.execute(query).first() is not None
+
+    def _open(
+        self,
+        conn: Connection,
+        finding: Finding,
+        windows: Sequence[MaintenanceWindow],
+        now: datetime,
+        outcome: ApplyOutcome,
+    ) -> None:
+        if self._is_stale(conn, finding):
+            outcome.ignored += 1
+            return
+        evaluated = utc(finding.evaluated_at)
+        window = next((w for w in windows if w.covers(finding.device, evaluated)), None)
+        stmt = self._insert(alerts).values(**_new_alert(finding, window, now))
+        new = stmt.excluded
+        escalates = new.severity_rank > _A.severity_rank
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(_SAME_ALERT),
+            index_where=text(ACTIVE_ALERT_PREDICATE),
+            set_={
+                "severity": case((escalates, new.severity), else_=_A.severity),
+                "severity_rank": case((escalates, new.severity_rank), else_=_A.severity_rank),
+                **{name: new[name] for name in _REFRESHED},
+                "occurrences": _A.occurrences + 1,
+            },
+            where=_A.last_evaluated_at < new.last_evaluated_at,
+        )
+        row = conn.execute(stmt.returning(_A.id, _A.occurrences)).first()
+        if row is None:
+            outcome.ignored += 1
+            return
+        (outcome.opened if row.occurrences == 1 else outcome.updated).append(row.id)
+        if window is not None:
+            outcome.suppressed.append(row.id)
+        outcome.notifications += self._notify_if_due(conn, row.id, now)
+
+    def _notify_if_due(self, conn: Connection, alert_id: int, now: datetime) -> int:
+        """Queue "opened" or "escalated" when the alert is deliverable and not yet announced."""
+        deliverable = (_A.id == alert_id) & _A.suppressed_by.is_(None)
+        steps: tuple[tuple[AlertEvent, ColumnElement[bool]], ...] = (
+            ("opened", _A.notified_rank == 0),
+            ("escalated", (_A.notified_rank > 0) & (_A.notified_rank < _A.severity_rank)),
+        )
+        for event, announced in steps:
+            stmt = (
+                update(alerts)
+                .where(deliverable & announced)
+                .values(notified_rank=_A.severity_rank)
+                .returning(*alerts.c)
+            )
+            row = conn.execute(stmt).mappings().first()
+            if row is not None:
+                return enqueue(conn, alert_from_row(row), event, self.receivers, now)
+        return 0
+
+    def _clear(
+        self, conn: Connection, finding: Finding, now: datetime, outcome: ApplyOutcome
+    ) -> None:
+        evaluated = utc(finding.evaluated_at)
+        note = explain(finding.summary, clean_evidence(finding.evidence))
+        stmt = (
+            update(alerts)
+            .where(*(_A[name] == getattr(finding, name) for name in _SAME_ALERT))
+            .where(_A.status != "resolved", _A.last_evaluated_at <= evaluated)
+            .values(
+                status="resolved",
+                resolved_by=SYSTEM,
+                resolved_at=now,
+                resolve_note=note[:SUMMARY_CHARS],
+                updated_at=now,
+                last_evaluated_at=evaluated,
+            )
+            .returning(*alerts.c)
+        )
+        row = conn.execute(stmt).mappings().first()
+        if row is None:
+            outcome.ignored += 1
+            return
+        alert = alert_from_row(row)
+        outcome.resolved.append(alert.id)
+        if alert.delivered:
+            outcome.notifications += enqueue(conn, alert, "resolved", self.receivers, now)
+
+    # --- people ---------------------------------------------------------------------------
+
+    def acknowledge(
+        self, alert_id: int, by: str, note: str | None = None, now: datetime | None = None
+    ) -> Alert:
+        """A person takes an open alert: who and when; AlertStateError unless it is open."""
+        now = utc(now or datetime.now(UTC))
+        values = {"acknowledged_by": by, "acknowledged_at": now, "acknowledge_note": note}
+        return self._by_person(alert_id, ("open",), "acknowledged", values, now)
+
+    def resolve(
+        self, alert_id: int, by: str, note: str | None = None, now: datetime | None = None
+    ) -> Alert:
+        """A person closes an alert; only findings evaluated after now can open a new one."""
+        now = utc(now or datetime.now(UTC))
+        later = case(
+            (_A.last_evaluated_at > literal(now, TZ), _A.last_evaluated_at),
+            else_=literal(now, TZ),
+        )
+        values = {
+            "resolved_by": by,
+            "resolved_at": now,
+            "resolve_note": note,
+            "last_evaluated_at": later,
+        }
+        return self._by_person(alert_id, ("open", "acknowledged"), "resolved", values, now)
+
+    def _by_person(
+        self,
+        alert_id: int,
+        allowed: tuple[AlertStatus, ...],
+        status: Literal["acknowledged", "resolved"],
+        values: dict[str, Any],
+        now: datetime,
+    ) -> Alert:
+        stmt = (
+            update(alerts)
+            .where(_A.id == alert_id, _A.status.in_(allowed))
+            .values(status=status, updated_at=now, **values)
+            .returning(*alerts.c)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).mappings().first()
+            if row is None:
+                raise _refusal(self._get(conn, alert_id), status)
+            alert = alert_from_row(row)
+            if alert.delivered:
+                enqueue(conn, alert, status, self.receivers, now)
+        return alert
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get(self, alert_id: int) -> Alert:
+        """One alert, or AlertNotFoundError."""
+        with self.engine.connect() as conn:
+            return self._get(conn, alert_id)
+
+    def _get(self, conn: Connection, alert_id: int) -> Alert:
+        row = conn.execute(select(alerts).where(_A.id == alert_id)).mappings().first()
+        if row is None:
+            raise AlertNotFoundError(f"no alert {alert_id}")
+        return alert_from_row(row)
+
+    def query(
+        self,
+        *,
+        status: AlertStatus | None = None,
+        severity: Severity | None = None,
+        device: str | None = None,
+        detector: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Alert]:
+        """Alerts newest first (by id, i.e. by opening), filtered; `before_id` pages on."""
+        stmt = select(alerts).order_by(_A.id.desc()).limit(limit)
+        for column, wanted in (
+            (_A.status, status),
+            (_A.severity, severity.value if severity else None),
+            (_A.device, device),
+            (_A.detector, detector),
+        ):
+            if wanted is not None:
+                stmt = stmt.where(column == wanted)
+        if before_id is not None:
+            stmt = stmt.where(_A.id < before_id)
+        with self.engine.connect() as conn:
+            return [alert_from_row(r) for r in conn.execute(stmt).mappings()]
+
+
+_REFRESHED = (
+    "since",
+    "updated_at",
+    "last_evaluated_at",
+    "summary",
+    "evidence",
+    "confidence",
+    "magnitude",
+    "suppressed_by",
+    "suppression",
+)
+
+
+def _new_alert(finding: Finding, window: MaintenanceWindow | None, now: datetime) -> dict[str, Any]:
+    """The alerts row an open finding inserts (or, on conflict, refreshes)."""
+    return {
+        "device": finding.device,
+        "detector": finding.detector,
+        "key": finding.key,
+        "severity": finding.severity.value,
+        "severity_rank": SEVERITY_RANK[finding.severity],
+        "status": "open",
+        "since": utc(finding.since),
+        "opened_at": now,
+        "updated_at": now,
+        "last_evaluated_at": utc(finding.evaluated_at),
+        "summary": finding.summary[:SUMMARY_CHARS],
+        "evidence": clean_evidence(finding.evidence),
+        "confidence": finding.confidence,
+        "magnitude": finding.magnitude,
+        "occurrences": 1,
+        "notified_rank": 0,
+        "suppressed_by": window.id if window else None,
+        "suppression": window.suppression() if window else None,
+    }
+
+
+def _refusal(alert: Alert, wanted: AlertStatus) -> AlertStateError:
+    if alert.status == "resolved":
+        return AlertStateError(
+            "alert_already_resolved",
+            f"alert {alert.id} was resolved by {alert.resolved_by} at "
+            f"{alert.resolved_at.isoformat() if alert.resolved_at else 'an unknown time'}",
+        )
+    return AlertStateError(
+        "alert_already_acknowledged",
+        f"alert {alert.id} was acknowledged by {alert.acknowledged_by} at "
+        f"{alert.acknowledged_at.isoformat() if alert.acknowledged_at else 'an unknown time'}"
+        f" and cannot be {wanted} again",
+    )
