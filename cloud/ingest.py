@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import aiomqtt
 import structlog
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from sqlalchemy.exc import OperationalError
 
 from cloud.metrics import IngestMetrics
 from cloud.settings import CloudSettings
@@ -42,6 +44,13 @@ from leasewatch.wire import (
 log = structlog.get_logger(__name__)
 
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+
+
+_T = TypeVar("_T")
+
+
+class StateStoreUnavailableError(Exception):
+    """The state store stayed unavailable until shutdown; nothing of the batch was acknowledged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +95,7 @@ class Ingestor:
         """Validate, store and ledger a batch; returns once everything in it is durable."""
         now = datetime.now(UTC)
         batches, statuses, rejections = self._decode_all(messages, now)
-        admitted, refused = await asyncio.to_thread(self._admit, batches, now)
+        admitted, refused = await self._state(stop, self._admit, batches, now)
         rejections += refused
         fresh: dict[tuple[str, str, int], TelemetryBatch] = {}
         repeated: list[TelemetryBatch] = []
@@ -95,18 +104,36 @@ class Ingestor:
                 repeated.append(batch)
             else:
                 fresh[batch.key] = batch
-        known = await asyncio.to_thread(self.state.known_keys, fresh.keys())
+        known = await self._state(stop, self.state.known_keys, list(fresh.keys()))
         repeated += [fresh.pop(key) for key in known]
         rejections += await self._write_until_stored(list(fresh.values()), stop, now)
         for status in statuses:
-            await asyncio.to_thread(self.state.record_status, status, now)
-        result = await asyncio.to_thread(
-            self.state.record_stored, list(fresh.values()), repeated, now
+            await self._state(stop, self.state.record_status, status, now)
+        stored_at = datetime.now(UTC)  # the ledger's received_at: when the readings were stored
+        result = await self._state(
+            stop, self.state.record_stored, list(fresh.values()), repeated, stored_at
         )
-        await asyncio.to_thread(self.state.record_rejections, rejections)
+        await self._state(stop, self.state.record_rejections, rejections)
         duplicates = repeated + result.duplicates
         self._count(result.stored, duplicates, len(messages), now)
         return BatchOutcome(len(result.stored), len(duplicates), len(rejections), len(statuses))
+
+    async def _state(
+        self, stop: asyncio.Event | None, call: Callable[..., _T], *args: object
+    ) -> _T:
+        """Run a state-store call in a thread, retrying while the database is unavailable."""
+        attempt = 0
+        while True:
+            try:
+                return await asyncio.to_thread(call, *args)
+            except OperationalError as err:
+                self.metrics.store_errors.inc()
+                if stop is not None and stop.is_set():
+                    raise StateStoreUnavailableError(str(err)) from err
+                attempt += 1
+                delay = min(10.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
+                log.warning("state store unavailable, retrying", error=str(err), retry_in=delay)
+                await asyncio.sleep(delay)
 
     def _decode_all(
         self, messages: Sequence[Inbound], now: datetime
@@ -309,7 +336,7 @@ class Ingestor:
             ]
             try:
                 await self.process(inbound, stop)
-            except TelemetryStoreError:
+            except (TelemetryStoreError, StateStoreUnavailableError):
                 return  # stopping during a store outage: leave the messages unacknowledged
             for message in batch:
                 if message.qos > 0:

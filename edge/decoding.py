@@ -1,26 +1,30 @@
-"""Register decoding: Modbus registers to engineering values, pure and I/O free."""
+"""Register decoding: Modbus registers and bits to engineering values, pure and I/O free."""
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from leasewatch.wire import MetricName, Unit
 
-RegisterKind = Literal["u16", "i16", "u32", "i32", "f32"]
-RegisterTable = Literal["holding", "input"]
+RegisterKind = Literal["u16", "i16", "u32", "i32", "f32", "bit"]
+RegisterTable = Literal["holding", "input", "coil", "discrete"]
+BIT_TABLES: frozenset[str] = frozenset({"coil", "discrete"})
 MAX_REGISTERS_PER_REQUEST = 125  # Modbus limit for function codes 3 and 4
+MAX_BITS_PER_REQUEST = 2000  # Modbus limit for function codes 1 and 2
+FUNCTION_CODES: dict[str, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 
 _STRUCT = {"u16": ">H", "i16": ">h", "u32": ">I", "i32": ">i", "f32": ">f"}
 
 
 class RegisterField(BaseModel):
-    """Where one measure lives in a device's registers and how to turn it into a value."""
+    """Where one measure lives in a device's registers (or bits) and how to make it a value."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -34,6 +38,28 @@ class RegisterField(BaseModel):
     offset: float = 0.0
     unit: Unit = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bits_default_to_bit_kind(cls, data: Any) -> Any:
+        """A coil or discrete-input field is a bit unless the config says otherwise."""
+        if isinstance(data, dict) and data.get("table") in BIT_TABLES and "kind" not in data:
+            return {**data, "kind": "bit"}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegisterField:
+        """Reject fields no device can hold: bits in registers, values past the address space."""
+        if (self.table in BIT_TABLES) != (self.kind == "bit"):
+            raise ValueError(
+                f'{self.metric}: kind "bit" goes with tables coil and discrete, and only with them'
+                f" (table {self.table!r}, kind {self.kind!r})"
+            )
+        if self.address + self.width - 1 > 65535:
+            raise ValueError(f"{self.metric}: a {self.kind} at {self.address} ends past 65535")
+        if not (math.isfinite(self.scale) and self.scale != 0 and math.isfinite(self.offset)):
+            raise ValueError(f"{self.metric}: scale must be finite and non-zero, offset finite")
+        return self
+
     @property
     def decimals(self) -> int:
         """Decimal places an integer register scaled by `scale`, shifted by `offset`, carries."""
@@ -42,24 +68,31 @@ class RegisterField(BaseModel):
 
     @property
     def width(self) -> int:
-        """Number of 16-bit registers the field occupies."""
-        return 1 if self.kind.endswith("16") else 2
+        """Number of 16-bit registers (or bits) the field occupies."""
+        return 2 if self.kind in {"u32", "i32", "f32"} else 1
 
 
 @dataclass(frozen=True, slots=True)
 class RegisterRequest:
-    """One read request covering contiguous registers of one table."""
+    """One read request covering contiguous registers (or bits) of one table."""
 
     table: RegisterTable
     start: int
     count: int
     fields: tuple[RegisterField, ...]
 
+    @property
+    def function_code(self) -> int:
+        """Modbus function code that reads this request's table."""
+        return FUNCTION_CODES[self.table]
+
 
 def decode_field(field: RegisterField, registers: Sequence[int]) -> float:
     """Engineering value of a field from its own registers (high word first unless told)."""
     if len(registers) != field.width:
         raise ValueError(f"{field.metric}: needs {field.width} registers, got {len(registers)}")
+    if field.kind == "bit":
+        return round((1.0 if registers[0] else 0.0) * field.scale + field.offset, field.decimals)
     words = list(registers) if field.word_order == "big" else list(reversed(registers))
     raw_bytes = b"".join(word.to_bytes(2, "big") for word in words)
     if field.byte_order == "little":
@@ -84,7 +117,8 @@ def plan_requests(
             start = current[0].address
             end = max(f.address + f.width for f in current)
             same_table = field.table == current[0].table
-            fits = field.address + field.width - start <= max_count
+            limit = MAX_BITS_PER_REQUEST if field.table in BIT_TABLES else max_count
+            fits = field.address + field.width - start <= limit
             if same_table and fits and field.address - end <= max_gap:
                 current.append(field)
                 continue
@@ -102,7 +136,7 @@ def _request(fields: list[RegisterField]) -> RegisterRequest:
 
 
 def decode_request(request: RegisterRequest, registers: Sequence[int]) -> dict[str, float]:
-    """Values of every field of a request from the registers it returned."""
+    """Values of every field of a request from the registers (or bits) it returned."""
     if len(registers) != request.count:
         raise ValueError(f"expected {request.count} registers, got {len(registers)}")
     values: dict[str, float] = {}

@@ -1,27 +1,42 @@
 """The gateway's MQTT link: one long-lived client in a reconnect loop, draining the buffer.
 
-A message leaves the buffer only after the broker's PUBACK. The gateway announces itself with
-a retained "online" status and leaves a retained "offline" last will for the broker to publish
-if the link dies without a goodbye.
+A message leaves the buffer only after the broker's PUBACK. Two lanes share the connection:
+live messages (this boot, readings younger than `historical_after`) always go first; the
+backlog (older readings, earlier boots) follows oldest first, marked historical and paced by a
+token bucket in readings per second, and it yields to live messages as soon as they are sealed.
+
+The gateway announces itself with a retained "online" status and leaves a retained "offline"
+last will. It subscribes to its command topic; commands go to `commands` for the agent, and
+health reports and command acks queued with `publish_soon` go out while connected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import ssl
+import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge.buffer import OutboxMessage, ReadingBuffer
 from edge.config import DeliveryConfig, MqttConfig
-from leasewatch.wire import GatewayStatus, TelemetryBatch, encode, status_topic, telemetry_topic
+from leasewatch.wire import SCHEMA_VERSION, GatewayStatus, device_topic, encode
 
 log = structlog.get_logger(__name__)
+
+_LANE_BATCH = 20  # messages fetched from the buffer per lane query
+_OUTGOING_LIMIT = 1000  # health reports and acks held while disconnected
+_COMMAND_LIMIT = 100  # commands received and not yet handled
 
 
 @dataclass
@@ -33,9 +48,39 @@ class LinkHealth:
     disconnects: int = 0
     published_messages: int = 0
     published_historical: int = 0
+    published_readings: int = 0
+    replayed_readings: int = 0
     publish_failures: int = 0
+    dropped_outgoing: int = 0
+    dropped_commands: int = 0
     last_error: str = ""
     since: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full-jitter exponential back-off: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rng.uniform(0, min(cap, base * 2 ** min(attempt, 30)))
+
+
+class TokenBucket:
+    """Paces the backlog in readings per second, with a one-second burst."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._tokens = rate
+        self._last = clock()
+
+    def delay(self) -> float:
+        """Seconds to wait before the next message may go (0 when it may go now)."""
+        now = self._clock()
+        self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    def spend(self, readings: int) -> None:
+        """Take the tokens of a message just sent (the bucket may go into debt)."""
+        self._tokens -= readings
 
 
 def _status(device: str, boot: str, state: str) -> bytes:
@@ -45,15 +90,44 @@ def _status(device: str, boot: str, state: str) -> bytes:
     return encode(status)
 
 
+def encode_message(
+    message: OutboxMessage, device: str, *, historical: bool, sent_at: datetime, compress: bool
+) -> bytes:
+    """A TelemetryBatch payload from a sealed message (its readings are stored wire-ready)."""
+    head = {
+        "v": SCHEMA_VERSION,
+        "device": device,
+        "boot": message.boot,
+        "seq": message.seq,
+        "sent_at": sent_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+        "historical": historical,
+    }
+    text = (
+        f"{json.dumps(head, separators=(',', ':'))[:-1]},"
+        f'"readings":{message.readings_json},"events":{message.events_json}}}'
+    ).encode()
+    return zlib.compress(text, 6) if compress else text
+
+
+def _tls_context(config: MqttConfig) -> ssl.SSLContext | None:
+    if not config.tls:
+        return None
+    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    if config.client_cert is not None:
+        context.load_cert_chain(config.client_cert, config.client_key)
+    return context
+
+
 def make_client(config: MqttConfig, device: str, boot: str) -> aiomqtt.Client:
     """An aiomqtt client for this gateway, with its last will and persistent session."""
-    will = aiomqtt.Will(status_topic(device), _status(device, boot, "offline"), qos=1, retain=True)
-    tls_context = None
-    if config.tls:
-        tls_context = ssl.create_default_context(
-            cafile=str(config.ca_file) if config.ca_file else None
-        )
+    will = aiomqtt.Will(
+        device_topic(device, "status"), _status(device, boot, "offline"), qos=1, retain=True
+    )
     v5 = config.protocol == 5
+    properties = None
+    if v5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = config.session_expiry
     return aiomqtt.Client(
         config.host,
         config.port,
@@ -62,15 +136,17 @@ def make_client(config: MqttConfig, device: str, boot: str) -> aiomqtt.Client:
         identifier=device,
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
         clean_session=None if v5 else False,
+        clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+        properties=properties,
         will=will,
         keepalive=config.keepalive,
-        tls_context=tls_context,
+        tls_context=_tls_context(config),
         timeout=config.publish_timeout,
     )
 
 
 class MqttLink:
-    """Publishes the buffer's messages oldest first and keeps the gateway's status current."""
+    """Publishes the buffer's messages, live first, and keeps the gateway's status current."""
 
     def __init__(
         self,
@@ -89,26 +165,50 @@ class MqttLink:
         self.boot = boot
         self.health = LinkHealth()
         self.wake = asyncio.Event()
-        self._client_factory = client_factory
+        self.up = asyncio.Event()  # set while connected
+        self.commands: asyncio.Queue[bytes] = asyncio.Queue(_COMMAND_LIMIT)
+        self._outgoing: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(_OUTGOING_LIMIT)
+        self.client_factory = client_factory  # replaceable: tests hold the link back with it
+        self._bucket = TokenBucket(delivery.replay_readings_per_second)
+        self._rng = random.Random()
+
+    def set_delivery(self, delivery: DeliveryConfig) -> None:
+        """Adopt new delivery settings (pace of the backlog, intervals, compression)."""
+        if delivery.replay_readings_per_second != self.delivery.replay_readings_per_second:
+            self._bucket = TokenBucket(delivery.replay_readings_per_second)
+        self.delivery = delivery
+
+    def publish_soon(self, kind: str, payload: bytes) -> None:
+        """Queue a health report or command ack; the oldest is dropped (counted) when full."""
+        if self._outgoing.full():
+            self._outgoing.get_nowait()
+            self.health.dropped_outgoing += 1
+        self._outgoing.put_nowait((device_topic(self.device, kind), payload))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Stay connected until `stop` is set; back off exponentially with jitter on failure."""
+        """Stay connected until `stop` is set; back off exponentially with full jitter."""
         attempt = 0
         while not stop.is_set():
+            error: aiomqtt.MqttError | None = None
             try:
-                async with self._client_factory(self.config, self.device, self.boot) as client:
+                async with self.client_factory(self.config, self.device, self.boot) as client:
                     attempt = 0
                     await self._session(client, stop)
-            except aiomqtt.MqttError as err:
-                self._on_link_error(err)
-                attempt += 1
-                delay = min(self.config.reconnect_max, self.config.reconnect_min * 2**attempt)
-                await _sleep_or_stop(random.uniform(0, delay), stop)
+            except* aiomqtt.MqttError as group:
+                error = _first(group)
             finally:
                 self.health.connected = False
+                self.up.clear()
+            if error is not None:
+                self._on_link_error(error)
+                delay = backoff_delay(
+                    attempt, self.config.reconnect_min, self.config.reconnect_max, self._rng
+                )
+                attempt += 1
+                await _wait_any(stop, asyncio.Event(), delay)
 
     def _on_link_error(self, err: aiomqtt.MqttError) -> None:
-        if self.health.connected:
+        if self.health.connects > self.health.disconnects:
             self.health.disconnects += 1
         self.health.last_error = str(err)
         log.warning("mqtt link down", device=self.device, error=str(err))
@@ -116,63 +216,125 @@ class MqttLink:
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         self.health.connected = True
         self.health.connects += 1
-        topic = status_topic(self.device)
+        topic = device_topic(self.device, "status")
         await client.publish(topic, _status(self.device, self.boot, "online"), qos=1, retain=True)
+        await client.subscribe(device_topic(self.device, "cmd"), qos=1)
+        self.up.set()
         log.info("mqtt link up", device=self.device, host=self.config.host, port=self.config.port)
-        while not stop.is_set():
-            sent = await self._drain(client)
-            if sent == 0:
-                self.wake.clear()
-                await _wait_any(self.wake, stop, self.delivery.publish_interval)
-        await self._drain(client)  # what was sealed at shutdown, within publish timeouts
+        async with asyncio.TaskGroup() as group:
+            helpers = [
+                group.create_task(self._send_outgoing(client)),
+                group.create_task(self._receive_commands(client)),
+            ]
+            await self._send_telemetry(client, stop)
+            await self._flush_outgoing(client)
+            for helper in helpers:
+                helper.cancel()
         await client.publish(topic, _status(self.device, self.boot, "offline"), qos=1, retain=True)
 
-    async def _drain(self, client: aiomqtt.Client) -> int:
-        """Send what the buffer holds, oldest first, paced when replaying a backlog."""
-        messages = self.buffer.oldest(limit=50)
-        for message in messages:
-            await self._publish(client, message)
-            if self._is_historical(message):
-                await asyncio.sleep(1 / self.delivery.replay_messages_per_second)
-        return len(messages)
+    async def _send_telemetry(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        """Live lane first, then the paced backlog; at stop, what is live goes out once more."""
+        while not stop.is_set():
+            sent = await self._send_live(client)
+            if not sent:
+                sent = await self._send_backlog(client, stop)
+            if not sent:  # _send_live cleared `wake` before it looked: nothing sealed is missed
+                await _wait_any(self.wake, stop, self.delivery.publish_interval)
+        await self._send_live(client)  # sealed at shutdown, within publish timeouts
 
-    def _is_historical(self, message: OutboxMessage) -> bool:
-        age = (datetime.now(UTC) - message.created).total_seconds()
-        return message.boot != self.boot or age > self.delivery.historical_after
+    def _live_since(self) -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=self.delivery.historical_after)
 
-    async def _publish(self, client: aiomqtt.Client, message: OutboxMessage) -> None:
-        historical = self._is_historical(message)
-        batch = TelemetryBatch(
-            device=self.device,
-            boot=message.boot,
-            seq=message.seq,
-            sent_at=datetime.now(UTC),
+    async def _send_live(self, client: aiomqtt.Client) -> int:
+        """Send every live message, oldest first; returns how many went."""
+        sent = 0
+        while True:
+            self.wake.clear()
+            batch = await asyncio.to_thread(
+                self.buffer.live, self.boot, self._live_since(), _LANE_BATCH
+            )
+            for message in batch:
+                await self._publish(client, message, historical=False)
+            sent += len(batch)
+            if len(batch) < _LANE_BATCH:
+                return sent
+
+    async def _send_backlog(self, client: aiomqtt.Client, stop: asyncio.Event) -> int:
+        """Send backlog messages at the configured pace until live data is waiting."""
+        batch = await asyncio.to_thread(
+            self.buffer.backlog, self.boot, self._live_since(), _LANE_BATCH
+        )
+        sent = 0
+        for message in batch:
+            delay = self._bucket.delay()
+            if delay > 0:
+                await _wait_any(self.wake, stop, delay)
+            if self.wake.is_set() or stop.is_set():
+                break  # live data first
+            await self._publish(client, message, historical=True)
+            self._bucket.spend(message.count)
+            sent += 1
+        return sent
+
+    async def _publish(
+        self, client: aiomqtt.Client, message: OutboxMessage, *, historical: bool
+    ) -> None:
+        payload = encode_message(
+            message,
+            self.device,
             historical=historical,
-            readings=list(message.readings),
+            sent_at=datetime.now(UTC),
+            compress=self.delivery.compress,
         )
         try:
             await client.publish(
-                telemetry_topic(self.device),
-                encode(batch),
+                device_topic(self.device, "telemetry"),
+                payload,
                 qos=1,
                 timeout=self.config.publish_timeout,
             )
         except aiomqtt.MqttError:
             self.health.publish_failures += 1
             raise
-        self.buffer.accept([message.id])
+        await asyncio.to_thread(self.buffer.accept, [message.id])
         self.health.published_messages += 1
-        self.health.published_historical += int(historical)
+        self.health.published_readings += message.count
+        if historical:
+            self.health.published_historical += 1
+            self.health.replayed_readings += message.count
+
+    async def _send_outgoing(self, client: aiomqtt.Client) -> None:
+        while True:
+            topic, payload = await self._outgoing.get()
+            await client.publish(topic, payload, qos=1, timeout=self.config.publish_timeout)
+
+    async def _flush_outgoing(self, client: aiomqtt.Client) -> None:
+        while not self._outgoing.empty():
+            topic, payload = self._outgoing.get_nowait()
+            await client.publish(topic, payload, qos=1, timeout=self.config.publish_timeout)
+
+    async def _receive_commands(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if not isinstance(message.payload, bytes):
+                continue
+            if self.commands.full():
+                self.health.dropped_commands += 1
+                log.warning("command dropped: too many waiting", device=self.device)
+                continue
+            self.commands.put_nowait(message.payload)
 
 
-async def _sleep_or_stop(seconds: float, stop: asyncio.Event) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return
+def _first(group: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttError:
+    """The first leaf error of an exception group."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, aiomqtt.MqttError)  # noqa: S101 (except* matched only these)
+    return leaf
 
 
 async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+    """Wait until either event is set or `seconds` pass."""
     waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())]
     try:
         await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)

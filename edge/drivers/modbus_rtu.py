@@ -1,29 +1,78 @@
-"""Modbus RTU over a serial bus, read with minimalmodbus and pyserial.
+"""Modbus RTU and ASCII over a serial bus, read with minimalmodbus and pyserial.
 
 Each bus gets its own worker thread: requests on one bus are serialised (RS-485 is half
 duplex) while other buses carry on. A slave that does not answer yields no reading and a
-counted error, never a zero.
+counted error, never a zero, and costs the bus only its own timeout (times its retries) until
+its back-off makes it cost even less.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import math
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import cast
+from typing import Annotated, Literal, TypeVar
 
 import minimalmodbus
 import serial
-import structlog
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge.config import ModbusRtuBusConfig, ModbusSlaveConfig
-from edge.decoding import RegisterRequest, decode_request, plan_requests
+from edge.decoding import BIT_TABLES, RegisterRequest, plan_requests
+from edge.drivers.modbus_device import (
+    ModbusSlaveConfig,
+    SlaveError,
+    SlavePoller,
+    unique_unit_ids,
+)
 from leasewatch.wire import Reading
 
-log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
-_FUNCTION_CODES = {"holding": 3, "input": 4}
+_MODES = {"rtu": minimalmodbus.MODE_RTU, "ascii": minimalmodbus.MODE_ASCII}
+_TURNAROUND_S = 0.005  # a slave's typical think time between request and response
+
+
+class ModbusRtuBusConfig(BaseModel):
+    """One serial bus (RS-485 or RS-232) polled with Modbus RTU or ASCII."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    port: str
+    mode: Literal["rtu", "ascii"] = "rtu"
+    baudrate: Annotated[int, Field(ge=300, le=921_600)] = 19200
+    parity: Literal["N", "E", "O"] = "N"
+    bytesize: Literal[7, 8] = 8
+    stopbits: Literal[1, 2] = 1
+    slaves: Annotated[list[ModbusSlaveConfig], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_units(self) -> ModbusRtuBusConfig:
+        unique_unit_ids(self.slaves)
+        return self
+
+
+def request_seconds(config: ModbusRtuBusConfig, request: RegisterRequest) -> float:
+    """Time one request and its response take on the wire, silent intervals included."""
+    data_bytes = math.ceil(request.count / 8) if request.table in BIT_TABLES else 2 * request.count
+    frame_bytes = 8 + 5 + data_bytes  # request + response (address, function, count, CRC)
+    if config.mode == "ascii":
+        frame_bytes = 2 * frame_bytes + 6  # hex characters, ':' and CR LF, LRC instead of CRC
+    bits_per_char = 1 + config.bytesize + (config.parity != "N") + config.stopbits
+    chars = frame_bytes + 2 * 3.5  # a silent interval of 3.5 characters after each frame
+    return chars * bits_per_char / config.baudrate + _TURNAROUND_S
+
+
+def bus_load(config: ModbusRtuBusConfig) -> float:
+    """Fraction of the bus's time its configured polls need (above 1: rates cannot be met)."""
+    load = 0.0
+    for slave in config.slaves:
+        requests = plan_requests(slave.fields, max_gap=slave.max_gap)
+        load += sum(request_seconds(config, r) for r in requests) / slave.poll_interval
+    return load
 
 
 class ModbusBus:
@@ -36,6 +85,10 @@ class ModbusBus:
         )
         self._instruments: dict[int, minimalmodbus.Instrument] = {}
         self._port: serial.Serial | None = None
+        self.polled: tuple[ModbusSlaveDriver, ...] = tuple(
+            ModbusSlaveDriver(self, slave) for slave in config.slaves
+        )
+        self.streaming: tuple[()] = ()
 
     def _open_port(self) -> serial.Serial:
         if self._port is None or not self._port.is_open:
@@ -55,83 +108,116 @@ class ModbusBus:
         """The minimalmodbus instrument for a slave, opening the port on first use."""
         port = self._open_port()
         if slave.unit_id not in self._instruments:
-            instrument = minimalmodbus.Instrument(port, slave.unit_id, mode=minimalmodbus.MODE_RTU)
+            instrument = minimalmodbus.Instrument(
+                port, slave.unit_id, mode=_MODES[self.config.mode]
+            )
             instrument.clear_buffers_before_each_transaction = True
             self._instruments[slave.unit_id] = instrument
         port.timeout = slave.timeout
         return self._instruments[slave.unit_id]
 
-    async def run(self, call: object) -> object:
-        """Run a blocking call on this bus's thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, call)  # type: ignore[arg-type]
+    @contextlib.contextmanager
+    def _slave_errors(self) -> Iterator[None]:
+        """Translate minimalmodbus and pyserial errors into counted SlaveError kinds."""
+        try:
+            yield
+        except minimalmodbus.NoResponseError as err:
+            raise SlaveError("timeout", str(err)) from err
+        except minimalmodbus.SlaveReportedException as err:
+            raise SlaveError("exception_response", str(err), answered=True) from err
+        except minimalmodbus.ModbusException as err:  # CRC, length, echo: garbage on the line
+            raise SlaveError("bad_frame", str(err)) from err
+        except (serial.SerialException, OSError) as err:
+            self._close_port()  # reopened on the next request: a replugged adapter comes back
+            raise SlaveError("port", str(err), retry=False) from err
 
-    def close(self) -> None:
-        """Close the serial port and stop the thread."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    def _read_blocking(self, slave: ModbusSlaveConfig, request: RegisterRequest) -> list[int]:
+        """One read request, on the bus thread."""
+        with self._slave_errors():
+            instrument = self.instrument(slave)
+            if request.table in BIT_TABLES:
+                bits: list[int] = instrument.read_bits(
+                    request.start, request.count, functioncode=request.function_code
+                )
+                return bits
+            registers: list[int] = instrument.read_registers(
+                request.start, request.count, functioncode=request.function_code
+            )
+            return registers
+
+    def _write_coil_blocking(self, slave: ModbusSlaveConfig, address: int, value: bool) -> bool:
+        """Write a coil (function code 5) and read it back (1), on the bus thread."""
+        with self._slave_errors():
+            instrument = self.instrument(slave)
+            instrument.write_bit(address, int(value), functioncode=5)
+            return bool(instrument.read_bit(address, functioncode=1))
+
+    async def _on_thread(self, slave: ModbusSlaveConfig, call: Callable[[], T]) -> T:
+        """Run a blocking call on this bus's thread, bounded by the slave's timeout budget."""
+        loop = asyncio.get_running_loop()
+        budget = slave.timeout * 2 + 1.0
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._executor, call), budget)
+        except TimeoutError as err:
+            raise SlaveError("stalled", f"no result within {budget:.1f} s") from err
+
+    async def transact(self, slave: ModbusSlaveConfig, request: RegisterRequest) -> list[int]:
+        """One read request to one slave; raises SlaveError when it got no usable answer."""
+        return await self._on_thread(slave, functools.partial(self._read_blocking, slave, request))
+
+    async def write_coil(self, slave: ModbusSlaveConfig, address: int, value: bool) -> bool:
+        """Set a coil of one slave (e.g. the immobilizer relay); returns it as read back."""
+        call = functools.partial(self._write_coil_blocking, slave, address, value)
+        return await self._on_thread(slave, call)
+
+    def _close_port(self) -> None:
         if self._port is not None:
             self._port.close()
         self._instruments.clear()
 
+    def close(self) -> None:
+        """Close the serial port and stop the thread."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._close_port()
+
 
 class ModbusSlaveDriver:
-    """Polled driver for one slave: `read()` returns the readings of one poll."""
+    """Polled driver for one slave on a serial bus: `read()` returns one poll's readings."""
 
     def __init__(self, bus: ModbusBus, slave: ModbusSlaveConfig) -> None:
         self.bus = bus
         self.slave = slave
-        self.requests = plan_requests(slave.fields)
-        self.errors: Counter[str] = Counter()
+        self.poller = SlavePoller(slave, functools.partial(bus.transact, slave))
 
     @property
     def sensor(self) -> str:
         """Sensor name of every reading this driver produces."""
         return self.slave.sensor
 
-    def _read_blocking(self, request: RegisterRequest) -> list[int]:
-        instrument = self.bus.instrument(self.slave)
-        registers: list[int] = instrument.read_registers(
-            request.start, request.count, functioncode=_FUNCTION_CODES[request.table]
-        )
-        return registers
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between polls, as configured."""
+        return self.slave.poll_interval
 
-    async def _read_request(self, request: RegisterRequest) -> list[int] | None:
-        budget = self.slave.timeout * 2 + 1.0
-        try:
-            result = await asyncio.wait_for(
-                self.bus.run(lambda: self._read_blocking(request)), timeout=budget
-            )
-        except (minimalmodbus.ModbusException, serial.SerialException, TimeoutError) as err:
-            kind = type(err).__name__
-            self.errors[kind] += 1
-            log.warning(
-                "modbus read failed",
-                sensor=self.sensor,
-                unit_id=self.slave.unit_id,
-                start=request.start,
-                error=kind,
-                detail=str(err),
-            )
-            return None
-        return cast("list[int]", result)
+    @property
+    def requests(self) -> list[RegisterRequest]:
+        """The read requests one poll makes."""
+        return self.poller.requests
+
+    @property
+    def errors(self) -> Counter[str]:
+        """Failed requests so far, by kind (timeout, bad_frame, exception_response, port...)."""
+        return self.poller.errors
+
+    @property
+    def skipped_polls(self) -> int:
+        """Polls skipped while the slave was in back-off."""
+        return self.poller.skipped_polls
 
     async def read(self) -> list[Reading]:
-        """Poll every register group once; a failed group yields no readings."""
-        readings: list[Reading] = []
-        for request in self.requests:
-            taken_at = datetime.now(UTC)
-            registers = await self._read_request(request)
-            if registers is None:
-                continue
-            units = {f.metric: f.unit for f in request.fields}
-            for metric, value in decode_request(request, registers).items():
-                readings.append(
-                    Reading(
-                        sensor=self.sensor,
-                        metric=metric,
-                        ts=taken_at,
-                        value=value,
-                        unit=units[metric],
-                    )
-                )
-        return readings
+        """Poll every register group once; a group that got no answer yields no readings."""
+        return await self.poller.read()
+
+    async def write_coil(self, address: int, value: bool) -> bool:
+        """Set one of this slave's coils; returns what the device holds after (SlaveError)."""
+        return await self.bus.write_coil(self.slave, address, value)

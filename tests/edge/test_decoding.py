@@ -93,3 +93,38 @@ def test_scaled_integers_come_out_at_register_resolution(raw: int) -> None:
     field = RegisterField(metric="current", address=0, scale=0.01)
     assert decode_field(field, [raw]) == int(raw) / 100
     assert repr(decode_field(field, [1234])) == "12.34"
+
+
+def test_coils_and_discrete_inputs_are_bits() -> None:
+    coil = RegisterField.model_validate({"metric": "pump", "address": 3, "table": "coil"})
+    assert (coil.kind, coil.width) == ("bit", 1)
+    assert decode_field(coil, [1]) == 1.0
+    assert decode_field(coil, [0]) == 0.0
+    inverted = RegisterField(metric="closed", address=0, table="discrete", scale=-1, offset=1)
+    assert decode_field(inverted, [1]) == 0.0
+
+
+def test_bit_requests_span_up_to_2000_bits_and_never_mix_tables() -> None:
+    fields = [
+        RegisterField.model_validate({"metric": "a", "address": 0, "table": "coil"}),
+        RegisterField.model_validate({"metric": "b", "address": 1999, "table": "coil"}),
+        RegisterField.model_validate({"metric": "c", "address": 2000, "table": "coil"}),
+        RegisterField.model_validate({"metric": "d", "address": 0, "table": "discrete"}),
+    ]
+    plan = [(r.table, r.start, r.count, r.function_code) for r in plan_requests(fields, 5000)]
+    assert plan == [("coil", 0, 2000, 1), ("coil", 2000, 1, 1), ("discrete", 0, 1, 2)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"table": "holding", "kind": "bit"}, 'kind "bit" goes with tables coil and discrete'),
+        ({"table": "coil", "kind": "u16"}, 'kind "bit" goes with tables coil and discrete'),
+        ({"address": 65535, "kind": "f32"}, "ends past 65535"),
+        ({"scale": 0.0}, "scale must be finite and non-zero"),
+        ({"offset": float("inf")}, "offset finite"),
+    ],
+)
+def test_impossible_fields_are_refused(spec: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RegisterField.model_validate({"metric": "x", "address": 0, **spec})

@@ -1,28 +1,52 @@
-"""The edge's Modbus RTU driver over a pty, cross-checked against mbpoll (libmodbus)."""
+"""The edge's Modbus RTU/ASCII driver over ptys: against mbpoll, and against sick slaves."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import shutil
 import time
 from collections.abc import AsyncIterator
 
 import pytest
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer
 
 from edge.config import ModbusRtuBusConfig, ModbusSlaveConfig
-from edge.decoding import decode_request
+from edge.decoding import RegisterField, decode_request
 from edge.drivers.modbus_rtu import ModbusBus, ModbusSlaveDriver
 from firmware_sim.machine import HeldMachine
 from firmware_sim.modbus_slave import ModbusRtuSlave
+from firmware_sim.modbus_tcp import OUTPUT_COIL, MachineUnits
 from firmware_sim.pty_pair import PtyPair
-from leasewatch.demo import machine_fields
+from firmware_sim.register_map import MACHINE_MAP
 
 
-@pytest.fixture
-async def bus() -> AsyncIterator[tuple[str, HeldMachine, ModbusRtuSlave]]:
-    """A held machine on unit 1 of a simulated bus; yields the client pty path."""
-    machine = HeldMachine(
+def machine_fields() -> list[RegisterField]:
+    """Edge field specs for the simulated machine's register map (what an installer writes)."""
+    return [
+        RegisterField(
+            metric=f.metric,
+            address=f.address,
+            kind=f.kind.value,
+            word_order=f.word_order.value,
+            scale=f.scale,
+            unit=f.unit,
+        )
+        for f in MACHINE_MAP.fields
+    ]
+
+
+BITS = [
+    RegisterField.model_validate({"metric": "running_bit", "address": 0, "table": "coil"}),
+    RegisterField.model_validate({"metric": "fault_bit", "address": 1, "table": "discrete"}),
+    RegisterField(metric="current_input", address=1, table="input", scale=0.01, unit="A"),
+]
+
+
+def _machine() -> HeldMachine:
+    return HeldMachine(
         running=True,
         motor_current=17.42,
         temperature=-12.3,
@@ -30,49 +54,53 @@ async def bus() -> AsyncIterator[tuple[str, HeldMachine, ModbusRtuSlave]]:
         run_hours=98765.432,
         fault_code=3,
     )
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[tuple[str, HeldMachine, ModbusRtuSlave]]:
+    """A held machine on unit 1 of a simulated bus; yields the client pty path."""
+    machine = _machine()
     async with PtyPair() as pair, ModbusRtuSlave(machine, pair.device_path) as slave:
         yield pair.client_path, machine, slave
 
 
-def _driver(port: str, *unit_ids: int, timeout: float = 0.3) -> list[ModbusSlaveDriver]:
+async def _serve(
+    pair: PtyPair, units: MachineUnits, framer: FramerType = FramerType.RTU
+) -> ModbusSerialServer:
+    """Serve `units` on the pair's device side, faults and all."""
+    server = ModbusSerialServer(
+        units.sim_devices(),
+        framer=framer,
+        port=pair.device_path,
+        baudrate=19200,
+        trace_pdu=units.trace_pdu,  # type: ignore[arg-type]
+        trace_packet=units.trace_packet(framer),
+    )
+    await server.serve_forever(background=True)
+    return server
+
+
+def _drivers(
+    port: str, *unit_ids: int, mode: str = "rtu", **slave: object
+) -> list[ModbusSlaveDriver]:
     slaves = [
-        ModbusSlaveConfig(sensor=f"unit{u}", unit_id=u, timeout=timeout, fields=machine_fields())
+        ModbusSlaveConfig.model_validate(
+            {"sensor": f"unit{u}", "unit_id": u, "fields": machine_fields(), **slave}
+        )
         for u in unit_ids
     ]
-    modbus_bus = ModbusBus(ModbusRtuBusConfig(port=port, slaves=slaves))
-    return [ModbusSlaveDriver(modbus_bus, s) for s in slaves]
+    config = ModbusRtuBusConfig.model_validate({"port": port, "mode": mode, "slaves": slaves})
+    return list(ModbusBus(config).polled)
 
 
 async def _mbpoll_registers(port: str, start: int, count: int) -> list[int]:
     mbpoll = shutil.which("mbpoll")
     if mbpoll is None:
         pytest.fail("mbpoll is not installed: `apt-get install mbpoll` to run this test")
+    args = ["-m", "rtu", "-a", "1", "-b", "19200", "-P", "none", "-d", "8", "-s", "1"]
+    args += ["-t", "4:hex", "-r", str(start + 1), "-c", str(count), "-1", "-o", "2", port]
     process = await asyncio.create_subprocess_exec(
-        mbpoll,
-        "-m",
-        "rtu",
-        "-a",
-        "1",
-        "-b",
-        "19200",
-        "-P",
-        "none",
-        "-d",
-        "8",
-        "-s",
-        "1",
-        "-t",
-        "4:hex",
-        "-r",
-        str(start + 1),
-        "-c",
-        str(count),
-        "-1",
-        "-o",
-        "2",
-        port,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        mbpoll, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=10)
     assert process.returncode == 0, f"mbpoll failed: {out.decode()} {err.decode()}"
@@ -84,7 +112,7 @@ async def test_edge_driver_and_mbpoll_read_the_same_values(
     bus: tuple[str, HeldMachine, ModbusRtuSlave],
 ) -> None:
     port, _, slave = bus
-    (driver,) = _driver(port, 1)
+    (driver,) = _drivers(port, 1)
     readings = await driver.read()
     driver.bus.close()
     edge_values = {r.metric: r.value for r in readings}
@@ -97,21 +125,94 @@ async def test_edge_driver_and_mbpoll_read_the_same_values(
     assert edge_values["run_hours"] == 98765.432
 
 
-async def test_a_silent_slave_yields_no_readings_and_does_not_stall_its_neighbour(
-    bus: tuple[str, HeldMachine, ModbusRtuSlave],
-) -> None:
-    port, _, _ = bus
-    alive, silent = _driver(port, 1, 9, timeout=0.2)
-    started = time.monotonic()
-    assert await silent.read() == []  # unit 9 does not exist: a timeout, never a zero
-    assert time.monotonic() - started < 1.5
-    assert sum(silent.errors.values()) == 1
-    assert len(await alive.read()) == len(machine_fields())
-    alive.bus.close()
-
-
 async def test_a_missing_port_is_a_counted_error_not_a_crash() -> None:
-    (driver,) = _driver("/dev/does-not-exist", 1)
+    (driver,) = _drivers("/dev/does-not-exist", 1)
     assert await driver.read() == []
-    assert driver.errors["SerialException"] == 1
+    assert driver.errors == {"port": 1}  # no retry: the port, not the slave, is missing
     driver.bus.close()
+
+
+@pytest.mark.parametrize("framer", [FramerType.RTU, FramerType.ASCII])
+async def test_registers_and_bits_in_rtu_and_ascii(framer: FramerType) -> None:
+    units = MachineUnits({5: _machine()})
+    async with PtyPair() as pair:
+        server = await _serve(pair, units, framer)
+        mode = "ascii" if framer is FramerType.ASCII else "rtu"
+        slave = ModbusSlaveConfig(sensor="m", unit_id=5, fields=[*machine_fields(), *BITS])
+        config = ModbusRtuBusConfig(port=pair.client_path, mode=mode, slaves=[slave])
+        bus = ModbusBus(config)
+        try:
+            (driver,) = bus.polled
+            values = {r.metric: r.value for r in await driver.read()}
+            assert await driver.write_coil(OUTPUT_COIL, True) is True
+        finally:
+            bus.close()
+            await server.shutdown()  # type: ignore[no-untyped-call]
+    assert [(r.table, r.count) for r in driver.requests] == [
+        ("coil", 1),
+        ("discrete", 1),
+        ("holding", 7),
+        ("input", 1),
+    ]
+    bits = {"running_bit": 1.0, "fault_bit": 1.0, "current_input": 17.42}
+    assert values == {**units.served[-1].values, **bits}
+    assert units.outputs[5] is True
+    assert not driver.errors
+
+
+async def _poll_like_the_agent(
+    driver: ModbusSlaveDriver, interval: float, stop: asyncio.Event
+) -> list[tuple[float, int]]:
+    """Fixed-rate polling as edge/agent.py does it: (start time, readings) per poll."""
+    loop = asyncio.get_running_loop()
+    polls: list[tuple[float, int]] = []
+    deadline = loop.time()
+    while not stop.is_set():
+        started = loop.time()
+        polls.append((started, len(await driver.read())))
+        deadline = max(deadline + interval, loop.time())
+        try:
+            await asyncio.wait_for(stop.wait(), deadline - loop.time())
+        except TimeoutError:
+            continue
+    return polls
+
+
+@pytest.mark.parametrize("fault", ["silent", "garbled"])
+async def test_a_dead_slave_on_a_bus_of_three(fault: str) -> None:
+    """Its readings are missing, its neighbours keep their poll rate, it comes back."""
+    units = MachineUnits({1: _machine(), 2: _machine(), 3: _machine()})
+    getattr(units, fault).add(2)
+    interval, run_for = 0.25, 3.0
+    async with PtyPair() as pair:
+        server = await _serve(pair, units)
+        drivers = _drivers(
+            pair.client_path, 1, 2, 3, poll_interval=interval, timeout=0.1, backoff_max=1.0
+        )
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(_poll_like_the_agent(d, interval, stop)) for d in drivers]
+        await asyncio.sleep(run_for)
+        getattr(units, fault).discard(2)
+        came_back = asyncio.get_running_loop().time()
+        while drivers[1].poller.backoff.failures:  # reset by the first answer
+            assert time.monotonic() - came_back < 4.0, "the dead slave did not come back"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(interval * 2.5)
+        stop.set()
+        (one, dead, three) = await asyncio.gather(*tasks)
+        drivers[0].bus.close()
+        await server.shutdown()  # type: ignore[no-untyped-call]
+    expected = int(run_for / interval)
+    for alive in (one, three):
+        during = [count for at, count in alive if at - alive[0][0] < run_for]
+        assert len(during) >= expected - 1, f"{len(during)} polls, {expected} expected"
+        assert set(during) == {len(machine_fields())}
+        gaps = [b[0] - a[0] for a, b in itertools.pairwise(alive)]
+        assert max(gaps) < interval + 0.35
+    during_fault = [count for at, count in dead if at - dead[0][0] < run_for - 0.1]
+    assert set(during_fault) == {0}, "a dead slave's readings are missing, never zeros"
+    assert drivers[1].skipped_polls >= 4, "back-off: a failing slave is polled less often"
+    kind = "timeout" if fault == "silent" else "bad_frame"
+    assert set(drivers[1].errors) == {kind}
+    assert [count for at, count in dead if at > came_back][-2:] == [len(machine_fields())] * 2
+    assert not drivers[0].errors and not drivers[2].errors

@@ -1,0 +1,324 @@
+"""`leasewatch bench ingest`: the fleet simulator against Mosquitto and real ingestor processes.
+
+It starts a Mosquitto with the deployed config, the telemetry store (a SQLite file or a private
+VictoriaMetrics), N `leasewatch cloud ingest` worker processes on one shared subscription, and
+publishes the `fleet-load` scenario unpaced for the given duration. Then it waits until the
+workers have stored everything and compares the stored set with the sent set by
+(device, boot, seq). Figures: sustained readings/s, broker-to-stored latency p50/p99, loss and
+duplicates, CPU of each process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, func, select
+
+from cloud.schema import message_ledger
+from cloud.state import StateStore
+from firmware_sim.bench import LocalBroker, local_mosquitto, process_cpu_s
+from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport, run_fleet
+from firmware_sim.scenarios.expand import resolve
+from firmware_sim.scenarios.loader import load_scenario
+
+LEASEWATCH = str(Path(sys.executable).parent / "leasewatch")
+Key = tuple[str, str, int]
+
+
+class IngestBenchError(Exception):
+    """The benchmark could not run; the message says which part failed."""
+
+
+@dataclass(frozen=True)
+class IngestBenchOptions:
+    """What to run."""
+
+    backend: str = "sqlite"  # or "victoriametrics"
+    duration_s: float = 60.0
+    workers: int = 2
+    assets: int = 2000
+    connections: int = 4
+    window: int = 32
+    batch_max: int = 1000
+    drain_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class IngestBenchResult:
+    """What was measured."""
+
+    options: IngestBenchOptions
+    sent_messages: int
+    sent_readings: int
+    publish_s: float
+    stored_messages: int
+    stored_readings: int
+    ingest_s: float
+    missing: int
+    unexpected: int
+    latency_p50_s: float
+    latency_p99_s: float
+    worker_cpu_percent: list[float]
+
+    @property
+    def readings_per_s(self) -> float:
+        """Readings stored per second, first publish to last store."""
+        return self.stored_readings / self.ingest_s if self.ingest_s else 0.0
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415 - only here
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _victoria(workdir: Path) -> Iterator[str]:
+    binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+    if not Path(binary).exists():
+        raise IngestBenchError(
+            "victoria-metrics not found (Debian: apt-get install victoria-metrics)"
+        )
+    port = _free_port()
+    command = [
+        binary, f"-storageDataPath={workdir / 'vm'}", f"-httpListenAddr=127.0.0.1:{port}",
+        "-dedup.minScrapeInterval=1ms", "-retentionPeriod=10y",
+    ]  # fmt: skip
+    with (workdir / "vm.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", 15)
+        yield f"victoriametrics://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == httpx.codes.OK:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise IngestBenchError(f"{url} did not answer within {timeout} s")
+
+
+def _worker_env(
+    broker: LocalBroker,
+    *,
+    telemetry: str,
+    state: str,
+    number: int,
+    port: int,
+    options: IngestBenchOptions,
+) -> dict[str, str]:  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEASEWATCH_")}
+    values = {
+        "MQTT_HOST": broker.target.host, "MQTT_PORT": str(broker.target.port),
+        "MQTT_TLS": "false", "MQTT_PROTOCOL": "5", "MQTT_USERNAME": "lw-bench-ingestor",
+        "MQTT_PASSWORD": broker.ingestor_password, "MQTT_CLIENT_ID": f"bench-ingestor-{number}",
+        "TELEMETRY_URL": telemetry, "STATE_URL": state, "OPS_PORT": str(port),
+        "AUTO_REGISTER_DEVICES": "true", "INGEST_BATCH_MAX": str(options.batch_max),
+    }  # fmt: skip
+    env.update({f"LEASEWATCH_{k}": v for k, v in values.items()})
+    return env
+
+
+@contextmanager
+def _workers(
+    broker: LocalBroker, telemetry: str, state: str, options: IngestBenchOptions, workdir: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for number in range(1, options.workers + 1):
+            port = _free_port()
+            env = _worker_env(
+                broker, telemetry=telemetry, state=state, number=number, port=port, options=options
+            )
+            with (workdir / f"worker-{number}.log").open("wb") as log:
+                processes.append(
+                    subprocess.Popen(  # noqa: S603 - fixed argv
+                        [LEASEWATCH, "cloud", "ingest", "--log-level", "WARNING"],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            _wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+        yield processes
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _sent(report: Path) -> tuple[dict[Key, tuple[int, float]], int]:
+    """Unique telemetry keys sent (valid payloads) -> (readings, PUBACK time); message count."""
+    sent: dict[Key, tuple[int, float]] = {}
+    messages = 0
+    with report.open() as lines:
+        for line in lines:
+            row = json.loads(line)
+            if row["kind"] != "telemetry" or row["fault"] == "malformed":
+                continue
+            messages += 1
+            at = datetime.fromisoformat(row["sent_at"]).timestamp()
+            sent.setdefault((row["device"], row["boot"], int(row["seq"])), (row["readings"], at))
+    return sent, messages
+
+
+def _ledger(state_url: str) -> dict[Key, tuple[int, float]]:
+    engine = create_engine(state_url, connect_args={"timeout": 30})
+    c = message_ledger.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.device, c.boot, c.seq, c.readings, c.received_at)).all()
+    engine.dispose()
+    return {
+        (d, b, s): (n, (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp())
+        for d, b, s, n, at in rows
+    }
+
+
+def _ledger_count(state_url: str) -> int:
+    engine = create_engine(state_url, connect_args={"timeout": 30})
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(message_ledger)).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
+def _drain(state_url: str, expected: int, timeout: float) -> None:
+    """Wait until the ledger holds `expected` messages or stops growing for `timeout` s."""
+    last, since = -1, time.monotonic()
+    while True:
+        count = _ledger_count(state_url)
+        if count >= expected:
+            return
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since > timeout:
+            return
+        time.sleep(0.5)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
+    """Run the whole benchmark; see the module docstring."""
+    with tempfile.TemporaryDirectory(prefix="lw-ingest-bench-") as tmp, local_mosquitto() as broker:
+        workdir = Path(tmp)
+        state_url = f"sqlite:///{workdir / 'state.sqlite'}"
+        StateStore(state_url).close()  # migrate once, before the workers race for it
+        with (
+            _telemetry(options, workdir) as telemetry,
+            _workers(broker, telemetry, state_url, options, workdir) as workers,
+        ):
+            cpu_before = [process_cpu_s(w.pid) or 0.0 for w in workers]
+            started = time.time()
+            report_path, publish_s = _publish(broker.target, options, workdir)
+            sent, sent_messages = _sent(report_path)
+            _drain(state_url, len(sent), options.drain_timeout_s)
+            cpu_after = [process_cpu_s(w.pid) or 0.0 for w in workers]
+        ledger = _ledger(state_url)
+    return _result(
+        options,
+        sent=sent,
+        sent_messages=sent_messages,
+        ledger=ledger,
+        started=started,
+        publish_s=publish_s,
+        cpu_before=cpu_before,
+        cpu_after=cpu_after,
+    )
+
+
+@contextmanager
+def _telemetry(options: IngestBenchOptions, workdir: Path) -> Iterator[str]:
+    if options.backend == "sqlite":
+        yield f"sqlite:///{workdir / 'telemetry.sqlite'}"
+    elif options.backend == "victoriametrics":
+        with _victoria(workdir) as url:
+            yield url
+    else:
+        raise IngestBenchError(f"unknown backend {options.backend!r}: sqlite or victoriametrics")
+
+
+def _publish(
+    target: BrokerTarget, options: IngestBenchOptions, workdir: Path
+) -> tuple[Path, float]:
+    scenario = load_scenario("fleet-load").with_asset_count(options.assets)
+    # start the scenario in the recent past: readings are neither too old nor in the future
+    recent: date = (datetime.now(UTC) - timedelta(days=scenario.days + 1)).date()
+    scenario = scenario.model_copy(update={"start": recent})
+    report_path = workdir / "sent.jsonl"
+    plan = FleetPlan(
+        speed=None, duration_s=options.duration_s, connections=options.connections,
+        window=options.window, boot_tag="bench", report=report_path,
+    )  # fmt: skip
+    report = FleetReport(report_path)
+    began = time.monotonic()
+    asyncio.run(run_fleet(resolve(scenario), target, plan, report))
+    report.close()
+    return report_path, time.monotonic() - began
+
+
+def _result(
+    options: IngestBenchOptions,
+    *,
+    sent: dict[Key, tuple[int, float]],
+    sent_messages: int,
+    ledger: dict[Key, tuple[int, float]],
+    started: float,
+    publish_s: float,
+    cpu_before: list[float],
+    cpu_after: list[float],
+) -> IngestBenchResult:
+    latencies = [ledger[k][1] - at for k, (_, at) in sent.items() if k in ledger]
+    last_stored = max((at for _, at in ledger.values()), default=started)
+    ingest_s = max(last_stored - started, 1e-9)
+    return IngestBenchResult(
+        options=options,
+        sent_messages=sent_messages,
+        sent_readings=sum(n for n, _ in sent.values()),
+        publish_s=publish_s,
+        stored_messages=len(ledger),
+        stored_readings=sum(n for n, _ in ledger.values()),
+        ingest_s=ingest_s,
+        missing=len(sent.keys() - ledger.keys()),
+        unexpected=len(ledger.keys() - sent.keys()),
+        latency_p50_s=_percentile(latencies, 0.50),
+        latency_p99_s=_percentile(latencies, 0.99),
+        worker_cpu_percent=[
+            round(100 * (after - before) / ingest_s, 1)
+            for before, after in zip(cpu_before, cpu_after, strict=True)
+        ],
+    )

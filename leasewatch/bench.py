@@ -1,0 +1,60 @@
+"""`leasewatch bench ...`: benchmark commands that print their figures against the targets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cloud.bench import IngestBenchError, IngestBenchOptions, IngestBenchResult, run_ingest_bench
+
+app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (not tests).")
+
+TARGET_READINGS_PER_S = {"victoriametrics": 100_000, "sqlite": 50_000}
+TARGET_P99_S = 2.0
+
+
+@app.command()
+def ingest(
+    backend: Annotated[str, typer.Option(help="sqlite or victoriametrics.")] = "sqlite",
+    duration: Annotated[float, typer.Option(help="Seconds of publishing.")] = 60.0,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Ingestor processes.")] = 2,
+    assets: Annotated[int, typer.Option(min=10, help="Simulated gateways.")] = 2000,
+    batch_max: Annotated[int, typer.Option(min=1, help="Messages per ingest batch.")] = 1000,
+) -> None:
+    """Fleet simulator -> Mosquitto -> N ingestor processes -> store; readings/s, p50/p99, loss."""
+    options = IngestBenchOptions(
+        backend=backend, duration_s=duration, workers=workers, assets=assets, batch_max=batch_max
+    )
+    try:
+        result = run_ingest_bench(options)
+    except IngestBenchError as err:
+        typer.echo(f"benchmark failed: {err}", err=True)
+        raise typer.Exit(1) from err
+    Console().print(ingest_table(result))
+
+
+def ingest_table(result: IngestBenchResult) -> Table:
+    """The figures, each against its target where the issue sets one."""
+    o = result.options
+    target = TARGET_READINGS_PER_S.get(o.backend, 0)
+    table = Table("figure", "value", "target", title=f"leasewatch bench ingest ({o.backend})")
+    rate = result.readings_per_s
+    rows = [
+        ("workers / gateways", f"{o.workers} / {o.assets:,}", ""),
+        ("published", f"{result.sent_messages:,} msgs, {result.sent_readings:,} readings "
+         f"in {result.publish_s:.1f} s", ""),
+        ("stored", f"{result.stored_messages:,} msgs, {result.stored_readings:,} readings", ""),
+        ("sustained readings/s (first publish -> last store)", f"{rate:,.0f}",
+         f"{target:,} ({rate / target:.2f}x)" if target else ""),
+        ("missing (sent, never stored)", f"{result.missing}", "0"),
+        ("stored but never sent", f"{result.unexpected}", "0"),
+        ("PUBACK -> stored latency p50", f"{result.latency_p50_s:.2f} s", ""),
+        ("PUBACK -> stored latency p99", f"{result.latency_p99_s:.2f} s", f"< {TARGET_P99_S} s"),
+        ("worker CPU (% of one core)", ", ".join(f"{c}%" for c in result.worker_cpu_percent), ""),
+    ]  # fmt: skip
+    for row in rows:
+        table.add_row(*row)
+    return table
