@@ -26,7 +26,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy.engine import make_url
 
 from cloud.schema import message_ledger
 from cloud.state import StateStore
@@ -55,6 +56,7 @@ class IngestBenchOptions:
     window: int = 32
     batch_max: int = 1000
     drain_timeout_s: float = 120.0
+    state_url: str | None = None  # an empty database; default: a SQLite file
 
 
 @dataclass(frozen=True)
@@ -191,8 +193,15 @@ def _sent(report: Path) -> tuple[dict[Key, tuple[int, float]], int]:
     return sent, messages
 
 
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        return create_engine(parsed.set(drivername="postgresql+psycopg"))
+    return create_engine(parsed, connect_args={"timeout": 30})
+
+
 def _ledger(state_url: str) -> dict[Key, tuple[int, float]]:
-    engine = create_engine(state_url, connect_args={"timeout": 30})
+    engine = _engine(state_url)
     c = message_ledger.c
     with engine.connect() as conn:
         rows = conn.execute(select(c.device, c.boot, c.seq, c.readings, c.received_at)).all()
@@ -204,7 +213,7 @@ def _ledger(state_url: str) -> dict[Key, tuple[int, float]]:
 
 
 def _ledger_count(state_url: str) -> int:
-    engine = create_engine(state_url, connect_args={"timeout": 30})
+    engine = _engine(state_url)
     with engine.connect() as conn:
         count = conn.execute(select(func.count()).select_from(message_ledger)).scalar_one()
     engine.dispose()
@@ -236,7 +245,7 @@ def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
     """Run the whole benchmark; see the module docstring."""
     with tempfile.TemporaryDirectory(prefix="lw-ingest-bench-") as tmp, local_mosquitto() as broker:
         workdir = Path(tmp)
-        state_url = f"sqlite:///{workdir / 'state.sqlite'}"
+        state_url = options.state_url or f"sqlite:///{workdir / 'state.sqlite'}"
         StateStore(state_url).close()  # migrate once, before the workers race for it
         with (
             _telemetry(options, workdir) as telemetry,

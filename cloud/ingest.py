@@ -275,6 +275,9 @@ class Ingestor:
         if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
+            # Unacknowledged messages in flight to this worker: the broker stops sending beyond
+            # this, which bounds memory (aiomqtt's queue is unbounded; a bounded one would drop).
+            properties.ReceiveMaximum = min(65535, 4 * s.ingest_batch_max)
         tls = ssl.create_default_context(cafile=str(s.mqtt_ca_file) if s.mqtt_ca_file else None)
         client = aiomqtt.Client(
             s.mqtt_host,
@@ -287,7 +290,6 @@ class Ingestor:
             clean_start=False if v5 else MQTT_CLEAN_START_FIRST_ONLY,
             properties=properties,
             tls_context=tls if s.mqtt_tls else None,
-            max_queued_incoming_messages=10 * s.ingest_batch_max,
         )
         # PUBACK only once the message is stored: paho's manual acknowledgement, set before CONNECT
         client._client.manual_ack_set(True)

@@ -40,20 +40,36 @@ def bucket_start(ts: datetime, resolution_s: int) -> datetime:
 
 def rollup_deltas(batches: Iterable[TelemetryBatch]) -> list[RollupDelta]:
     """Aggregate the readings of newly stored messages into per-bucket deltas."""
-    deltas: dict[tuple[str, str, str, int, datetime], RollupDelta] = {}
+    acc: dict[tuple[str, str, str, int, int], list[float]] = {}
+    units: dict[tuple[str, str, str], str] = {}
     for batch in batches:
         for reading in batch.readings:
+            units[(batch.device, reading.sensor, reading.metric)] = reading.unit
+            epoch = int(reading.ts.timestamp())
+            value = reading.value
             for resolution in RESOLUTIONS_S:
-                bucket = bucket_start(reading.ts, resolution)
+                bucket = epoch - epoch % resolution
                 key = (batch.device, reading.sensor, reading.metric, resolution, bucket)
-                delta = deltas.get(key)
-                if delta is None:
-                    deltas[key] = RollupDelta(
-                        *key, reading.unit, 1, reading.value, reading.value, reading.value
-                    )
+                slot = acc.get(key)
+                if slot is None:
+                    acc[key] = [1, value, value, value]
                     continue
-                delta.count += 1
-                delta.sum += reading.value
-                delta.min = min(delta.min, reading.value)
-                delta.max = max(delta.max, reading.value)
-    return list(deltas.values())
+                slot[0] += 1
+                slot[1] += value
+                slot[2] = min(slot[2], value)
+                slot[3] = max(slot[3], value)
+    return [
+        RollupDelta(
+            device,
+            sensor,
+            metric,
+            resolution,
+            datetime.fromtimestamp(bucket, UTC),
+            units[(device, sensor, metric)],
+            int(n),
+            total,
+            low,
+            high,
+        )
+        for (device, sensor, metric, resolution, bucket), (n, total, low, high) in acc.items()
+    ]

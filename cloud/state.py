@@ -7,6 +7,7 @@ ingestor workers handed the same message never count it, nor roll it up, twice.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -17,13 +18,16 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
     Connection,
+    DateTime,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
     func,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -43,6 +47,13 @@ from cloud.schema import (
 from leasewatch.wire import GatewayStatus, RejectReason, TelemetryBatch
 
 DEAD_LETTER_PAYLOAD_BYTES = 4096
+_ROLLUP_UPSERT = (
+    "INSERT INTO rollups (device, sensor, metric, resolution_s, bucket, unit, count, sum, min, max)"
+    " VALUES ({marks}) ON CONFLICT (device, sensor, metric, resolution_s, bucket) DO UPDATE SET"
+    " count = rollups.count + excluded.count, sum = rollups.sum + excluded.sum,"
+    " min = {least}(rollups.min, excluded.min), max = {greatest}(rollups.max, excluded.max)"
+)
+_CHUNK = 500  # rows per multi-row statement (SQLite's bound-parameter limit is far above)
 _MIGRATION_LOCK = 72_450_001  # pg_advisory_lock key: one worker migrates at a time
 
 
@@ -148,15 +159,15 @@ class StateStore:
     def known_keys(self, keys: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
         """Which (device, boot, seq) keys are already in the ledger."""
         wanted = list(keys)
-        if not wanted:
-            return set()
-        key = message_ledger.c.device, message_ledger.c.boot, message_ledger.c.seq
+        c = message_ledger.c
         found: set[tuple[str, str, int]] = set()
         with self.engine.connect() as conn:
-            for device in {k[0] for k in wanted}:
-                pairs = [(b, s) for d, b, s in wanted if d == device]
-                query = select(*key).where(key[0] == device, key[2].in_([s for _, s in pairs]))
-                found |= {(r[0], r[1], r[2]) for r in conn.execute(query) if (r[1], r[2]) in pairs}
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                query = select(c.device, c.boot, c.seq).where(
+                    tuple_(c.device, c.boot, c.seq).in_(chunk)
+                )
+                found |= {(r[0], r[1], r[2]) for r in conn.execute(query)}
         return found
 
     def record_stored(
@@ -165,89 +176,131 @@ class StateStore:
         duplicates: Sequence[TelemetryBatch],
         now: datetime,
     ) -> StoredOutcome:
-        """Ledger stored messages, roll them up, update the registry: one transaction."""
-        stored: list[TelemetryBatch] = []
-        repeated = list(duplicates)
+        """Ledger stored messages, roll them up, update the registry: one transaction.
+
+        Statements are batched (one per table and chunk, not per message): the ledger insert
+        returns the keys it won, and only those messages are counted and rolled up.
+        """
         with self.engine.begin() as conn:
-            for batch in batches:
-                if self._ledger_insert(conn, batch, now):
-                    stored.append(batch)
-                    self._touch_device(conn, batch, now)
-                else:
-                    repeated.append(batch)
-            for batch in repeated:
-                self._count_duplicate(conn, batch, now)
+            won = self._ledger_insert(conn, batches, now)
+            stored = [b for b in batches if b.key in won]
+            lost = [b for b in batches if b.key not in won]
+            self._ensure_devices(conn, {b.device for b in [*batches, *duplicates]}, now)
+            self._touch_devices(conn, stored, now)
+            self._count_duplicates(conn, [*duplicates, *lost])
             self._apply_rollups(conn, rollup_deltas(stored))
-        return StoredOutcome(stored, repeated[len(duplicates) :])
+        return StoredOutcome(stored, lost)
 
-    def _ledger_insert(self, conn: Connection, batch: TelemetryBatch, now: datetime) -> bool:
-        stmt = self._insert(message_ledger).values(
-            device=batch.device,
-            boot=batch.boot,
-            seq=batch.seq,
-            sent_at=batch.sent_at,
-            received_at=now,
-            readings=len(batch.readings),
-            historical=batch.historical,
-        )
-        inserted = conn.execute(stmt.on_conflict_do_nothing().returning(message_ledger.c.seq))
-        return inserted.first() is not None  # rowcount is -1 on psycopg 3: ask for the row
+    def _ledger_insert(
+        self, conn: Connection, batches: Sequence[TelemetryBatch], now: datetime
+    ) -> set[tuple[str, str, int]]:
+        won: set[tuple[str, str, int]] = set()
+        c = message_ledger.c
+        for start in range(0, len(batches), _CHUNK):
+            rows = [
+                {
+                    "device": b.device, "boot": b.boot, "seq": b.seq, "sent_at": b.sent_at,
+                    "received_at": now, "readings": len(b.readings), "historical": b.historical,
+                }
+                for b in batches[start : start + _CHUNK]
+            ]  # fmt: skip
+            stmt = self._insert(message_ledger).values(rows).on_conflict_do_nothing()
+            # rowcount is -1 on psycopg 3: the returned rows say which inserts won
+            won |= {
+                (r[0], r[1], r[2]) for r in conn.execute(stmt.returning(c.device, c.boot, c.seq))
+            }
+        return won
 
-    def _count_duplicate(self, conn: Connection, batch: TelemetryBatch, now: datetime) -> None:
-        self._ensure_device(conn, batch.device, now)
+    def _ensure_devices(self, conn: Connection, names: set[str], now: datetime) -> None:
+        if not names:
+            return
+        rows = [
+            {"device": d, "first_seen": now, "status": "unknown", "messages": 0, "readings": 0,
+             "duplicates": 0}
+            for d in sorted(names)
+        ]  # fmt: skip
+        conn.execute(self._insert(devices).on_conflict_do_nothing(), rows)
+
+    def _touch_devices(
+        self, conn: Connection, stored: Sequence[TelemetryBatch], now: datetime
+    ) -> None:
+        counts: dict[str, list[int]] = {}
+        latest: dict[str, tuple[datetime, str]] = {}
+        for batch in stored:
+            total = counts.setdefault(batch.device, [0, 0])
+            total[0] += 1
+            total[1] += len(batch.readings)
+            if not batch.historical and batch.readings:  # a backlog never overwrites latest state
+                newest = max(r.ts for r in batch.readings)
+                if batch.device not in latest or newest > latest[batch.device][0]:
+                    latest[batch.device] = (newest, batch.boot)
+        if counts:
+            conn.execute(
+                update(devices)
+                .where(devices.c.device == bindparam("d"))
+                .values(
+                    messages=devices.c.messages + bindparam("m"),
+                    readings=devices.c.readings + bindparam("r"),
+                ),
+                [{"d": d, "m": m, "r": r} for d, (m, r) in counts.items()],
+            )
+        if latest:
+            newest_param = bindparam("newest", type_=DateTime(timezone=True))
+            conn.execute(
+                update(devices)
+                .where(devices.c.device == bindparam("d"))
+                .values(
+                    last_message_at=bindparam("at", type_=DateTime(timezone=True)),
+                    last_boot=bindparam("boot"),
+                    latest_reading_at=func.coalesce(
+                        self._greatest(devices.c.latest_reading_at, newest_param), newest_param
+                    ),
+                ),
+                [
+                    {"d": d, "newest": ts, "boot": boot, "at": now}
+                    for d, (ts, boot) in latest.items()
+                ],
+            )
+
+    def _count_duplicates(self, conn: Connection, repeated: Sequence[TelemetryBatch]) -> None:
+        if not repeated:
+            return
+        per_device = Counter(b.device for b in repeated)
+        per_day = Counter((b.device, b.sent_at.date()) for b in repeated)
         conn.execute(
             update(devices)
-            .where(devices.c.device == batch.device)
-            .values(duplicates=devices.c.duplicates + 1)
+            .where(devices.c.device == bindparam("d"))
+            .values(duplicates=devices.c.duplicates + bindparam("n")),
+            [{"d": d, "n": n} for d, n in per_device.items()],
         )
-        stmt = self._insert(duplicate_counts).values(
-            device=batch.device, day=batch.sent_at.date(), count=1
-        )
+        stmt = self._insert(duplicate_counts)
         conn.execute(
             stmt.on_conflict_do_update(
-                index_elements=["device", "day"], set_={"count": duplicate_counts.c.count + 1}
-            )
+                index_elements=["device", "day"],
+                set_={"count": duplicate_counts.c.count + stmt.excluded.count},
+            ),
+            [{"device": d, "day": day, "count": n} for (d, day), n in per_day.items()],
         )
 
-    def _touch_device(self, conn: Connection, batch: TelemetryBatch, now: datetime) -> None:
-        self._ensure_device(conn, batch.device, now)
-        values: dict[str, Any] = {
-            "messages": devices.c.messages + 1,
-            "readings": devices.c.readings + len(batch.readings),
-        }
-        if not batch.historical and batch.readings:  # a backlog never overwrites latest state
-            newest = max(r.ts for r in batch.readings)
-            latest = devices.c.latest_reading_at
-            values["last_message_at"] = now
-            values["last_boot"] = batch.boot
-            values["latest_reading_at"] = func.coalesce(self._greatest(latest, newest), newest)
-        conn.execute(update(devices).where(devices.c.device == batch.device).values(**values))
-
     def _apply_rollups(self, conn: Connection, deltas: list[RollupDelta]) -> None:
-        for delta in deltas:
-            stmt = self._insert(rollups).values(
-                device=delta.device,
-                sensor=delta.sensor,
-                metric=delta.metric,
-                resolution_s=delta.resolution_s,
-                bucket=delta.bucket,
-                unit=delta.unit,
-                count=delta.count,
-                sum=delta.sum,
-                min=delta.min,
-                max=delta.max,
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["device", "sensor", "metric", "resolution_s", "bucket"],
-                    set_={
-                        "count": rollups.c.count + delta.count,
-                        "sum": rollups.c.sum + delta.sum,
-                        "min": self._least(rollups.c.min, delta.min),
-                        "max": self._greatest(rollups.c.max, delta.max),
-                    },
-                )
-            )
+        """Upsert rollup deltas with the driver's executemany (hot path: thousands per batch)."""
+        if not deltas:
+            return
+        if self._postgres:
+            sql, least, greatest, mark = _ROLLUP_UPSERT, "LEAST", "GREATEST", "%s"
+        else:
+            sql, least, greatest, mark = _ROLLUP_UPSERT, "MIN", "MAX", "?"
+        statement = sql.format(marks=", ".join([mark] * 10), least=least, greatest=greatest)
+        rows = [
+            (d.device, d.sensor, d.metric, d.resolution_s, self._bucket_param(d.bucket), d.unit,
+             d.count, d.sum, d.min, d.max)
+            for d in deltas
+        ]  # fmt: skip
+        conn.exec_driver_sql(statement, rows)
+
+    def _bucket_param(self, bucket: datetime) -> Any:
+        # SQLAlchemy keeps SQLite datetimes as naive UTC text in this exact format
+        return bucket if self._postgres else bucket.strftime("%Y-%m-%d %H:%M:%S.%f")
 
     def record_status(self, status: GatewayStatus, now: datetime) -> None:
         """Remember a gateway's online/offline state unless a newer one is already known."""

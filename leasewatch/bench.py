@@ -23,10 +23,18 @@ def ingest(
     workers: Annotated[int, typer.Option(min=1, max=8, help="Ingestor processes.")] = 2,
     assets: Annotated[int, typer.Option(min=10, help="Simulated gateways.")] = 2000,
     batch_max: Annotated[int, typer.Option(min=1, help="Messages per ingest batch.")] = 1000,
+    state_url: Annotated[
+        str | None, typer.Option(help="State store URL (an empty database); default SQLite.")
+    ] = None,
 ) -> None:
     """Fleet simulator -> Mosquitto -> N ingestor processes -> store; readings/s, p50/p99, loss."""
     options = IngestBenchOptions(
-        backend=backend, duration_s=duration, workers=workers, assets=assets, batch_max=batch_max
+        backend=backend,
+        duration_s=duration,
+        workers=workers,
+        assets=assets,
+        batch_max=batch_max,
+        state_url=state_url,
     )
     try:
         result = run_ingest_bench(options)
@@ -44,6 +52,7 @@ def ingest_table(result: IngestBenchResult) -> Table:
     rate = result.readings_per_s
     rows = [
         ("workers / gateways", f"{o.workers} / {o.assets:,}", ""),
+        ("state store", (o.state_url or "sqlite").split("://")[0], ""),
         ("published", f"{result.sent_messages:,} msgs, {result.sent_readings:,} readings "
          f"in {result.publish_s:.1f} s", ""),
         ("stored", f"{result.stored_messages:,} msgs, {result.stored_readings:,} readings", ""),

@@ -62,7 +62,9 @@ FiniteFloat = Annotated[float, AfterValidator(_require_finite)]
 
 
 def _to_millis(ts: datetime) -> datetime:
-    """Truncate to whole milliseconds, the resolution every store keeps."""
+    """Truncate to whole milliseconds in UTC, the resolution every store keeps."""
+    if ts.tzinfo is UTC and ts.microsecond % 1000 == 0:
+        return ts  # the common case on the ingest path: already exact
     return ts.astimezone(UTC).replace(microsecond=ts.microsecond // 1000 * 1000)
 
 
