@@ -28,7 +28,7 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from firmware_sim.machine import Machine
+from firmware_sim.machine import Device
 from firmware_sim.modbus_slave import DEFAULT_LOG_SIZE, Clock, ServedRead, utc_now
 from firmware_sim.register_map import MACHINE_MAP, RegisterMap, encode_registers, held_values
 
@@ -45,12 +45,20 @@ TracePdu = Callable[[bool, ModbusPDU], ModbusPDU]
 TracePacket = Callable[[bool, bytes], bytes]
 
 
+_RUNNING_METRICS = ("running", "program_running", "load_state", "engine_rpm")
+
+
+def _running(values: Mapping[str, float]) -> bool:
+    """Whether the asset runs, from whichever measure its register map has for it."""
+    return any(values.get(metric, 0.0) != 0 for metric in _RUNNING_METRICS)
+
+
 class MachineUnits:
     """Machines served by unit id, with fault switches; the part every framer shares."""
 
     def __init__(
         self,
-        machines: Mapping[int, Machine],
+        machines: Mapping[int, Device],
         *,
         register_map: RegisterMap = MACHINE_MAP,
         log_size: int = DEFAULT_LOG_SIZE,
@@ -132,7 +140,8 @@ class MachineUnits:
         state = self.machines[unit_id].advance(self.clock())
         values = state.values()
         if function_code in _BIT_CODES:  # both bit blocks hold bits 0..15 in register 0
-            running, fault = values["running"] != 0, values["fault_code"] != 0
+            running = _running(values)
+            fault = values.get("fault_code", 0.0) != 0
             word = current_registers[0] & ~(1 << RUNNING_BIT | 1 << FAULT_BIT)
             current_registers[0] = word | running << RUNNING_BIT | fault << FAULT_BIT
             return None
@@ -172,7 +181,7 @@ class ModbusTcpSlave(MachineUnits):
 
     def __init__(
         self,
-        machines: Mapping[int, Machine],
+        machines: Mapping[int, Device],
         host: str = "127.0.0.1",
         port: int = 0,
         *,

@@ -110,3 +110,32 @@ async def test_a_slave_that_is_not_serving_has_no_port() -> None:
         MachineUnits({256: HeldMachine()})
     with pytest.raises(ValueError, match="at least one"):
         MachineUnits({})
+
+
+@pytest.mark.parametrize("type_name", ["truck", "excavator", "cnc", "compressor"])
+async def test_mbpoll_over_tcp_reads_every_asset_type(type_name: str) -> None:
+    """A real Modbus TCP master (libmodbus) reads each asset type's map from the TCP slave."""
+    import asyncio  # noqa: PLC0415
+    import re  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    from firmware_sim.asset_types import ASSET_TYPES  # noqa: PLC0415
+
+    mbpoll = shutil.which("mbpoll")
+    if mbpoll is None:
+        pytest.fail("mbpoll is not installed: `apt-get install mbpoll` to run this test")
+    kind = ASSET_TYPES[type_name]
+    model = kind.model(7, initial_run_hours=1000.0)
+    async with ModbusTcpSlave({1: model}, register_map=kind.register_map) as slave:
+        rmap = kind.register_map
+        process = await asyncio.create_subprocess_exec(
+            mbpoll, "-m", "tcp", "-p", str(slave.port), "-a", "1", "-t", "4:hex",
+            "-r", str(rmap.start + 1), "-c", str(rmap.count), "-1", "-o", "2", "127.0.0.1",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), timeout=15)
+        assert process.returncode == 0, err.decode()
+        found = re.findall(r"^\[(\d+)\]:\s+0x([0-9A-Fa-f]+)", out.decode(), re.MULTILINE)
+        registers = [int(value, 16) for _, value in found]
+        assert len(registers) == rmap.count
+        assert held_values(registers, rmap) == slave.served[-1].values
