@@ -27,13 +27,16 @@ from cloud.settings import CloudSettings
 from cloud.state import Rejection, StateStore
 from cloud.telemetry import ReadingsRejectedError, TelemetryStore, TelemetryStoreError
 from leasewatch.wire import (
+    HEALTH_FILTER,
     STATUS_FILTER,
     TELEMETRY_FILTER,
+    GatewayHealth,
     GatewayStatus,
     Reading,
     RejectedMessageError,
     RejectReason,
     TelemetryBatch,
+    decode_health,
     decode_status,
     decode_telemetry,
     encode,
@@ -94,7 +97,7 @@ class Ingestor:
     ) -> BatchOutcome:
         """Validate, store and ledger a batch; returns once everything in it is durable."""
         now = datetime.now(UTC)
-        batches, statuses, rejections = self._decode_all(messages, now)
+        batches, statuses, healths, rejections = self._decode_all(messages, now)
         admitted, refused = await self._state(stop, self._admit, batches, now)
         rejections += refused
         fresh: dict[tuple[str, str, int], TelemetryBatch] = {}
@@ -109,6 +112,8 @@ class Ingestor:
         rejections += await self._write_until_stored(list(fresh.values()), stop, now)
         for status in statuses:
             await self._state(stop, self.state.record_status, status, now)
+        for health in healths:
+            await self._state(stop, self.state.record_health, health, now)
         stored_at = datetime.now(UTC)  # the ledger's received_at: when the readings were stored
         result = await self._state(
             stop, self.state.record_stored, list(fresh.values()), repeated, stored_at
@@ -137,9 +142,10 @@ class Ingestor:
 
     def _decode_all(
         self, messages: Sequence[Inbound], now: datetime
-    ) -> tuple[list[TelemetryBatch], list[GatewayStatus], list[Rejection]]:
+    ) -> tuple[list[TelemetryBatch], list[GatewayStatus], list[GatewayHealth], list[Rejection]]:
         batches: list[TelemetryBatch] = []
         statuses: list[GatewayStatus] = []
+        healths: list[GatewayHealth] = []
         rejections: list[Rejection] = []
         for message in messages:
             try:
@@ -147,11 +153,13 @@ class Ingestor:
                 self.metrics.received.labels(kind).inc()
                 if kind == "status":
                     statuses.append(decode_status(message.topic, message.payload))
+                elif kind == "health":
+                    healths.append(decode_health(message.topic, message.payload))
                 else:
                     batches.append(decode_telemetry(message.topic, message.payload))
             except RejectedMessageError as err:
                 rejections.append(self._reject(err, message.topic, message.payload, now))
-        return batches, statuses, rejections
+        return batches, statuses, healths, rejections
 
     def _reject(
         self, err: RejectedMessageError, topic: str, payload: bytes, now: datetime
@@ -298,22 +306,26 @@ class Ingestor:
     def _filters(self) -> list[str]:
         group = self.settings.mqtt_shared_group
         prefix = f"$share/{group}/" if group else ""
-        return [prefix + TELEMETRY_FILTER, prefix + STATUS_FILTER]
+        return [prefix + TELEMETRY_FILTER, prefix + STATUS_FILTER, prefix + HEALTH_FILTER]
 
     async def _connection(self, stop: asyncio.Event) -> None:
         client = self._client()
         async with client:
-            for topic_filter in self._filters():
-                await client.subscribe(topic_filter, qos=1)
-            self.connected.set()
-            log.info("ingestor subscribed", filters=self._filters())
+            # Consume before subscribing: a broker may hold a SUBACK until the retained messages
+            # of an earlier subscription are acknowledged, and we acknowledge only what we stored.
             queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
             reader = asyncio.create_task(self._read(client, queue))
+            consumer = asyncio.create_task(self._consume(client, queue, stop, reader))
             try:
-                await self._consume(client, queue, stop, reader)
+                for topic_filter in self._filters():
+                    await client.subscribe(topic_filter, qos=1)
+                self.connected.set()
+                log.info("ingestor subscribed", filters=self._filters())
+                await consumer
             finally:
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
+                for task in (consumer, reader):
+                    task.cancel()
+                await asyncio.gather(consumer, reader, return_exceptions=True)
 
     async def _read(self, client: aiomqtt.Client, queue: asyncio.Queue[aiomqtt.Message]) -> None:
         async for message in client.messages:

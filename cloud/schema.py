@@ -192,3 +192,26 @@ detector_state = Table(
     Column("state", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+machine_events = Table(
+    "machine_events",
+    metadata,
+    Column("device", String(64), primary_key=True),
+    Column("sensor", String(64), primary_key=True),
+    Column("ts", DateTime(timezone=True), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("detail", String(200), nullable=False),
+    Column("boot", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("historical", Boolean, nullable=False),
+)
+
+gateway_health = Table(
+    "gateway_health",
+    metadata,
+    Column("device", String(64), primary_key=True),
+    Column("boot", String(64), nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("report", Text, nullable=False),
+)

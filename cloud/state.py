@@ -40,11 +40,13 @@ from cloud.schema import (
     dead_letters,
     devices,
     duplicate_counts,
+    gateway_health,
+    machine_events,
     message_ledger,
     rejection_counts,
     rollups,
 )
-from leasewatch.wire import GatewayStatus, RejectReason, TelemetryBatch
+from leasewatch.wire import GatewayHealth, GatewayStatus, RejectReason, TelemetryBatch
 
 DEAD_LETTER_PAYLOAD_BYTES = 4096
 _ROLLUP_UPSERT = (
@@ -189,7 +191,50 @@ class StateStore:
             self._touch_devices(conn, stored, now)
             self._count_duplicates(conn, [*duplicates, *lost])
             self._apply_rollups(conn, rollup_deltas(stored))
+            self._insert_events(conn, stored)
         return StoredOutcome(stored, lost)
+
+    def _insert_events(self, conn: Connection, stored: Sequence[TelemetryBatch]) -> None:
+        rows = [
+            {"device": b.device, "sensor": e.sensor, "ts": e.ts, "kind": e.kind,
+             "detail": e.detail, "boot": b.boot, "seq": b.seq, "historical": b.historical}
+            for b in stored
+            for e in b.events
+        ]  # fmt: skip
+        if rows:
+            conn.execute(self._insert(machine_events).on_conflict_do_nothing(), rows)
+
+    def record_health(self, health: GatewayHealth, now: datetime) -> None:
+        """Keep a gateway's newest health report (an older one arriving late is ignored)."""
+        row = {
+            "device": health.device, "boot": health.boot, "ts": health.ts, "received_at": now,
+            "report": health.model_dump_json(),
+        }  # fmt: skip
+        stmt = self._insert(gateway_health).values(**row)
+        newer = stmt.excluded.ts > gateway_health.c.ts
+        with self.engine.begin() as conn:
+            self._ensure_device(conn, health.device, now)
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["device"], set_=row, where=newer)
+            )
+
+    def events(self, device: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Machine events of a device with start <= ts < end, oldest first."""
+        e = machine_events.c
+        query = (
+            select(machine_events)
+            .where(e.device == device, e.ts >= start, e.ts < end)
+            .order_by(e.ts, e.sensor, e.kind)
+        )
+        with self.engine.connect() as conn:
+            return [{k: _aware(v) for k, v in r.items()} for r in conn.execute(query).mappings()]
+
+    def health(self, device: str) -> GatewayHealth | None:
+        """The newest health report of a gateway, if any arrived."""
+        query = select(gateway_health.c.report).where(gateway_health.c.device == device)
+        with self.engine.connect() as conn:
+            report = conn.execute(query).scalar_one_or_none()
+        return None if report is None else GatewayHealth.model_validate_json(report)
 
     def _ledger_insert(
         self, conn: Connection, batches: Sequence[TelemetryBatch], now: datetime

@@ -11,6 +11,7 @@ import secrets
 import shutil
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,10 @@ from edge.agent import EdgeAgent
 from edge.config import (
     DeliveryConfig,
     EdgeConfig,
+    FeaturesConfig,
     GatewayConfig,
+    HealthConfig,
+    MachineStateConfig,
     ModbusRtuBusConfig,
     ModbusSlaveConfig,
     MqttConfig,
@@ -95,6 +99,19 @@ def edge_config(
         ),
         delivery=DeliveryConfig(publish_interval=interval),
         modbus_rtu=[ModbusRtuBusConfig(port=port_path, slaves=[slave])],
+        features=FeaturesConfig(
+            machine_state=[
+                MachineStateConfig(
+                    sensor="machine",
+                    metric="motor_current",
+                    idle_above=0.5,
+                    running_above=2.0,
+                    hysteresis=0.2,
+                    min_dwell=5.0,
+                )
+            ]
+        ),
+        health=HealthConfig(interval=30.0),
     )
 
 
@@ -220,6 +237,9 @@ async def _main(options: DemoOptions) -> None:
     started = time.monotonic()
     stop, ready = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Every gateway's buffer and the cloud's stores do blocking I/O in worker threads; with the
+    # default pool (cores + 4) the ingestor's writes queue behind 20 gateways' fsyncs.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=2 * options.assets + 16))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     demo = Demo(options)

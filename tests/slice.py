@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from cloud.runtime import CloudRuntime, bind_listener
 from cloud.settings import CloudSettings
 from edge.agent import EdgeAgent
-from edge.config import DeliveryConfig, EdgeConfig
+from edge.config import DeliveryConfig, EdgeConfig, FeaturesConfig, HealthConfig
 from firmware_sim.machine import HeldMachine
 from firmware_sim.modbus_slave import ModbusRtuSlave
 from firmware_sim.pty_pair import PtyPair
@@ -100,6 +100,8 @@ def gateway_config(
                 update={"host": broker.host, "protocol": broker.protocol, "reconnect_max": 1.0}
             ),
             "delivery": delivery or DeliveryConfig(publish_interval=0.5),
+            "features": FeaturesConfig(),  # plain register values, comparable with the device
+            "health": HealthConfig(interval=0.5),
             "modbus_rtu": [bus.model_copy(update={"slaves": [slave]})],
         }
     )

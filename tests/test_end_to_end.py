@@ -102,8 +102,11 @@ async def run_slice(broker: BrokerAddress, telemetry_url: str, tmp_path: Path) -
             lambda: api_get(api_url, "/v1/devices"), lambda d: d[0]["status"] == "offline"
         )
         ledger = await api_get(api_url, f"/v1/devices/{DEVICE}/ledger")
+        health = await api_get(api_url, f"/v1/devices/{DEVICE}/health")
 
     assert len(readings) == taken, "the cloud stored exactly what the edge agent took"
+    assert health["device"] == DEVICE
+    assert health["boot"] == gateway.agent.boot
     assert len(ledger) == sent == gateway.agent.health.messages_sealed
     assert [row["seq"] for row in ledger] == list(range(sent))
     device = next(d for d in devices if d["device"] == DEVICE)

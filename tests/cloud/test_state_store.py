@@ -134,3 +134,34 @@ def test_status_keeps_the_newest_state(store: StateStore) -> None:
     earlier = GatewayStatus(device="gw-0001", boot="b1", state="online", ts=T0 - timedelta(1))
     store.record_status(earlier, T0)
     assert store.devices()[0]["status"] == "offline"
+
+
+def test_events_are_stored_once_and_health_keeps_the_newest(store: StateStore) -> None:
+    from leasewatch.wire import GatewayHealth, MachineEvent  # noqa: PLC0415
+
+    event = MachineEvent(sensor="machine", kind="start", ts=T0, detail="current above 2 A")
+    batch = _batch(0, [1.0]).model_copy(update={"events": [event]})
+    store.record_stored([batch], [], T0)
+    store.record_stored([batch], [], T0)
+    (stored,) = store.events("gw-0001", T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    assert (stored["kind"], stored["ts"], stored["detail"]) == ("start", T0, "current above 2 A")
+
+    def health(at: datetime, depth: int) -> GatewayHealth:
+        return GatewayHealth(
+            device="gw-0001",
+            boot="b1",
+            ts=at,
+            uptime_s=1.0,
+            buffer_messages=depth,
+            buffer_readings=depth,
+        )
+
+    store.record_health(health(T0, 5), T0)
+    store.record_health(health(T0 - timedelta(minutes=1), 9), T0)  # late, older: ignored
+    newest = store.health("gw-0001")
+    assert newest is not None
+    assert newest.buffer_messages == 5
+    store.record_health(health(T0 + timedelta(minutes=1), 2), T0)
+    newest = store.health("gw-0001")
+    assert newest is not None
+    assert newest.buffer_messages == 2

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from cloud.api.deps import Authenticated, ServicesDep
 from cloud.api.problems import Problem
-from leasewatch.wire import DeviceId, MetricName
+from leasewatch.wire import DeviceId, GatewayHealth, MetricName
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"], dependencies=[Authenticated])
 
@@ -192,3 +192,34 @@ def register_device(services: ServicesDep, body: DeviceCreate) -> dict[str, str]
     """Register a device so the ingestor accepts its messages."""
     services.state.register_device(body.device, datetime.now(UTC))
     return {"device": body.device}
+
+
+class MachineEventPublic(BaseModel):
+    """A start, stop, fault or sensor-lost event detected at the edge."""
+
+    sensor: str
+    kind: str
+    ts: datetime
+    detail: str
+    historical: bool
+
+
+@router.get("/{device}/events", response_model=list[MachineEventPublic])
+def device_events(
+    services: ServicesDep,
+    device: DeviceId,
+    start: Annotated[AwareDatetime | None, Query(description="Default: end - 7 days")] = None,
+    end: Annotated[AwareDatetime | None, Query(description="Default: now")] = None,
+) -> list[dict[str, object]]:
+    """Machine events of a gateway's sensors, oldest first."""
+    end = end or datetime.now(UTC)
+    return services.state.events(device, start or end - timedelta(days=7), end)
+
+
+@router.get("/{device}/health", response_model=GatewayHealth)
+def device_health(services: ServicesDep, device: DeviceId) -> GatewayHealth:
+    """The newest health report the gateway published (buffer, errors, CPU, memory, clock)."""
+    health = services.state.health(device)
+    if health is None:
+        raise Problem(404, "no_health_report", f"{device} has not reported its health yet")
+    return health
