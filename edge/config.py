@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 # Driver sections live with their drivers; re-exported here, where callers find every section.
+from edge.config_position import key_lines, line_of
 from edge.drivers.modbus_device import ModbusSlaveConfig as ModbusSlaveConfig  # noqa: PLC0414
 from edge.drivers.modbus_rtu import ModbusRtuBusConfig as ModbusRtuBusConfig  # noqa: PLC0414
 from edge.drivers.modbus_tcp import ModbusTcpConfig as ModbusTcpConfig  # noqa: PLC0414
@@ -208,18 +209,21 @@ def parse_config(text: str, source: str = "<config>") -> EdgeConfig:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: not valid TOML: {err}") from err
-    return _validate(document, source)
+    return _validate(document, source, key_lines(text))
 
 
-def _validate(document: dict[str, Any], source: str) -> EdgeConfig:
-    """Validate a parsed document, naming every offending key."""
+def _validate(
+    document: dict[str, Any], source: str, lines: dict[tuple[str | int, ...], int] | None = None
+) -> EdgeConfig:
+    """Validate a parsed document, naming every offending key (and its line, given the text)."""
     try:
         return EdgeConfig.model_validate(document)
     except ValidationError as err:
-        problems = [
-            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in err.errors()
-        ]
+        problems = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            line = line_of(lines, e["loc"]) if lines else None
+            problems.append(f"  {where}{f' (line {line})' if line else ''}: {e['msg']}")
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(problems)) from err
 
 
