@@ -91,6 +91,7 @@ class Ingestor:
         self.state = state
         self.metrics = metrics or IngestMetrics()
         self.connected = asyncio.Event()
+        self._consuming = False
 
     async def process(
         self, messages: Sequence[Inbound], stop: asyncio.Event | None = None
@@ -123,6 +124,10 @@ class Ingestor:
         self._count(result.stored, duplicates, len(messages), now)
         return BatchOutcome(len(result.stored), len(duplicates), len(rejections), len(statuses))
 
+    def _link_lost(self) -> bool:
+        """True while consuming (a live connection exists) and that connection dropped."""
+        return self._consuming and not self.connected.is_set()
+
     async def _state(
         self, stop: asyncio.Event | None, call: Callable[..., _T], *args: object
     ) -> _T:
@@ -133,7 +138,7 @@ class Ingestor:
                 return await asyncio.to_thread(call, *args)
             except OperationalError as err:
                 self.metrics.store_errors.inc()
-                if stop is not None and stop.is_set():
+                if (stop is not None and stop.is_set()) or self._link_lost():
                     raise StateStoreUnavailableError(str(err)) from err
                 attempt += 1
                 delay = min(10.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
@@ -229,7 +234,7 @@ class Ingestor:
                     error=str(err),
                     retry_in=round(delay, 2),
                 )
-                if stop is not None and stop.is_set():
+                if (stop is not None and stop.is_set()) or self._link_lost():
                     raise
                 await asyncio.sleep(delay)
                 continue
@@ -320,16 +325,22 @@ class Ingestor:
                 for topic_filter in self._filters():
                     await client.subscribe(topic_filter, qos=1)
                 self.connected.set()
+                self._consuming = True
                 log.info("ingestor subscribed", filters=self._filters())
                 await consumer
             finally:
+                self._consuming = False
+                self.connected.clear()
                 for task in (consumer, reader):
                     task.cancel()
                 await asyncio.gather(consumer, reader, return_exceptions=True)
 
     async def _read(self, client: aiomqtt.Client, queue: asyncio.Queue[aiomqtt.Message]) -> None:
-        async for message in client.messages:
-            await queue.put(message)
+        try:
+            async for message in client.messages:
+                await queue.put(message)
+        finally:
+            self.connected.clear()  # the batch in hand cannot be acknowledged any more
 
     async def _consume(
         self,

@@ -30,6 +30,7 @@ from paho.mqtt.properties import Properties
 
 from edge.buffer import OutboxMessage, ReadingBuffer
 from edge.config import DeliveryConfig, MqttConfig
+from edge.puback import NotDeliveredError, check_delivered, track_reason_codes
 from leasewatch.wire import SCHEMA_VERSION, GatewayStatus, device_topic, encode
 
 log = structlog.get_logger(__name__)
@@ -161,6 +162,7 @@ class MqttLink:
         self.config = config
         self.delivery = delivery
         self.buffer = buffer
+        self._reason_codes: dict[int, int] = {}
         self.device = device
         self.boot = boot
         self.health = LinkHealth()
@@ -214,6 +216,7 @@ class MqttLink:
         log.warning("mqtt link down", device=self.device, error=str(err))
 
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        self._reason_codes = track_reason_codes(client)
         self.health.connected = True
         self.health.connects += 1
         topic = device_topic(self.device, "status")
@@ -235,12 +238,28 @@ class MqttLink:
     async def _send_telemetry(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         """Live lane first, then the paced backlog; at stop, what is live goes out once more."""
         while not stop.is_set():
-            sent = await self._send_live(client)
-            if not sent:
-                sent = await self._send_backlog(client, stop)
+            try:
+                sent = await self._send_live(client)
+                if not sent:
+                    sent = await self._send_backlog(client, stop)
+            except NotDeliveredError as err:
+                self._not_delivered(err)
+                await _wait_any(stop, asyncio.Event(), self.delivery.publish_interval)
+                continue
             if not sent:  # _send_live cleared `wake` before it looked: nothing sealed is missed
                 await _wait_any(self.wake, stop, self.delivery.publish_interval)
-        await self._send_live(client)  # sealed at shutdown, within publish timeouts
+        try:
+            await self._send_live(client)  # sealed at shutdown, within publish timeouts
+        except NotDeliveredError as err:
+            self._not_delivered(err)  # it stays in the buffer for the next start
+
+    def _not_delivered(self, err: NotDeliveredError) -> None:
+        """The broker kept nothing (no cloud subscription yet, or refused): retry later."""
+        self.health.publish_failures += 1
+        self.health.last_error = str(err)
+        log.warning(
+            "telemetry not delivered, kept in the buffer", device=self.device, error=str(err)
+        )
 
     def _live_since(self) -> datetime:
         return datetime.now(UTC) - timedelta(seconds=self.delivery.historical_after)
@@ -293,6 +312,7 @@ class MqttLink:
                 qos=1,
                 timeout=self.config.publish_timeout,
             )
+            check_delivered(self._reason_codes)
         except aiomqtt.MqttError:
             self.health.publish_failures += 1
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cloud.cli import app as cloud_app
+from cloud.detect_cli import app as detect_app
 from edge.cli import app as edge_app
 from firmware_sim.cli import app as sim_app
 from leasewatch.bench import app as bench_app
@@ -16,5 +17,8 @@ app = typer.Typer(
 app.add_typer(edge_app, name="edge", help="Run or check the gateway's edge agent.")
 app.add_typer(cloud_app, name="cloud", help="Run the cloud ingestor and API.")
 app.add_typer(sim_app, name="sim", help="Simulate devices and fleets.")
+app.add_typer(
+    detect_app, name="detect", help="Run the detectors offline on CSV files, or score them."
+)
 app.add_typer(bench_app, name="bench", help="Benchmarks that print figures.")
 app.command(name="demo")(demo)

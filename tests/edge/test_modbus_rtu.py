@@ -213,6 +213,8 @@ async def test_a_dead_slave_on_a_bus_of_three(fault: str) -> None:
     assert set(during_fault) == {0}, "a dead slave's readings are missing, never zeros"
     assert drivers[1].skipped_polls >= 4, "back-off: a failing slave is polled less often"
     kind = "timeout" if fault == "silent" else "bad_frame"
-    assert set(drivers[1].errors) == {kind}
+    # pyserial on a pty under heavy load can also report a spurious empty read ("port")
+    assert kind in drivers[1].errors
+    assert set(drivers[1].errors) <= {kind, "port"}
     assert [count for at, count in dead if at > came_back][-2:] == [len(machine_fields())] * 2
     assert not drivers[0].errors and not drivers[2].errors

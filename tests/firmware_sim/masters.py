@@ -10,7 +10,10 @@ import minimalmodbus
 import pytest
 
 #: mbpoll options for the simulator's line settings (19200 8N1, unit 1).
-RTU_19200_8N1 = ("-m", "rtu", "-a", "1", "-b", "19200", "-P", "none", "-d", "8", "-s", "1")
+# -o 3: a 3 s answer timeout, so a loaded CI machine does not fail a correct slave
+RTU_19200_8N1 = (
+    *("-m", "rtu", "-a", "1", "-b", "19200", "-P", "none", "-d", "8", "-s", "1", "-o", "3"),
+)
 MBPOLL_LINE = re.compile(r"^\[(\d+)\]:\s+(-?[0-9.eE+-]+)", re.MULTILINE)
 
 
