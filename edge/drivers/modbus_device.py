@@ -8,13 +8,14 @@ slave that keeps failing less often (exponential back-off, capped) until it answ
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -181,3 +182,57 @@ def unique_unit_ids(slaves: Sequence[ModbusSlaveConfig]) -> None:
     repeated = sorted({u for u in ids if ids.count(u) > 1})
     if repeated:
         raise ValueError(f"unit ids must be unique on a bus or endpoint, repeated: {repeated}")
+
+
+class SlaveLink(Protocol):
+    """What a unit driver needs from its bus or endpoint: requests and coil writes."""
+
+    async def transact(self, slave: ModbusSlaveConfig, request: RegisterRequest) -> list[int]:
+        """Read one request's registers or bits from a slave."""
+        ...
+
+    async def write_coil(self, slave: ModbusSlaveConfig, address: int, value: bool) -> bool:
+        """Set a coil and return what the device holds after."""
+        ...
+
+
+class ModbusUnitDriver:
+    """Polled driver for one Modbus slave, over any link: `read()` returns one poll's readings."""
+
+    def __init__(self, link: SlaveLink, slave: ModbusSlaveConfig) -> None:
+        self.link = link
+        self.slave = slave
+        self.poller = SlavePoller(slave, functools.partial(link.transact, slave))
+
+    @property
+    def sensor(self) -> str:
+        """Sensor name of every reading this driver produces."""
+        return self.slave.sensor
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between polls, as configured."""
+        return self.slave.poll_interval
+
+    @property
+    def requests(self) -> list[RegisterRequest]:
+        """The read requests one poll makes."""
+        return self.poller.requests
+
+    @property
+    def errors(self) -> Counter[str]:
+        """Failed requests so far, by kind (timeout, bad_frame, exception_response, port...)."""
+        return self.poller.errors
+
+    @property
+    def skipped_polls(self) -> int:
+        """Polls skipped while the slave was in back-off."""
+        return self.poller.skipped_polls
+
+    async def read(self) -> list[Reading]:
+        """Poll every register group once; a group that got no answer yields no readings."""
+        return await self.poller.read()
+
+    async def write_coil(self, address: int, value: bool) -> bool:
+        """Set one of this slave's coils; returns what the device holds after (SlaveError)."""
+        return await self.link.write_coil(self.slave, address, value)

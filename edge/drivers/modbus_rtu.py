@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import math
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Literal, TypeVar
@@ -24,11 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from edge.decoding import BIT_TABLES, RegisterRequest, plan_requests
 from edge.drivers.modbus_device import (
     ModbusSlaveConfig,
+    ModbusUnitDriver,
     SlaveError,
-    SlavePoller,
     unique_unit_ids,
 )
-from leasewatch.wire import Reading
 
 T = TypeVar("T")
 
@@ -181,43 +179,9 @@ class ModbusBus:
         self._close_port()
 
 
-class ModbusSlaveDriver:
-    """Polled driver for one slave on a serial bus: `read()` returns one poll's readings."""
+class ModbusSlaveDriver(ModbusUnitDriver):
+    """Polled driver for one slave on a serial bus."""
 
     def __init__(self, bus: ModbusBus, slave: ModbusSlaveConfig) -> None:
+        super().__init__(bus, slave)
         self.bus = bus
-        self.slave = slave
-        self.poller = SlavePoller(slave, functools.partial(bus.transact, slave))
-
-    @property
-    def sensor(self) -> str:
-        """Sensor name of every reading this driver produces."""
-        return self.slave.sensor
-
-    @property
-    def poll_interval(self) -> float:
-        """Seconds between polls, as configured."""
-        return self.slave.poll_interval
-
-    @property
-    def requests(self) -> list[RegisterRequest]:
-        """The read requests one poll makes."""
-        return self.poller.requests
-
-    @property
-    def errors(self) -> Counter[str]:
-        """Failed requests so far, by kind (timeout, bad_frame, exception_response, port...)."""
-        return self.poller.errors
-
-    @property
-    def skipped_polls(self) -> int:
-        """Polls skipped while the slave was in back-off."""
-        return self.poller.skipped_polls
-
-    async def read(self) -> list[Reading]:
-        """Poll every register group once; a group that got no answer yields no readings."""
-        return await self.poller.read()
-
-    async def write_coil(self, address: int, value: bool) -> bool:
-        """Set one of this slave's coils; returns what the device holds after (SlaveError)."""
-        return await self.bus.write_coil(self.slave, address, value)

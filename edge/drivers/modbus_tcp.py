@@ -13,7 +13,6 @@ import asyncio
 import functools
 import math
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -26,11 +25,10 @@ from pymodbus.pdu import ModbusPDU
 from edge.decoding import BIT_TABLES, RegisterRequest
 from edge.drivers.modbus_device import (
     ModbusSlaveConfig,
+    ModbusUnitDriver,
     SlaveError,
-    SlavePoller,
     unique_unit_ids,
 )
-from leasewatch.wire import Reading
 
 log = structlog.get_logger(__name__)
 
@@ -179,38 +177,9 @@ def _values(response: ModbusPDU, request: RegisterRequest) -> list[int]:
     return [int(v) for v in values[: request.count]]
 
 
-class ModbusTcpSlaveDriver:
+class ModbusTcpSlaveDriver(ModbusUnitDriver):
     """Polled driver for one unit behind a Modbus TCP endpoint."""
 
     def __init__(self, endpoint: ModbusTcpEndpoint, slave: ModbusSlaveConfig) -> None:
+        super().__init__(endpoint, slave)
         self.endpoint = endpoint
-        self.slave = slave
-        self.poller = SlavePoller(slave, functools.partial(endpoint.transact, slave))
-
-    @property
-    def sensor(self) -> str:
-        """Sensor name of every reading this driver produces."""
-        return self.slave.sensor
-
-    @property
-    def poll_interval(self) -> float:
-        """Seconds between polls, as configured."""
-        return self.slave.poll_interval
-
-    @property
-    def errors(self) -> Counter[str]:
-        """Failed requests so far, by kind (timeout, connect, exception_response...)."""
-        return self.poller.errors
-
-    @property
-    def skipped_polls(self) -> int:
-        """Polls skipped while the unit was in back-off."""
-        return self.poller.skipped_polls
-
-    async def read(self) -> list[Reading]:
-        """Poll every register group once; a group that got no answer yields no readings."""
-        return await self.poller.read()
-
-    async def write_coil(self, address: int, value: bool) -> bool:
-        """Set one of this unit's coils; returns what the device holds after (SlaveError)."""
-        return await self.endpoint.write_coil(self.slave, address, value)
