@@ -61,11 +61,10 @@ async def test_an_agent_on_a_full_disk_evicts_reports_and_keeps_running(tmp_path
         preload = f"{sys.executable} {tmp_path / 'preload.py'} {disk}"
         in_namespace = ("unshare", "-rm", "sh", "-c", f'{mount} && {preload} && exec "$@"', "sh")
         agent = await start_agent(config, log, prefix=in_namespace)
-        await asyncio.sleep(2.0)
-        assert agent.returncode is None, log.read_text()[-2000:]
+        await _logged(agent, log, "mqtt link down", 30)  # running, buffering, no broker yet
         await _fill_disk(agent.pid, disk / "filler")  # someone else fills the disk
-        await asyncio.sleep(2.0)  # the broker is away: the agent keeps buffering on a full disk
-        assert agent.returncode is None, log.read_text()[-2000:]
+        # the broker is away: the agent keeps buffering on a full disk until it must make room
+        await _logged(agent, log, "buffer evicted oldest messages", 60)
         async with mosquitto(tmp_path, port), observe(port) as (health, telemetry):
             live = await _first(telemetry, lambda b: not b.historical, 30)
             report = await _first(health, lambda h: h.evicted_messages > 0, 30)
@@ -76,6 +75,14 @@ async def test_an_agent_on_a_full_disk_evicts_reports_and_keeps_running(tmp_path
     assert "buffer storage full" in text and "buffer evicted oldest messages" in text
     assert report.evicted_readings >= 500, "yesterday's readings went first"
     assert live.boot != "yesterday" and live.readings
+
+
+async def _logged(agent: asyncio.subprocess.Process, log: Path, line: str, timeout: float) -> None:
+    """Wait until the running agent has logged `line`."""
+    async with asyncio.timeout(timeout):
+        while line not in (text := await asyncio.to_thread(log.read_text)):
+            assert agent.returncode is None, text[-2000:]
+            await asyncio.sleep(0.1)
 
 
 async def _fill_disk(pid: int, filler: Path) -> None:
