@@ -61,15 +61,20 @@ async def test_an_agent_on_a_full_disk_evicts_reports_and_keeps_running(tmp_path
         preload = f"{sys.executable} {tmp_path / 'preload.py'} {disk}"
         in_namespace = ("unshare", "-rm", "sh", "-c", f'{mount} && {preload} && exec "$@"', "sh")
         agent = await start_agent(config, log, prefix=in_namespace)
-        await _logged(agent, log, "mqtt link down", 30)  # running, buffering, no broker yet
-        await _fill_disk(agent.pid, disk / "filler")  # someone else fills the disk
-        # the broker is away: the agent keeps buffering on a full disk until it must make room
-        await _logged(agent, log, "buffer evicted oldest messages", 60)
-        async with mosquitto(tmp_path, port), observe(port) as (health, telemetry):
-            live = await _first(telemetry, lambda b: not b.historical, 30)
-            report = await _first(health, lambda h: h.evicted_messages > 0, 30)
-        agent.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(agent.wait(), 30) == 0, log.read_text()[-2000:]
+        try:
+            await _logged(agent, log, "mqtt link down", 30)  # running, buffering, no broker yet
+            await _fill_disk(agent.pid, disk / "filler")  # someone else fills the disk
+            # the broker is away: the agent keeps buffering on a full disk until it must make room
+            await _logged(agent, log, "buffer evicted oldest messages", 60)
+            async with mosquitto(tmp_path, port), observe(port) as (health, telemetry):
+                live = await _first(telemetry, lambda b: not b.historical, 30)
+                report = await _first(health, lambda h: h.evicted_messages > 0, 30)
+            agent.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(agent.wait(), 30) == 0, log.read_text()[-2000:]
+        finally:
+            if agent.returncode is None:  # a failed step leaves no agent behind
+                agent.kill()
+                await agent.wait()
 
     text = log.read_text()
     assert "buffer storage full" in text and "buffer evicted oldest messages" in text

@@ -1,0 +1,1 @@
+"""Lease risk: signals, scoring rules, scores with reasons, backtests."""
