@@ -6,6 +6,7 @@ import typer
 
 from cloud.cli import app as cloud_app
 from cloud.detect_cli import app as detect_app
+from cloud.risk.cli import app as risk_app
 from edge.cli import app as edge_app
 from firmware_sim.cli import app as sim_app
 from leasewatch.bench import app as bench_app
@@ -20,5 +21,6 @@ app.add_typer(sim_app, name="sim", help="Simulate devices and fleets.")
 app.add_typer(
     detect_app, name="detect", help="Run the detectors offline on CSV files, or score them."
 )
+app.add_typer(risk_app, name="risk", help="Risk scores: backtest on simulated portfolios.")
 app.add_typer(bench_app, name="bench", help="Benchmarks that print figures.")
 app.command(name="demo")(demo)
