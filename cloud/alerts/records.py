@@ -123,7 +123,7 @@ class Alert:
             "resolved_by": self.resolved_by,
             "resolved_at": _iso(self.resolved_at),
             "resolve_note": self.resolve_note,
-            "suppressed": self.suppressed_by is not None,
+            "suppressed": self.suppression is not None,
             "suppressed_by_window": self.suppressed_by,
             "suppression": self.suppression,
         }

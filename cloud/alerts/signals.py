@@ -31,7 +31,8 @@ class Finding:
     `key` separates independent conditions of one detector on one asset (e.g. the metric
     name for a fault rule); (device, detector, key) is the de-duplication key of the alert.
     `summary` is one sentence for people; `evidence` holds the numbers behind it (values,
-    baseline, window, thresholds) so an alert always says why.
+    baseline, window, thresholds) so an alert always says why. A `historical` finding came
+    from a replayed backlog: the alert store records it without delivering it.
     """
 
     device: str
@@ -45,3 +46,5 @@ class Finding:
     evidence: dict[str, EvidenceValue] = field(default_factory=dict)
     confidence: float = 1.0
     magnitude: float | None = None
+    # found in replayed (historical) data: recorded, never announced as a live alarm
+    historical: bool = False

@@ -10,6 +10,8 @@ Rules (cloud/alerts/README.md has the whole story):
 - After a resolution, an open finding evaluated later opens a new alert; earlier ones are stale.
 - Inside a maintenance window the alert is recorded with `suppression` saying why, and
   nothing is delivered. If the condition outlasts the window, the next finding delivers it.
+- A historical finding (from a replayed backlog) is recorded with `suppression` saying so and
+  never delivered: a backlog is not a live alarm. A later live finding delivers it.
 - Notifications (opened, escalated, acknowledged, resolved) go to the outbox in the same
   transaction; receivers only hear about alerts they were told were opened.
 """
@@ -160,13 +162,13 @@ class AlertStore:
             outcome.ignored += 1
             return
         (outcome.opened if row.occurrences == 1 else outcome.updated).append(row.id)
-        if window is not None:
+        if window is not None or finding.historical:
             outcome.suppressed.append(row.id)
         outcome.notifications += self._notify_if_due(conn, row.id, now)
 
     def _notify_if_due(self, conn: Connection, alert_id: int, now: datetime) -> int:
         """Queue "opened" or "escalated" when the alert is deliverable and not yet announced."""
-        deliverable = (_A.id == alert_id) & _A.suppressed_by.is_(None)
+        deliverable = (_A.id == alert_id) & _A.suppression.is_(None)
         steps: tuple[tuple[AlertEvent, ColumnElement[bool]], ...] = (
             ("opened", _A.notified_rank == 0),
             ("escalated", (_A.notified_rank > 0) & (_A.notified_rank < _A.severity_rank)),
@@ -333,8 +335,18 @@ def _new_alert(finding: Finding, window: MaintenanceWindow | None, now: datetime
         "occurrences": 1,
         "notified_rank": 0,
         "suppressed_by": window.id if window else None,
-        "suppression": window.suppression() if window else None,
+        "suppression": window.suppression() if window else _replayed(finding),
     }
+
+
+def _replayed(finding: Finding) -> str | None:
+    """Why a finding from replayed (historical) data is recorded but not announced."""
+    if not finding.historical:
+        return None
+    return (
+        f"found in replayed data (evaluated {utc(finding.evaluated_at).isoformat()}): "
+        "recorded, not announced as a live alarm"
+    )
 
 
 def _refusal(alert: Alert, wanted: AlertStatus) -> AlertStateError:

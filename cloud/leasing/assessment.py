@@ -1,0 +1,166 @@
+"""Score a lease or a lessee as of a time, and write every score served to the audit trail.
+
+The scoring itself is the risk engine's (`cloud.risk.scoring`); this module reads the leases,
+computes their signals (`cloud.leasing.signals`) and records what was served: subject, as-of,
+score, band, reasons, model version, the inputs, when, to whom and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select
+
+from cloud.leasing.models import Lease, LeaseStatus
+from cloud.leasing.signals import lease_signals, read_lease_data
+from cloud.leasing.store import LeasingStore
+from cloud.leasing.tables import risk_scores
+from cloud.risk.model import LeaseSignals, Reason, RiskScore
+from cloud.risk.rules import ScoringRules
+from cloud.risk.scoring import score_lease, score_lessee
+
+SCORED_STATUSES: tuple[LeaseStatus, ...] = ("active",)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAssessment:
+    """One lease's signals and score."""
+
+    signals: LeaseSignals
+    score: RiskScore
+    devices: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """A served score: of one lease, or of a lessee over its active leases."""
+
+    lessee_id: str
+    lease_id: str | None
+    score: RiskScore
+    leases: tuple[LeaseAssessment, ...]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def signals_document(signals: LeaseSignals) -> dict[str, Any]:
+    """The signals as JSON-ready data."""
+    document: dict[str, Any] = _plain(dataclasses.asdict(signals))
+    return document
+
+
+def reasons_document(reasons: Sequence[Reason]) -> list[dict[str, Any]]:
+    """Reasons as JSON-ready data, highest contribution first."""
+    return [
+        {"code": r.code, "points": r.points, "summary": r.summary, "evidence": dict(r.evidence)}
+        for r in reasons
+    ]
+
+
+def inputs_document(assessment: Assessment) -> dict[str, Any]:
+    """What the score was computed from, for the audit trail."""
+    return {
+        "leases": [
+            {
+                "lease_id": a.signals.lease_id,
+                "devices": list(a.devices),
+                "score": a.score.score,
+                "band": str(a.score.band),
+                "signals": signals_document(a.signals),
+            }
+            for a in assessment.leases
+        ]
+    }
+
+
+class RiskAssessor:
+    """Scores leases and lessees with one rule set; records what it serves."""
+
+    def __init__(self, engine: Engine, rules: ScoringRules) -> None:
+        self.engine = engine
+        self.rules = rules
+        self.store = LeasingStore(engine)
+
+    def score_leases(self, leases: Sequence[Lease], as_of: datetime) -> list[LeaseAssessment]:
+        """Signals and scores of these leases (a handful of queries for all of them)."""
+        return [
+            LeaseAssessment(signals, score_lease(signals, self.rules), data.devices)
+            for data in read_lease_data(self.engine, leases, as_of)
+            for signals in [lease_signals(data, as_of)]
+        ]
+
+    def lease(self, lease_id: str, as_of: datetime) -> Assessment:
+        """The score of one lease (NotFoundError when unknown)."""
+        lease = self.store.get_lease(lease_id)
+        (assessed,) = self.score_leases([lease], as_of)
+        return Assessment(lease.lessee_id, lease_id, assessed.score, (assessed,))
+
+    def lessee(self, lessee_id: str, as_of: datetime) -> Assessment:
+        """The score of a lessee over its active leases (NotFoundError when unknown)."""
+        self.store.get_lessee(lessee_id)
+        leases = [
+            lease
+            for status in SCORED_STATUSES
+            for lease in self.store.list_leases(lessee_id=lessee_id, status=status, limit=10_000)
+        ]
+        assessed = self.score_leases(leases, as_of)
+        score = score_lessee(lessee_id, [a.score for a in assessed], self.rules, as_of)
+        return Assessment(lessee_id, None, score, tuple(assessed))
+
+    def record(
+        self, assessment: Assessment, *, caller: str, purpose: str, served_at: datetime
+    ) -> int:
+        """Write a served score to the audit trail; returns the audit id."""
+        with self.engine.begin() as conn:
+            return record_score(conn, assessment, caller, purpose, served_at)
+
+
+def record_score(
+    conn: Connection, assessment: Assessment, caller: str, purpose: str, served_at: datetime
+) -> int:
+    """Insert one audit row in the caller's transaction."""
+    score = assessment.score
+    row = conn.execute(
+        insert(risk_scores)
+        .values(
+            subject=score.subject,
+            lessee_id=assessment.lessee_id,
+            lease_id=assessment.lease_id,
+            as_of=score.as_of,
+            score=score.score,
+            band=str(score.band),
+            reasons=reasons_document(score.reasons),
+            model_version=score.model_version,
+            inputs=inputs_document(assessment),
+            data_completeness=score.data_completeness,
+            served_at=served_at,
+            caller=caller[:128],
+            purpose=purpose[:32],
+        )
+        .returning(risk_scores.c.id)
+    ).scalar_one()
+    return int(row)
+
+
+def score_history(
+    engine: Engine, subject: str, *, before_id: int | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Audit rows of one subject ("lease:<id>" or "lessee:<id>"), newest first."""
+    s = risk_scores.c
+    query = select(risk_scores).where(s.subject == subject).order_by(s.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(s.id < before_id)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]

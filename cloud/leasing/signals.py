@@ -1,0 +1,289 @@
+"""A lease's risk signals as of a time, from what the cloud already keeps.
+
+Three queries serve any number of leases (one lease, or every lease of a lessee): the 1-hour
+rollups of `running` (grouped per device in SQL), the alerts of the devices, and the message
+ledger (grouped per device and boot). Only data about times before `as_of` is read: hour
+buckets that ended by then, alerts opened by then (and open at it), messages sent before it.
+
+- Utilization is running hours over *covered* hours (hours with a `running` rollup): an hour
+  without data is unknown, never idle, so a poor link does not look like a parked machine.
+- vs contract: the last `WINDOW_DAYS` against the contract's expected hours per asset per day;
+  vs baseline: the last `RECENT_DAYS` against the `BASELINE_DAYS` before them.
+- Silent: an open silence alert on the gateway, or no rollup for `SILENT_AFTER` before as_of.
+- Completeness: messages received over messages the (boot, seq) numbering says were sent in the
+  last `RECENT_DAYS` (the ledger's gaps); None when the ledger has nothing in the window.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, case, func, or_, select
+
+from cloud.leasing.models import DAYS_PER_MONTH, Lease
+from cloud.leasing.tables import assets
+from cloud.risk.model import LeaseSignals
+from cloud.schema import alerts, message_ledger, rollups
+
+WINDOW_DAYS = 30
+RECENT_DAYS = 14
+BASELINE_DAYS = 28
+MIN_BASELINE_HOURS = 7 * 24  # covered hours before a baseline counts
+SILENT_AFTER = timedelta(hours=24)
+RUNNING_METRIC = "running"
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceUsage:
+    """Running and covered hours of one gateway's asset in the three windows, and its last hour."""
+
+    recent_run: float = 0.0
+    recent_covered: float = 0.0
+    baseline_run: float = 0.0
+    baseline_covered: float = 0.0
+    window_run: float = 0.0
+    window_covered: float = 0.0
+    last_hour: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """The part of an alert the signals read."""
+
+    device: str
+    detector: str
+    key: str
+    severity: str
+    since: datetime
+    opened_at: datetime
+    resolved_at: datetime | None
+    magnitude: float | None
+    cause: str | None
+
+    def open_at(self, when: datetime) -> bool:
+        """Whether the alert was open at `when`."""
+        return self.opened_at <= when and (self.resolved_at is None or self.resolved_at > when)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseData:
+    """What the signals of one lease were computed from."""
+
+    lease: Lease
+    devices: tuple[str, ...]
+    usage: Mapping[str, DeviceUsage] = field(default_factory=dict)
+    alerts: tuple[AlertRow, ...] = ()
+    received: int = 0
+    expected: int = 0
+
+
+def _utc(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def lease_devices(conn: Connection, lease_ids: Sequence[str]) -> dict[str, list[str]]:
+    """The gateways mounted on each lease's assets."""
+    query = select(assets.c.lease_id, assets.c.device).where(
+        assets.c.lease_id.in_(lease_ids), assets.c.device.is_not(None)
+    )
+    found: dict[str, list[str]] = defaultdict(list)
+    for lease_id, device in conn.execute(query):
+        found[lease_id].append(device)
+    return found
+
+
+def _usage(conn: Connection, devices: Sequence[str], as_of: datetime) -> dict[str, DeviceUsage]:
+    r = rollups.c
+    last_bucket = as_of - HOUR  # only hours that ended by as_of
+    recent = as_of - timedelta(days=RECENT_DAYS)
+    window = as_of - timedelta(days=WINDOW_DAYS)
+    start = recent - timedelta(days=BASELINE_DAYS)
+    share = r.sum / r.count
+
+    def part(cond: Any, value: Any) -> Any:
+        return func.sum(case((cond, value), else_=0.0))
+
+    query = (
+        select(
+            r.device,
+            part(r.bucket >= recent, share), part(r.bucket >= recent, 1.0),
+            part(r.bucket < recent, share), part(r.bucket < recent, 1.0),
+            part(r.bucket >= window, share), part(r.bucket >= window, 1.0),
+            func.max(r.bucket),
+        )
+        .where(r.metric == RUNNING_METRIC, r.resolution_s == 3600, r.device.in_(devices))
+        .where(r.bucket >= start, r.bucket <= last_bucket, r.count > 0)
+        .group_by(r.device)
+    )  # fmt: skip
+    found = {}
+    for row in conn.execute(query):
+        run, cov, base_run, base_cov, win_run, win_cov = (float(v or 0.0) for v in row[1:7])
+        found[row[0]] = DeviceUsage(run, cov, base_run, base_cov, win_run, win_cov, _utc(row[7]))
+    return found
+
+
+def _alerts(conn: Connection, devices: Sequence[str], as_of: datetime) -> list[AlertRow]:
+    a = alerts.c
+    window = as_of - timedelta(days=WINDOW_DAYS)
+    query = (
+        select(a.device, a.detector, a.key, a.severity, a.since, a.opened_at, a.resolved_at,
+               a.magnitude, a.evidence)
+        .where(a.device.in_(devices), a.opened_at <= as_of, a.suppressed_by.is_(None))
+        .where(or_(a.resolved_at.is_(None), a.resolved_at > window))
+    )  # fmt: skip
+    rows = []
+    for row in conn.execute(query):
+        evidence = row.evidence if isinstance(row.evidence, dict) else {}
+        cause = evidence.get("cause")
+        rows.append(
+            AlertRow(
+                row.device, row.detector, row.key, row.severity, _utc(row.since),
+                _utc(row.opened_at), _utc(row.resolved_at), row.magnitude,
+                cause if isinstance(cause, str) else None,
+            )
+        )  # fmt: skip
+    return rows
+
+
+def _ledger(
+    conn: Connection, devices: Sequence[str], as_of: datetime
+) -> dict[str, tuple[int, int]]:
+    """(received, expected) messages per device over the recent window, from (boot, seq)."""
+    m = message_ledger.c
+    start = as_of - timedelta(days=RECENT_DAYS)
+    query = (
+        select(m.device, func.count(), func.min(m.seq), func.max(m.seq))
+        .where(m.device.in_(devices), m.sent_at >= start, m.sent_at < as_of)
+        .where(m.received_at <= as_of)
+        .group_by(m.device, m.boot)
+    )
+    found: dict[str, tuple[int, int]] = {}
+    for device, count, low, high in conn.execute(query):
+        received, expected = found.get(device, (0, 0))
+        found[device] = (received + int(count), expected + int(high) - int(low) + 1)
+    return found
+
+
+def read_lease_data(engine: Engine, leases: Sequence[Lease], as_of: datetime) -> list[LeaseData]:
+    """The data behind the signals of these leases as of a time (four queries in all)."""
+    if not leases:
+        return []
+    with engine.connect() as conn:
+        devices = lease_devices(conn, [lease.lease_id for lease in leases])
+        every = sorted({d for found in devices.values() for d in found})
+        usage = _usage(conn, every, as_of) if every else {}
+        alert_rows = _alerts(conn, every, as_of) if every else []
+        ledger = _ledger(conn, every, as_of) if every else {}
+    result = []
+    for lease in leases:
+        mine = tuple(sorted(devices.get(lease.lease_id, [])))
+        counts = [ledger[d] for d in mine if d in ledger]
+        result.append(
+            LeaseData(
+                lease, mine, {d: usage[d] for d in mine if d in usage},
+                tuple(a for a in alert_rows if a.device in mine),
+                sum(c[0] for c in counts), sum(c[1] for c in counts),
+            )
+        )  # fmt: skip
+    return result
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator > 0 else None
+
+
+def _utilization(data: LeaseData) -> tuple[float | None, float | None]:
+    """(vs contract, vs baseline) over the lease's assets together."""
+    usage = list(data.usage.values())
+    per_day = data.lease.expected_hours_per_asset_day()
+    contract = None
+    if per_day:
+        expected = per_day * sum(u.window_covered for u in usage) / 24.0
+        contract = _ratio(sum(u.window_run for u in usage), expected)
+    judged = [u for u in usage if u.recent_covered > 0]
+    base_covered = sum(u.baseline_covered for u in judged)
+    if base_covered < MIN_BASELINE_HOURS:
+        return contract, None
+    recent_rate = _ratio(sum(u.recent_run for u in judged), sum(u.recent_covered for u in judged))
+    base_rate = _ratio(sum(u.baseline_run for u in judged), base_covered)
+    if recent_rate is None or not base_rate:
+        return contract, None
+    return contract, recent_rate / base_rate
+
+
+def _silence(data: LeaseData, as_of: datetime) -> tuple[int, float]:
+    """(silent assets, days the longest-silent one has been silent)."""
+    starts = datetime.combine(data.lease.starts_on, time(), UTC)
+    lookback = as_of - timedelta(days=RECENT_DAYS + BASELINE_DAYS)
+    silent_since: dict[str, datetime] = {}
+    for device in data.devices:
+        usage = data.usage.get(device)
+        last = usage.last_hour + HOUR if usage and usage.last_hour else max(starts, lookback)
+        if as_of - last > SILENT_AFTER:
+            silent_since[device] = last
+    for alert in data.alerts:
+        if alert.detector == "silence" and alert.key == "gateway" and alert.open_at(as_of):
+            earlier = silent_since.get(alert.device, alert.since)
+            silent_since[alert.device] = min(earlier, alert.since)
+    if not silent_since:
+        return 0, 0.0
+    longest = max(as_of - since for since in silent_since.values())
+    return len(silent_since), max(0.0, longest.total_seconds() / 86_400)
+
+
+def _hours_cap_overrun(data: LeaseData) -> float:
+    cap = data.lease.hours_cap_per_month
+    if not cap or not data.usage:
+        return 0.0
+    worst = max(u.window_run for u in data.usage.values()) * DAYS_PER_MONTH / WINDOW_DAYS
+    return max(0.0, worst - cap) / cap
+
+
+def _counts(rows: Iterable[AlertRow], as_of: datetime) -> dict[str, Any]:
+    window = as_of - timedelta(days=WINDOW_DAYS)
+    now_open = [a for a in rows if a.open_at(as_of)]
+    recent = [a for a in rows if a.open_at(as_of) or a.opened_at >= window]
+    capacity = [a for a in now_open if a.detector == "utilization" and a.key == "decline"]
+    drops = [abs(a.magnitude) for a in capacity if a.magnitude is not None]
+    faults = [a for a in now_open if a.detector == "faults"]
+    tamper = [
+        a for a in recent
+        if a.detector == "silence" and (a.key == "sensors_removed" or a.cause == "tamper")
+    ]  # fmt: skip
+    return {
+        "capacity_warnings": len(capacity),
+        "capacity_drop": max(drops) if drops else None,
+        "faults_warning": sum(1 for a in faults if a.severity == "warning"),
+        "faults_critical": sum(1 for a in faults if a.severity == "critical"),
+        "tamper_events": len(tamper),
+        "geofence_breaches": sum(1 for a in recent if a.detector == "geofence"),
+    }
+
+
+def lease_signals(data: LeaseData, as_of: datetime) -> LeaseSignals:
+    """The signals of one lease from its data (pure)."""
+    contract, baseline = _utilization(data)
+    silent, days_silent = _silence(data, as_of)
+    starts = datetime.combine(data.lease.starts_on, time(), UTC)
+    return LeaseSignals(
+        lease_id=data.lease.lease_id,
+        lessee_id=data.lease.lessee_id,
+        as_of=as_of,
+        window_days=WINDOW_DAYS,
+        assets=len(data.devices),
+        utilization_vs_contract=contract,
+        utilization_vs_baseline=baseline,
+        silent_assets=silent,
+        days_silent=days_silent,
+        hours_cap_overrun=_hours_cap_overrun(data),
+        data_completeness=_ratio(data.received, data.expected),
+        lease_age_days=max(0.0, (as_of - starts).total_seconds() / 86_400),
+        **_counts(data.alerts, as_of),
+    )

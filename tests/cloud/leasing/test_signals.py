@@ -1,0 +1,92 @@
+"""Signals of a lease on labelled data: decline, silence, completeness, alerts, hours cap, as-of."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from cloud.alerts.signals import Severity
+from cloud.leasing.assessment import RiskAssessor
+from cloud.leasing.store import LeasingStore
+from cloud.risk.rules import load_rules
+from cloud.state import StateStore
+from tests.cloud.leasing.conftest import AS_OF, STARTS, days_before, feed, make_lease, open_alert
+
+DAYS = 42
+
+
+def _signals(state: StateStore, lease_id: str, as_of=AS_OF):  # type: ignore[no-untyped-def]
+    return RiskAssessor(state.engine, load_rules()).lease(lease_id, as_of).leases[0].signals
+
+
+def test_a_steady_lease_reads_as_agreed_with_complete_data(state: StateStore) -> None:
+    make_lease(LeasingStore(state.engine), "LS-1", ["gw-0001"])
+    feed(state, "gw-0001", [(d, 8.0) for d in days_before(AS_OF, DAYS)])
+    s = _signals(state, "LS-1")
+    assert s.assets == 1
+    assert s.utilization_vs_contract == pytest.approx(1.0, abs=0.01)
+    assert s.utilization_vs_baseline == pytest.approx(1.0, abs=0.01)
+    assert (s.silent_assets, s.days_silent) == (0, 0.0)
+    assert s.data_completeness == pytest.approx(1.0)
+    assert (s.capacity_warnings, s.faults_warning, s.tamper_events, s.geofence_breaches) == (
+        0, 0, 0, 0,
+    )  # fmt: skip
+    assert s.lease_age_days == pytest.approx((AS_OF.date() - STARTS).days)
+
+
+def test_a_decline_shows_against_the_baseline_and_the_contract(state: StateStore) -> None:
+    make_lease(LeasingStore(state.engine), "LS-1", ["gw-0001"])
+    days = days_before(AS_OF, DAYS)
+    feed(state, "gw-0001", [(d, 8.0 if i < DAYS - 14 else 2.0) for i, d in enumerate(days)])
+    s = _signals(state, "LS-1")
+    assert s.utilization_vs_baseline == pytest.approx(0.25, abs=0.01)
+    # 16 days at 8 h and 14 days at 2 h over 30 days against 8 h a day
+    assert s.utilization_vs_contract == pytest.approx((16 * 8 + 14 * 2) / (30 * 8), abs=0.01)
+    before = _signals(state, "LS-1", AS_OF - timedelta(days=14))
+    assert before.utilization_vs_baseline == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_silent_asset_is_counted_with_how_long(state: StateStore) -> None:
+    make_lease(LeasingStore(state.engine), "LS-1", ["gw-0001", "gw-0002"])
+    days = days_before(AS_OF, DAYS)
+    feed(state, "gw-0001", [(d, 8.0) for d in days])
+    feed(state, "gw-0002", [(d, 8.0) for d in days[:-5]])  # quiet for the last five days
+    s = _signals(state, "LS-1")
+    assert s.silent_assets == 1
+    assert s.days_silent == pytest.approx(5.0, abs=0.05)
+    assert s.utilization_vs_baseline == pytest.approx(1.0, abs=0.01)  # silence is not idling
+
+
+def test_completeness_comes_from_the_ledger_and_gaps_are_not_idle_hours(
+    state: StateStore,
+) -> None:
+    make_lease(LeasingStore(state.engine), "LS-1", ["gw-0001"])
+    feed(state, "gw-0001", [(d, 8.0) for d in days_before(AS_OF, DAYS)], skip_every=4)
+    s = _signals(state, "LS-1")
+    assert s.data_completeness == pytest.approx(0.75, abs=0.01)
+    assert s.utilization_vs_baseline == pytest.approx(1.0, abs=0.05)
+
+
+def test_open_alerts_count_by_detector_and_severity(state: StateStore) -> None:
+    make_lease(LeasingStore(state.engine), "LS-1", ["gw-0001"])
+    feed(state, "gw-0001", [(d, 8.0) for d in days_before(AS_OF, DAYS)])
+    open_alert(state, "gw-0001", "utilization", "decline", magnitude=0.4)
+    open_alert(state, "gw-0001", "faults", "bearing", severity=Severity.CRITICAL)
+    open_alert(state, "gw-0001", "faults", "temperature")
+    open_alert(state, "gw-0001", "silence", "sensors_removed", severity=Severity.CRITICAL)
+    open_alert(state, "gw-0001", "geofence", "region", severity=Severity.CRITICAL)
+    open_alert(state, "gw-0001", "faults", "late", at=AS_OF + timedelta(hours=1))  # after as_of
+    s = _signals(state, "LS-1")
+    assert (s.capacity_warnings, s.capacity_drop) == (1, pytest.approx(0.4))
+    assert (s.faults_warning, s.faults_critical) == (1, 1)
+    assert (s.tamper_events, s.geofence_breaches) == (1, 1)
+    earlier = _signals(state, "LS-1", AS_OF - timedelta(days=3))
+    assert (earlier.capacity_warnings, earlier.faults_critical, earlier.tamper_events) == (0, 0, 0)
+
+
+def test_hours_beyond_the_monthly_cap_are_an_overrun(state: StateStore) -> None:
+    make_lease(LeasingStore(state.engine), "LS-1", ["gw-0001"], hours_cap_per_month=200.0)
+    feed(state, "gw-0001", [(d, 10.0) for d in days_before(AS_OF, DAYS)])
+    s = _signals(state, "LS-1")
+    assert s.hours_cap_overrun == pytest.approx((10 * 30.4375 - 200) / 200, abs=0.01)
