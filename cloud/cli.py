@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from cloud.detection.context import ContextFileError
+from cloud.detection.settings import DetectionSettings, load_detection_settings
 from cloud.runtime import CloudRuntime, bind_listener
 from cloud.settings import (
     API_SECRETS,
@@ -23,6 +25,16 @@ from leasewatch.logs import configure_logging
 app = typer.Typer(no_args_is_help=True)
 
 LogLevel = Annotated[str, typer.Option(help="Log level.")]
+
+
+def _detection() -> DetectionSettings:
+    try:
+        settings = load_detection_settings()
+        settings.context_source()  # a bad context file fails here, with its reason
+    except (SettingsError, ContextFileError) as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from err
+    return settings
 
 
 def _settings(needed: Collection[str]) -> CloudSettings:
@@ -51,10 +63,23 @@ def api(log_level: LogLevel = "INFO") -> None:
 
 
 @app.command()
-def run(log_level: LogLevel = "INFO") -> None:
-    """Ingestor and API in one process."""
+def detect(log_level: LogLevel = "INFO") -> None:
+    """Run the detectors on arriving gateway messages and raise alerts (LEASEWATCH_DETECT_*).
+
+    Any number of detection workers can run side by side (shared group "detect"); each needs
+    its own LEASEWATCH_DETECT_CLIENT_ID. With LEASEWATCH_OPS_PORT set, serves /healthz too.
+    """
     configure_logging(log_level)
-    asyncio.run(_main(_settings(INGEST_SECRETS + API_SECRETS), ingest=True, api=True))
+    asyncio.run(_main(_settings(INGEST_SECRETS), ingest=False, api=False, detect=_detection()))
+
+
+@app.command()
+def run(log_level: LogLevel = "INFO") -> None:
+    """Ingestor, detection and API in one process."""
+    configure_logging(log_level)
+    asyncio.run(
+        _main(_settings(INGEST_SECRETS + API_SECRETS), ingest=True, api=True, detect=_detection())
+    )
 
 
 @app.command()
@@ -65,12 +90,14 @@ def migrate() -> None:
     typer.echo("state store is at the newest schema")
 
 
-async def _main(settings: CloudSettings, *, ingest: bool, api: bool) -> None:
+async def _main(
+    settings: CloudSettings, *, ingest: bool, api: bool, detect: DetectionSettings | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runtime = CloudRuntime(settings)
+    runtime = CloudRuntime(settings, detection=detect)
     await runtime.open_with_retries(stop)
     if stop.is_set():
         return
@@ -81,6 +108,8 @@ async def _main(settings: CloudSettings, *, ingest: bool, api: bool) -> None:
         what = "API" if api else "ops endpoints (/healthz, /metrics)"
         typer.echo(f"LeaseWatch {what} on http://{host}:{bound}/", err=True)
     try:
-        await runtime.run(stop, ingest=ingest, api_socket=sock, ops_only=not api)
+        await runtime.run(
+            stop, ingest=ingest, api_socket=sock, ops_only=not api, detect=detect is not None
+        )
     finally:
         await runtime.close()

@@ -14,8 +14,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.alerts.delivery import run_alert_delivery
+from cloud.alerts.receivers import receiver_ids
+from cloud.alerts.store import AlertStore
 from cloud.api.deps import Services
 from cloud.api.main import create_app
+from cloud.detection.context import AssetContextSource
+from cloud.detection.settings import DetectionSettings, load_detection_settings
+from cloud.detection.worker import DetectionWorker, detection_worker
 from cloud.ingest import Ingestor
 from cloud.metrics import IngestMetrics
 from cloud.settings import CloudSettings
@@ -47,8 +52,11 @@ class CloudRuntime:
     """The cloud's services for one process; `run` serves ingestion and/or the API until stopped."""
 
     settings: CloudSettings
+    detection: DetectionSettings | None = None  # None: read LEASEWATCH_DETECT_* when detecting
+    asset_context: AssetContextSource | None = None  # None: LEASEWATCH_DETECT_CONTEXT_FILE
     services: Services = field(init=False)
     ingestor: Ingestor = field(init=False)
+    detector: DetectionWorker | None = field(init=False, default=None)
 
     async def open(self) -> None:
         """Open the stores; raises TelemetryStoreError or a SQLAlchemy error when unreachable."""
@@ -89,18 +97,31 @@ class CloudRuntime:
         ingest: bool = True,
         api_socket: socket.socket | None = None,
         ops_only: bool = False,
+        detect: bool = False,
     ) -> None:
-        """Run the ingestor and the API, or only the ops endpoints, on the socket until stopped."""
+        """Run the ingestor, detection and the API, or only the ops endpoints, until stopped."""
         async with asyncio.TaskGroup() as group:
+            if detect:
+                group.create_task(self._detection().run(stop))
             if ingest:
                 group.create_task(self.ingestor.run(stop))
                 group.create_task(self.ingestor.enforce_retention(stop))
+            if ingest or detect:
                 group.create_task(
                     run_alert_delivery(self.settings, self.services.state.engine, stop)
                 )
             if api_socket is not None:
                 app = create_ops_app(self) if ops_only else create_app(self.services)
                 group.create_task(_serve(app, api_socket, stop))
+
+    def _detection(self) -> DetectionWorker:
+        """The detection worker; without $share on the broker (embedded) it subscribes plainly."""
+        settings = self.detection or load_detection_settings()
+        if not self.settings.mqtt_shared_group:
+            settings = settings.model_copy(update={"shared_group": ""})
+        alerts = AlertStore(self.services.state.engine, receiver_ids(self.settings))
+        self.detector = detection_worker(self.settings, settings, alerts, self.asset_context)
+        return self.detector
 
 
 def create_ops_app(runtime: CloudRuntime) -> FastAPI:
@@ -109,7 +130,10 @@ def create_ops_app(runtime: CloudRuntime) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        connected = runtime.ingestor.connected.is_set()
+        detector = runtime.detector
+        connected = runtime.ingestor.connected.is_set() or bool(
+            detector and detector.connected.is_set()
+        )
         body = {"status": "ok" if connected else "disconnected", "broker_connected": connected}
         return JSONResponse(body, status_code=200 if connected else 503)
 

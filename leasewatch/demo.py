@@ -168,7 +168,7 @@ class Demo:
             self.api_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
             agents = await self._start_fleet(stack, broker.port)
             async with asyncio.TaskGroup() as group:
-                group.create_task(runtime.run(stop, api_socket=sock))
+                group.create_task(runtime.run(stop, api_socket=sock, detect=True))
                 for agent in agents:
                     group.create_task(agent.run(stop))
                 if on_ready is not None:
