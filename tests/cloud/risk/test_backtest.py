@@ -1,0 +1,136 @@
+"""The backtest's figures are computed from the data: change the scenario or seed, they change."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cloud.detectors.scoring import scenario_labels
+from cloud.risk.backtest import BacktestConfig, BacktestRun, run_backtest
+from cloud.risk.metrics import auc, report
+from cloud.risk.rules import ScoringRules
+from firmware_sim.repayment import draw_outcomes
+
+QUIET = """
+name = "quiet"
+description = "6 assets, 63 days, a christmas-like dip and short outages: no decline at all"
+seed = 5
+start = 2025-03-03
+days = 63
+speed = 86400
+sample_s = 300
+batch_s = 3600
+
+[regions.benelux]
+center = [51.5, 4.9]
+radius_km = 200
+
+[sites.rotterdam-yard]
+position = [51.885, 4.286]
+region = "benelux"
+
+[[populations]]
+prefix = "q"
+count = 6
+types = { truck = 1, excavator = 1, cnc = 1, compressor = 1 }
+sites = ["rotterdam-yard"]
+lease_prefix = "L-Q"
+
+[[events]]
+kind = "seasonal_dip"
+share = 1.0
+start_day = 45
+days = 7
+magnitude = 0.8
+name = "holiday"
+
+[[events]]
+kind = "silence"
+cause = "network_outage"
+share = 0.5
+start_day = [5, 50]
+days = [0.1, 0.5]
+"""
+
+
+@pytest.fixture(scope="module")
+def utilization_run(rules: ScoringRules) -> BacktestRun:
+    """The shipped `utilization` scenario (40 assets, 150 days) backtested once."""
+    return run_backtest(BacktestConfig(scenario="utilization"), rules)
+
+
+def _reseeded(run: BacktestRun, seed: int) -> BacktestRun:
+    days = run.resolved.scenario.days
+    leases = [a.lease for a in run.resolved.assets]
+    window = (run.start, run.start + timedelta(days=days))
+    outcomes = draw_outcomes(leases, scenario_labels(run.resolved), window, seed)
+    return replace(run, outcomes=outcomes)
+
+
+def test_auc_rank_formula() -> None:
+    scores = np.array([0.1, 0.4, 0.35, 0.8])
+    positive = np.array([False, False, True, True])
+    assert auc(scores, positive) == pytest.approx(0.75)
+    assert auc(scores, np.zeros(4, dtype=bool)) is None
+    assert auc(np.ones(4), positive) == pytest.approx(0.5)
+
+
+def test_figures_are_counted_from_the_observations(utilization_run: BacktestRun) -> None:
+    result = report(utilization_run, horizon_days=60.0)
+    obs = utilization_run.observations
+    arrears = {
+        lease: (o.arrears_at - utilization_run.start) / timedelta(days=1)
+        for lease, o in utilization_run.outcomes.items()
+        if o.arrears_at is not None
+    }
+    positives = sum(
+        1
+        for lease, day in zip(obs.leases, obs.days, strict=True)
+        if lease in arrears and 0 < arrears[lease] - day <= 60
+    )
+    assert result.positives == positives > 0
+    assert result.leases == 40
+    assert result.leases_in_arrears == len(arrears)
+    assert result.auc is not None and 0.5 < result.auc <= 1.0
+    assert result.median_lead_days is not None and result.median_lead_days > 0
+    by_name = {row.signal: row for row in result.signals}
+    assert by_name["capacity_warning"].observations_with_points > 0
+    assert by_name["tamper"].auc_alone == pytest.approx(0.5)  # no tamper here: no ranking
+
+
+def test_another_seed_or_scenario_changes_the_figures(
+    utilization_run: BacktestRun, rules: ScoringRules
+) -> None:
+    base = report(utilization_run)
+    reseeded = report(_reseeded(utilization_run, seed=99))
+    assert (reseeded.leases_in_arrears, reseeded.positives, reseeded.auc) != (
+        base.leases_in_arrears,
+        base.positives,
+        base.auc,
+    )
+    smaller = report(run_backtest(BacktestConfig(scenario="utilization", assets=20), rules))
+    assert smaller.leases == 20
+    assert (smaller.positives, smaller.auc) != (base.positives, base.auc)
+
+
+def test_no_declines_no_lead_time(tmp_path: Path, rules: ScoringRules) -> None:
+    path = tmp_path / "quiet.toml"
+    path.write_text(QUIET, encoding="utf-8")
+    run = run_backtest(BacktestConfig(scenario=str(path), first_day=28), rules)
+    result = report(run, horizon_days=21.0)
+    assert set(result.arrears_by_cause) <= {"base_rate"}
+    assert result.median_lead_days is None
+    assert result.caught == 0
+    assert result.leases == 6
+    assert result.observations > 0
+
+
+def test_first_day_past_the_scenario_is_refused(tmp_path: Path, rules: ScoringRules) -> None:
+    path = tmp_path / "quiet.toml"
+    path.write_text(QUIET, encoding="utf-8")
+    with pytest.raises(ValueError, match="past the scenario's 63 days"):
+        run_backtest(BacktestConfig(scenario=str(path), first_day=70), rules)
