@@ -22,6 +22,7 @@ from cloud.detection.context import AssetContextSource
 from cloud.detection.settings import DetectionSettings, load_detection_settings
 from cloud.detection.worker import DetectionWorker, detection_worker
 from cloud.ingest import Ingestor
+from cloud.leasing.rescore import run_rescoring
 from cloud.metrics import IngestMetrics
 from cloud.settings import CloudSettings
 from cloud.state import StateStore
@@ -110,6 +111,7 @@ class CloudRuntime:
                 group.create_task(
                     run_alert_delivery(self.settings, self.services.state.engine, stop)
                 )
+                group.create_task(run_rescoring(self.settings, self.services.state.engine, stop))
             if api_socket is not None:
                 app = create_ops_app(self) if ops_only else create_app(self.services)
                 group.create_task(_serve(app, api_socket, stop))

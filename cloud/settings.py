@@ -87,6 +87,16 @@ class CloudSettings(BaseSettings):
     ## How often the delivery task looks for due notifications.
     alert_poll_s: Annotated[float, Field(gt=0, le=60)] = 0.5
 
+    ## Credit-system webhooks: URLs told of every lease band change (empty: none), and the
+    ## HMAC-SHA256 key signing them (12+ characters, required outside demo with URLs).
+    risk_webhook_urls: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_urls)] = ()
+    risk_webhook_secret: SecretStr = SecretStr("")
+    ## Rescore leases whose data changed this often (0: off); rescore any score older than max age.
+    risk_rescore_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0
+    risk_rescore_max_age_s: Annotated[float, Field(gt=0)] = 3600.0
+    ## Scoring rules file (unset: the packaged cloud/risk/rules.toml).
+    risk_rules_file: Path | None = None
+
     @model_validator(mode="after")
     def _webhook_secret_when_webhooks(self) -> Self:
         """Refuse webhooks without a strong signing secret outside demo mode."""
@@ -96,6 +106,18 @@ class CloudSettings(BaseSettings):
             raise ValueError(
                 "LEASEWATCH_ALERT_WEBHOOK_SECRET must be set to a secret of 12 or more "
                 "characters when LEASEWATCH_ALERT_WEBHOOK_URLS is set"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _risk_secret_when_webhooks(self) -> Self:
+        """Refuse credit-system webhooks without a strong signing secret outside demo mode."""
+        secret = self.risk_webhook_secret.get_secret_value()
+        weak = secret.lower() in _KNOWN_WEAK or len(secret) < 12
+        if self.risk_webhook_urls and self.mode != "demo" and weak:
+            raise ValueError(
+                "LEASEWATCH_RISK_WEBHOOK_SECRET must be set to a secret of 12 or more "
+                "characters when LEASEWATCH_RISK_WEBHOOK_URLS is set"
             )
         return self
 

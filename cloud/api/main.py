@@ -6,7 +6,18 @@ from fastapi import FastAPI
 
 from cloud.api import problems
 from cloud.api.deps import Services
-from cloud.api.routes import alerts, dashboards, devices, health, ingest, maintenance
+from cloud.api.routes import (
+    alerts,
+    credit_checks,
+    dashboards,
+    devices,
+    health,
+    ingest,
+    leases,
+    lessees,
+    maintenance,
+    risk,
+)
 
 
 def create_app(services: Services) -> FastAPI:
@@ -19,5 +30,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     problems.install(app)
     for module in (health, devices, ingest, dashboards, alerts, maintenance):
+        app.include_router(module.router)
+    for module in (lessees, leases, risk, credit_checks):  # the leasing domain
         app.include_router(module.router)
     return app

@@ -136,6 +136,18 @@ class _CellError(ValueError):
         self.column = column
 
 
+def csv_column(where: str) -> str:
+    """The CSV column a validation error's location points at."""
+    for prefix, column in (
+        ("region.center.0", "region_center_lat"), ("region.center.1", "region_center_lon"),
+        ("region.radius_km", "region_radius_km"), ("region.polygon", "region_polygon"),
+        ("assets.", "assets"),
+    ):  # fmt: skip
+        if where.startswith(prefix):
+            return column
+    return where
+
+
 def _rows(body: bytes, fmt: ImportFormat) -> Iterator[dict[str, Any] | _CellError]:
     try:
         text = body.decode("utf-8-sig")
@@ -200,7 +212,7 @@ def import_leases(
     tally = _Tally()
     count = 0
     with store.engine.begin() as conn:
-        run = _Import(store, conn, now, tally)
+        run = _Import(store, conn, now, tally, fmt)
         for number, item in enumerate(_rows(body, fmt), start=1):
             count = number
             if number > MAX_ROWS:
@@ -221,6 +233,7 @@ class _Import:
     conn: Connection
     now: datetime
     tally: _Tally
+    fmt: ImportFormat
     seen: set[str] = field(default_factory=set)
 
     def one(self, number: int, item: dict[str, Any] | _CellError) -> None:
@@ -235,6 +248,7 @@ class _Import:
         except ValidationError as err:
             for e in err.errors(include_url=False):
                 where = ".".join(str(p) for p in e["loc"]) or "row"
+                where = csv_column(where) if self.fmt == "csv" else where
                 tally.reject(number, lease_id, where, e["msg"].removeprefix("Value error, "))
             return
         if row.lease_id in self.seen:

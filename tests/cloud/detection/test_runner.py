@@ -25,7 +25,9 @@ def runner(tmp_path: Path) -> DetectionRunner:
 def test_fault_code_opens_one_alert_when_its_minute_closes(runner: DetectionRunner) -> None:
     gw = Gateway("gw-1")
     start = minute_start() - timedelta(minutes=5)
-    outcome = runner.process(gw.stream(start, start + timedelta(minutes=2)), start + timedelta(minutes=2))
+    outcome = runner.process(
+        gw.stream(start, start + timedelta(minutes=2)), start + timedelta(minutes=2)
+    )
     assert outcome.alerts.opened == []
     gw.code = 7.0
     runner.process(gw.stream(start + timedelta(minutes=2), start + timedelta(minutes=3)))
