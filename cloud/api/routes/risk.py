@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from cloud.api.deps import Authenticated, ServicesDep
 from cloud.api.problems import Problem
-from cloud.leasing.assessment import Assessment, RiskAssessor, score_history, signals_document
+from cloud.leasing.assessment import Assessment, RiskAssessor, score_history
 from cloud.leasing.models import EntityId
 from cloud.leasing.store import NotFoundError
 from cloud.leasing.tables import band_changes, lease_bands
-from cloud.risk.model import Band
+from cloud.risk.model import Band, LeaseSignals
 from cloud.risk.rules import ScoringRules, load_rules
 from cloud.risk.scoring import lease_subject, lessee_subject
 
@@ -47,29 +47,6 @@ class ReasonPublic(BaseModel):
     evidence: dict[str, str | int | float | bool | None]
 
 
-class SignalsPublic(BaseModel):
-    """A lease's risk signals as of a time (see cloud.risk.model.LeaseSignals)."""
-
-    lease_id: str
-    lessee_id: str
-    as_of: datetime
-    window_days: int
-    assets: int
-    utilization_vs_contract: float | None
-    utilization_vs_baseline: float | None
-    capacity_warnings: int
-    capacity_drop: float | None
-    faults_warning: int
-    faults_critical: int
-    silent_assets: int
-    tamper_events: int
-    days_silent: float
-    geofence_breaches: int
-    hours_cap_overrun: float
-    data_completeness: float | None
-    lease_age_days: float
-
-
 class LeaseScorePublic(BaseModel):
     """One lease's score and the signals behind it."""
 
@@ -77,7 +54,7 @@ class LeaseScorePublic(BaseModel):
     score: float
     band: Band
     reasons: list[ReasonPublic]
-    signals: SignalsPublic
+    signals: LeaseSignals = Field(description="The inputs of the score (LeaseSignals)")
 
 
 class ScorePublic(BaseModel):
@@ -108,7 +85,7 @@ def score_public(assessment: Assessment, audit_id: int) -> ScorePublic:
         LeaseScorePublic(
             lease_id=a.signals.lease_id, score=a.score.score, band=a.score.band,
             reasons=_reasons(a.score.reasons),
-            signals=SignalsPublic.model_validate(signals_document(a.signals)),
+            signals=a.signals,
         )
         for a in assessment.leases
     ]  # fmt: skip

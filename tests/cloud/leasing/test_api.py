@@ -107,11 +107,14 @@ def test_a_json_import_updates_and_refuses_a_gateway_mounted_elsewhere(client: T
 
 def test_leases_are_created_changed_and_listed(client: TestClient) -> None:
     client.post("/v1/lessees", json={"lessee_id": "L-1", "name": "Acme"})
-    body = {"lease_id": "LS-1", "lessee_id": "L-1", "starts_on": "2026-01-01",
-            "ends_on": "2029-01-01", "asset_value": 100000, "expected_hours_per_month": 160}  # fmt: skip
+    body = {
+        "lease_id": "LS-1", "lessee_id": "L-1", "starts_on": "2026-01-01",
+        "ends_on": "2029-01-01", "asset_value": 100000, "expected_hours_per_month": 160,
+    }  # fmt: skip
     assert client.post("/v1/leases", json=body).status_code == 201
     _problem(client.post("/v1/leases", json=body), 409, "lease_exists")
-    _problem(client.post("/v1/leases", json=body | {"lease_id": "LS-9", "lessee_id": "L-9"}), 404, "lessee_not_found")
+    orphan = body | {"lease_id": "LS-9", "lessee_id": "L-9"}
+    _problem(client.post("/v1/leases", json=orphan), 404, "lessee_not_found")
     changed = client.patch("/v1/leases/LS-1", json={"hours_cap_per_month": 200})
     assert changed.json()["hours_cap_per_month"] == 200
     _problem(client.patch("/v1/leases/LS-1", json={"ends_on": "2020-01-01"}), 422, "invalid_lease")
@@ -155,7 +158,8 @@ def test_a_credit_check_answers_the_contract_and_is_audited(
 def test_credit_check_problems_name_what_is_wrong(client: TestClient) -> None:
     _problem(client.post("/v1/credit-checks", json={"lease_id": "LS-404"}), 404, "lease_not_found")
     _problem(client.post("/v1/credit-checks", json={"lessee_id": "X"}), 404, "lessee_not_found")
-    bad = _problem(client.post("/v1/credit-checks", json={"lease_id": "LS 1"}), 422, "invalid_request")
+    spaced = client.post("/v1/credit-checks", json={"lease_id": "LS 1"})
+    bad = _problem(spaced, 422, "invalid_request")
     assert bad["errors"][0]["field"] == "body.lease_id"  # type: ignore[index]
     both = _problem(
         client.post("/v1/credit-checks", json={"lease_id": "a", "lessee_id": "b"}),
