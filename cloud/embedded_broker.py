@@ -12,7 +12,7 @@ import hmac
 import logging
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,7 +22,8 @@ from amqtt.errors import BrokerError
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from pydantic import SecretStr
 
-from cloud.broker_access import AmqttAcl, Principal, amqtt_acl, check_unique
+from cloud.access.digests import verify_mosquitto_hash
+from cloud.broker_access import AmqttAcl, Principal, Role, amqtt_acl_for, check_unique
 
 _LOGGER = logging.getLogger(__name__)
 _NOISY_LOGGERS = ("amqtt", "transitions")
@@ -40,34 +41,58 @@ class BrokerAccess:
 
     passwords: Mapping[str, SecretStr]
     acl: AmqttAcl
+    ## Gateways provisioned through the API: username -> Mosquitto `$7$` hash.
+    hashes: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_principals(cls, principals: Iterable[Principal]) -> Self:
+    def from_principals(
+        cls, principals: Iterable[Principal], gateway_hashes: Mapping[str, str] | None = None
+    ) -> Self:
         """Build the access rules from the principal list shared with Mosquitto."""
         index = check_unique(principals)
+        hashes = dict(gateway_hashes or {})
+        if clash := sorted(set(hashes) & set(index)):
+            raise EmbeddedBrokerError(f"usernames listed twice: {', '.join(clash)}")
         passwords = {name: principal.password for name, principal in index.items()}
-        return cls(passwords=passwords, acl=amqtt_acl(index.values()))
+        accounts = [(n, p.role) for n, p in index.items()] + [(n, Role.GATEWAY) for n in hashes]
+        return cls(passwords=passwords, acl=amqtt_acl_for(accounts), hashes=hashes)
+
+    def _password_ok(self, username: str, given: str) -> bool:
+        """Whether `given` is the password of `username` (plain principal or hashed gateway)."""
+        if username in self.hashes:
+            return verify_mosquitto_hash(self.hashes[username], given)
+        expected = self.passwords.get(username)
+        return expected is not None and hmac.compare_digest(
+            expected.get_secret_value().encode(), given.encode()
+        )
 
     def refusal(self, session: Any) -> str | None:
         """Why a connecting session is refused, or None when it may connect."""
         username: str | None = session.username
         if not username:
             return "anonymous clients are not allowed"
-        expected = self.passwords.get(username)
-        given = (session.password or "").encode()
-        if expected is None or not hmac.compare_digest(expected.get_secret_value().encode(), given):
+        if not self._password_ok(username, session.password or ""):
             return f"bad username or password for {username!r}"
         client_id = session.client_id or ""
-        if client_id != username and client_id in self.passwords:
+        if client_id != username and (client_id in self.passwords or client_id in self.hashes):
             return f"{username!r} may not use client id {client_id!r} of another principal"
         if session.will_flag and not self.acl.may_publish(username, session.will_topic or ""):
             return f"{username!r} may not set a last will on {session.will_topic!r}"
         return None
 
 
+@dataclass
+class LiveAccess:
+    """The rules in force; replaced whole when gateways are provisioned or revoked."""
+
+    current: BrokerAccess
+
+
 def _access_of(plugin: Any) -> BrokerAccess:
     """The BrokerAccess handed to a plugin through its amqtt Config."""
     access = plugin.context.config.access
+    if isinstance(access, LiveAccess):
+        access = access.current
     if not isinstance(access, BrokerAccess):
         raise EmbeddedBrokerError("plugin configured without a BrokerAccess")
     return access
@@ -166,9 +191,19 @@ class EmbeddedBroker:
         """Prepare (not start) a broker for these principals."""
         self.host = host
         self.requested_port = port
-        self._access = BrokerAccess.from_principals(principals)
+        self._principals = list(principals)
+        self._access = LiveAccess(BrokerAccess.from_principals(self._principals))
         self._broker: Broker | None = None
         self._port: int | None = None
+
+    @property
+    def static_usernames(self) -> frozenset[str]:
+        """Usernames of the principals the broker was started with."""
+        return frozenset(p.username for p in self._principals)
+
+    def set_gateway_hashes(self, hashes: Mapping[str, str]) -> None:
+        """Accept exactly these API-provisioned gateways from now on (new connects, publishes)."""
+        self._access.current = BrokerAccess.from_principals(self._principals, hashes)
 
     @property
     def port(self) -> int:
@@ -244,5 +279,5 @@ class EmbeddedBroker:
         """Host, port and principal count; never credentials."""
         return (
             f"EmbeddedBroker(host={self.host!r}, port={self._port}, "
-            f"principals={len(self._access.passwords)})"
+            f"principals={len(self._access.current.passwords)})"
         )

@@ -64,6 +64,19 @@ class CloudSettings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=0, le=65535)] = 8000
     api_key: SecretStr = SecretStr("")
+    ## Signs bearer tokens and dashboard sessions and peppers API-key digests (12+ characters).
+    ## Empty: derived from LEASEWATCH_API_KEY (then rotating that key invalidates user keys too).
+    auth_secret: SecretStr = SecretStr("")
+    ## Lifetimes of bearer tokens (POST /v1/auth/token) and dashboard sessions, in seconds.
+    token_ttl_s: Annotated[int, Field(ge=60, le=86_400)] = 900
+    session_ttl_s: Annotated[int, Field(ge=300, le=7 * 86_400)] = 8 * 3600
+    ## Mosquitto files the API rewrites when it provisions gateways (unset: broker managed
+    ## elsewhere); base files hold the service accounts; the pid file names the process to SIGHUP.
+    broker_password_file: Path | None = None
+    broker_acl_file: Path | None = None
+    broker_base_password_file: Path | None = None
+    broker_base_acl_file: Path | None = None
+    broker_pid_file: Path | None = None
 
     ## Raw readings older than this are deleted hourly (SQLite; VictoriaMetrics uses its own
     ## -retentionPeriod). Rollups and the ledger are kept.
@@ -106,6 +119,18 @@ class CloudSettings(BaseSettings):
             raise ValueError(
                 "LEASEWATCH_ALERT_WEBHOOK_SECRET must be set to a secret of 12 or more "
                 "characters when LEASEWATCH_ALERT_WEBHOOK_URLS is set"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _access_settings(self) -> Self:
+        """A set auth secret must be strong; broker password and ACL files come as a pair."""
+        secret = self.auth_secret.get_secret_value()
+        if secret and self.mode != "demo" and (secret.lower() in _KNOWN_WEAK or len(secret) < 12):
+            raise ValueError("LEASEWATCH_AUTH_SECRET must be 12 or more characters when set")
+        if (self.broker_password_file is None) != (self.broker_acl_file is None):
+            raise ValueError(
+                "LEASEWATCH_BROKER_PASSWORD_FILE and LEASEWATCH_BROKER_ACL_FILE go together"
             )
         return self
 

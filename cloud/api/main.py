@@ -8,6 +8,7 @@ from cloud.api import problems
 from cloud.api.deps import Services
 from cloud.api.routes import (
     alerts,
+    auth,
     credit_checks,
     dashboards,
     devices,
@@ -16,6 +17,7 @@ from cloud.api.routes import (
     leases,
     lessees,
     maintenance,
+    provisioning,
     risk,
 )
 
@@ -29,7 +31,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
-    for module in (health, devices, ingest, dashboards, alerts, maintenance):
+    for module in (health, auth, devices, provisioning, ingest, dashboards, alerts, maintenance):
         app.include_router(module.router)
     for module in (lessees, leases, risk, credit_checks):  # the leasing domain
         app.include_router(module.router)

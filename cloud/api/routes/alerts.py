@@ -13,11 +13,18 @@ from cloud.alerts.receivers import MQTT_RECEIVER, receiver_ids, redact, webhook_
 from cloud.alerts.records import Alert, DeadLetter, Delivery
 from cloud.alerts.signals import EvidenceValue, Severity
 from cloud.alerts.store import AlertNotFoundError, AlertStateError, AlertStore
-from cloud.api.deps import Authenticated, ServicesDep
+from cloud.api.deps import (
+    ActOnAlerts,
+    DeviceScope,
+    OperateDeliveries,
+    ReadAlerts,
+    ReadOperations,
+    ServicesDep,
+)
 from cloud.api.problems import Problem
 from leasewatch.wire import DeviceId
 
-router = APIRouter(prefix="/v1/alerts", tags=["alerts"], dependencies=[Authenticated])
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"], dependencies=[DeviceScope])
 
 Person = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Note = Annotated[str, StringConstraints(max_length=1000)]
@@ -151,7 +158,7 @@ def _dead_letter(letter: DeadLetter, targets: dict[str, str]) -> DeadLetterPubli
     )
 
 
-@router.get("", response_model=AlertPage)
+@router.get("", response_model=AlertPage, dependencies=[ReadAlerts])
 def list_alerts(
     store: AlertStoreDep,
     *,
@@ -175,7 +182,11 @@ def list_alerts(
     return AlertPage(alerts=[_public(a) for a in found], next_before=next_before)
 
 
-@router.get("/deliveries/failed", response_model=list[DeadLetterPublic])
+@router.get(
+    "/deliveries/failed",
+    response_model=list[DeadLetterPublic],
+    dependencies=[ReadOperations],
+)
 def failed_deliveries(
     services: ServicesDep,
     outbox: OutboxDep,
@@ -187,7 +198,11 @@ def failed_deliveries(
     return [_dead_letter(d, targets) for d in outbox.dead_letters(before_id=before, limit=limit)]
 
 
-@router.post("/deliveries/failed/{dead_letter_id}/retry", response_model=DeliveryPublic)
+@router.post(
+    "/deliveries/failed/{dead_letter_id}/retry",
+    response_model=DeliveryPublic,
+    dependencies=[OperateDeliveries],
+)
 def retry_failed_delivery(
     services: ServicesDep, outbox: OutboxDep, dead_letter_id: int
 ) -> DeliveryPublic:
@@ -199,7 +214,7 @@ def retry_failed_delivery(
     return _delivery(delivery, _targets(services))
 
 
-@router.get("/{alert_id}", response_model=AlertPublic)
+@router.get("/{alert_id}", response_model=AlertPublic, dependencies=[ReadAlerts])
 def get_alert(store: AlertStoreDep, alert_id: int) -> AlertPublic:
     """One alert with its summary, evidence and lifecycle."""
     try:
@@ -208,7 +223,9 @@ def get_alert(store: AlertStoreDep, alert_id: int) -> AlertPublic:
         raise Problem(404, "alert_not_found", str(err)) from err
 
 
-@router.get("/{alert_id}/deliveries", response_model=list[DeliveryPublic])
+@router.get(
+    "/{alert_id}/deliveries", response_model=list[DeliveryPublic], dependencies=[ReadAlerts]
+)
 def alert_deliveries(
     services: ServicesDep, store: AlertStoreDep, outbox: OutboxDep, alert_id: int
 ) -> list[DeliveryPublic]:
@@ -228,13 +245,13 @@ def _act(store: AlertStore, alert_id: int, action: str, body: PersonAction) -> A
         raise Problem(409, err.code, str(err)) from err
 
 
-@router.post("/{alert_id}/acknowledge", response_model=AlertPublic)
+@router.post("/{alert_id}/acknowledge", response_model=AlertPublic, dependencies=[ActOnAlerts])
 def acknowledge_alert(store: AlertStoreDep, alert_id: int, body: PersonAction) -> AlertPublic:
     """A person takes an open alert (409 alert_already_acknowledged or _resolved otherwise)."""
     return _act(store, alert_id, "acknowledge", body)
 
 
-@router.post("/{alert_id}/resolve", response_model=AlertPublic)
+@router.post("/{alert_id}/resolve", response_model=AlertPublic, dependencies=[ActOnAlerts])
 def resolve_alert(store: AlertStoreDep, alert_id: int, body: PersonAction) -> AlertPublic:
     """A person closes an alert (409 alert_already_resolved if it is closed already)."""
     return _act(store, alert_id, "resolve", body)

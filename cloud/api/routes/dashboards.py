@@ -11,11 +11,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from cloud.api.deps import (
     SESSION_COOKIE,
-    Authenticated,
+    DeviceScope,
+    ReadTelemetry,
     ServicesDep,
-    same_secret,
-    session_token,
 )
+from cloud.api.routes.auth import session_for_key
 from dashboards.asset_page import asset_page_html, device_index_html
 from leasewatch.wire import DeviceId
 
@@ -48,12 +48,12 @@ def login_form() -> str:
 @router.post("/login", include_in_schema=False)
 def login(services: ServicesDep, key: Annotated[str, Form()]) -> Response:
     """Check the API key and set the session cookie."""
-    expected = services.settings.api_key.get_secret_value()
-    if not expected or not same_secret(key, expected):
+    session = session_for_key(services, key)
+    if session is None:
         html = _LOGIN_FORM.format(error='<p role="alert">That key is not valid.</p>')
         return HTMLResponse(html, status_code=401)
     response = RedirectResponse("/dashboards", status_code=303)
-    response.set_cookie(SESSION_COOKIE, session_token(expected), httponly=True, samesite="strict")
+    response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict")
     return response
 
 
@@ -63,14 +63,16 @@ def root() -> RedirectResponse:
     return RedirectResponse("/dashboards", status_code=307)
 
 
-@router.get("/dashboards", response_class=HTMLResponse, dependencies=[Authenticated])
+@router.get("/dashboards", response_class=HTMLResponse, dependencies=[ReadTelemetry])
 def dashboards_index(services: ServicesDep) -> str:
     """Every gateway with its status."""
     return device_index_html(services.state.devices())
 
 
 @router.get(
-    "/dashboards/devices/{device}", response_class=HTMLResponse, dependencies=[Authenticated]
+    "/dashboards/devices/{device}",
+    response_class=HTMLResponse,
+    dependencies=[ReadTelemetry, DeviceScope],
 )
 async def asset_page(
     services: ServicesDep,

@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
 
-from cloud.api.deps import Authenticated, ServicesDep
+from cloud.api.deps import CallerDep, DeviceScope, ReadTelemetry, ServicesDep, visible_devices
 from cloud.api.problems import Problem
 from leasewatch.wire import DeviceId, GatewayHealth, MetricName
 
-router = APIRouter(prefix="/v1/devices", tags=["devices"], dependencies=[Authenticated])
+router = APIRouter(prefix="/v1/devices", tags=["devices"], dependencies=[DeviceScope])
 
 
 class DevicePublic(BaseModel):
@@ -50,13 +50,15 @@ class ReadingsPublic(BaseModel):
     readings: list[ReadingPublic]
 
 
-@router.get("", response_model=list[DevicePublic])
-def list_devices(services: ServicesDep) -> list[dict[str, object]]:
-    """Every known gateway with its status and counters."""
-    return services.state.devices()
+@router.get("", response_model=list[DevicePublic], dependencies=[ReadTelemetry])
+def list_devices(services: ServicesDep, caller: CallerDep) -> list[dict[str, object]]:
+    """Every gateway the caller may see (its tenant's), with status and counters."""
+    visible = visible_devices(services, caller)
+    found = services.state.devices()
+    return found if visible is None else [d for d in found if d["device"] in visible]
 
 
-@router.get("/{device}/readings", response_model=ReadingsPublic)
+@router.get("/{device}/readings", response_model=ReadingsPublic, dependencies=[ReadTelemetry])
 async def device_readings(
     services: ServicesDep,
     device: DeviceId,
@@ -81,7 +83,7 @@ async def device_readings(
     )
 
 
-@router.get("/{device}/ledger")
+@router.get("/{device}/ledger", dependencies=[ReadTelemetry])
 def device_ledger(services: ServicesDep, device: DeviceId) -> list[dict[str, object]]:
     """Every message of the device the cloud stored, by (boot, seq)."""
     return services.state.ledger(device)
@@ -109,7 +111,11 @@ class DayCompletenessPublic(BaseModel):
     gaps: list[GapPublic]
 
 
-@router.get("/{device}/completeness", response_model=list[DayCompletenessPublic])
+@router.get(
+    "/{device}/completeness",
+    response_model=list[DayCompletenessPublic],
+    dependencies=[ReadTelemetry],
+)
 def device_completeness(
     services: ServicesDep,
     device: DeviceId,
@@ -154,7 +160,7 @@ class RollupPublic(BaseModel):
     max: float
 
 
-@router.get("/{device}/rollups", response_model=list[RollupPublic])
+@router.get("/{device}/rollups", response_model=list[RollupPublic], dependencies=[ReadTelemetry])
 def device_rollups(
     services: ServicesDep,
     device: DeviceId,
@@ -181,19 +187,6 @@ def device_rollups(
     ]
 
 
-class DeviceCreate(BaseModel):
-    """A device to register (its broker credentials are provisioned separately)."""
-
-    device: DeviceId
-
-
-@router.post("", status_code=201)
-def register_device(services: ServicesDep, body: DeviceCreate) -> dict[str, str]:
-    """Register a device so the ingestor accepts its messages."""
-    services.state.register_device(body.device, datetime.now(UTC))
-    return {"device": body.device}
-
-
 class MachineEventPublic(BaseModel):
     """A start, stop, fault or sensor-lost event detected at the edge."""
 
@@ -204,7 +197,9 @@ class MachineEventPublic(BaseModel):
     historical: bool
 
 
-@router.get("/{device}/events", response_model=list[MachineEventPublic])
+@router.get(
+    "/{device}/events", response_model=list[MachineEventPublic], dependencies=[ReadTelemetry]
+)
 def device_events(
     services: ServicesDep,
     device: DeviceId,
@@ -216,7 +211,7 @@ def device_events(
     return services.state.events(device, start or end - timedelta(days=7), end)
 
 
-@router.get("/{device}/health", response_model=GatewayHealth)
+@router.get("/{device}/health", response_model=GatewayHealth, dependencies=[ReadTelemetry])
 def device_health(services: ServicesDep, device: DeviceId) -> GatewayHealth:
     """The newest health report the gateway published (buffer, errors, CPU, memory, clock)."""
     health = services.state.health(device)

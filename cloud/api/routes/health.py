@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cloud.api.deps import Authenticated, ServicesDep
+from cloud.api.deps import ReadOperations, ServicesDep
 
 router = APIRouter(tags=["health"])
 
@@ -16,7 +16,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", dependencies=[Authenticated], response_class=Response)
+@router.get("/metrics", dependencies=[ReadOperations], response_class=Response)
 def metrics(services: ServicesDep) -> Response:
     """Operational metrics in the Prometheus text format."""
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from cloud.api.deps import Authenticated, ServicesDep
+from cloud.api.deps import ReadOperations, ServicesDep
 
-router = APIRouter(prefix="/v1/ingest", tags=["ingest"], dependencies=[Authenticated])
+router = APIRouter(prefix="/v1/ingest", tags=["ingest"], dependencies=[ReadOperations])
 
 
 class DeadLetterPublic(BaseModel):

@@ -14,11 +14,11 @@ from cloud.alerts.maintenance import (
     MaintenanceWindowNotFoundError,
 )
 from cloud.alerts.records import MaintenanceWindow
-from cloud.api.deps import Authenticated, ServicesDep
+from cloud.api.deps import DeviceScope, PlanMaintenance, ReadAlerts, ServicesDep
 from cloud.api.problems import Problem
 from leasewatch.wire import DeviceId
 
-router = APIRouter(prefix="/v1/maintenance", tags=["maintenance"], dependencies=[Authenticated])
+router = APIRouter(prefix="/v1/maintenance", tags=["maintenance"], dependencies=[DeviceScope])
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 Person = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
@@ -77,7 +77,7 @@ def _not_found(err: MaintenanceWindowNotFoundError) -> Problem:
     return Problem(404, "maintenance_window_not_found", str(err))
 
 
-@router.post("", status_code=201, response_model=WindowPublic)
+@router.post("", status_code=201, response_model=WindowPublic, dependencies=[PlanMaintenance])
 def create_window(calendar: CalendarDep, body: WindowCreate) -> WindowPublic:
     """Plan a maintenance window for one device, or every device (device null)."""
     now = datetime.now(UTC)
@@ -95,7 +95,7 @@ def create_window(calendar: CalendarDep, body: WindowCreate) -> WindowPublic:
     return _public(window, now)
 
 
-@router.get("", response_model=list[WindowPublic])
+@router.get("", response_model=list[WindowPublic], dependencies=[ReadAlerts])
 def list_windows(
     calendar: CalendarDep,
     device: Annotated[DeviceId | None, Query(description="Windows covering it")] = None,
@@ -107,7 +107,7 @@ def list_windows(
     return [_public(w, now) for w in found]
 
 
-@router.get("/{window_id}", response_model=WindowPublic)
+@router.get("/{window_id}", response_model=WindowPublic, dependencies=[ReadAlerts])
 def get_window(calendar: CalendarDep, window_id: int) -> WindowPublic:
     """One maintenance window."""
     try:
@@ -116,7 +116,7 @@ def get_window(calendar: CalendarDep, window_id: int) -> WindowPublic:
         raise _not_found(err) from err
 
 
-@router.put("/{window_id}", response_model=WindowPublic)
+@router.put("/{window_id}", response_model=WindowPublic, dependencies=[PlanMaintenance])
 def replace_window(calendar: CalendarDep, window_id: int, body: WindowChange) -> WindowPublic:
     """Change a window's device, times and reason."""
     try:
@@ -134,7 +134,7 @@ def replace_window(calendar: CalendarDep, window_id: int, body: WindowChange) ->
     return _public(window, datetime.now(UTC))
 
 
-@router.delete("/{window_id}", status_code=204)
+@router.delete("/{window_id}", status_code=204, dependencies=[PlanMaintenance])
 def delete_window(calendar: CalendarDep, window_id: int) -> Response:
     """Remove a window; alerts it suppressed keep saying so."""
     try:

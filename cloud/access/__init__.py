@@ -1,0 +1,1 @@
+"""Who may use LeaseWatch: API users, roles, keys and tokens, tenants, gateway MQTT credentials."""
