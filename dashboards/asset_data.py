@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from cloud.alerts.records import Alert
 from cloud.alerts.store import AlertStore
@@ -18,6 +18,9 @@ from cloud.detectors.utilization import (
     UtilizationState,
     UtilizationThresholds,
 )
+from cloud.leasing.store import lease_from_row
+from cloud.leasing.tables import assets as lease_assets
+from cloud.leasing.tables import leases
 from cloud.state import StateStore
 from cloud.telemetry import StoredReading, TelemetryStore
 from dashboards.fleet_data import SILENCE_DETECTOR, running_hours
@@ -134,13 +137,37 @@ def baseline_hours(engine: Engine, device: str, days: list[date]) -> dict[date, 
     return {day: hours for day, hours in expected.items() if hours is not None}
 
 
-def day_hours(engine: Engine, device: str, end: datetime, days: int) -> list[DayHours]:
-    """Running hours of the last `days` UTC days with baseline (contract data: not yet kept)."""
+def contract_hours(engine: Engine, device: str, days: list[date]) -> tuple[dict[date, float], str]:
+    """Hours the lease of the asset carrying this gateway expects per day, and a sentence."""
+    query = (
+        select(leases)
+        .join(lease_assets, lease_assets.c.lease_id == leases.c.lease_id)
+        .where(lease_assets.c.device == device)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    if row is None:
+        return {}, "No lease is recorded for the asset carrying this gateway."
+    lease = lease_from_row(row)
+    per_day = lease.expected_hours_per_asset_day()
+    terms = (
+        f"Lease {lease.lease_id} of lessee {lease.lessee_id}, {lease.starts_on} to {lease.ends_on}"
+    )
+    if per_day is None:
+        return {}, f"{terms}: the contract sets no expected running hours."
+    expected = {d: per_day for d in days if lease.starts_on <= d <= lease.ends_on}
+    return expected, f"{terms}: {per_day:.1f} running hours expected per day."
+
+
+def day_hours(engine: Engine, device: str, end: datetime, days: int) -> tuple[list[DayHours], str]:
+    """Running hours of the last `days` UTC days with baseline and contract, and the lease."""
     last = end.date()
     wanted = [last - timedelta(days=n) for n in range(days - 1, -1, -1)]
     running = running_hours(engine, [device], wanted[0], last).get(device, {})
     baseline = baseline_hours(engine, device, wanted)
-    return [DayHours(d, running.get(d), baseline.get(d), None) for d in wanted]
+    contract, note = contract_hours(engine, device, wanted)
+    hours = [DayHours(d, running.get(d), baseline.get(d), contract.get(d)) for d in wanted]
+    return hours, note
 
 
 def silence_periods(alerts: list[Alert], now: datetime) -> list[tuple[datetime, datetime]]:
@@ -164,13 +191,14 @@ def _stored_view(
 ) -> AssetView:
     found = AlertStore(state.engine).query(device=device, limit=ALERT_LIMIT)
     now = datetime.now(UTC)
+    hours, contract_note = day_hours(state.engine, device, span.end, days)
     return AssetView(
         device=device,
         span=span,
         series=series,
-        days=day_hours(state.engine, device, span.end, days),
+        days=hours,
         alerts=found,
         silences=silence_periods(found, now),
         health=state.health(device),
-        contract_note="Contract expectations appear here once the asset's lease is recorded.",
+        contract_note=contract_note,
     )

@@ -200,6 +200,7 @@ def bench_pages(o: DashboardBenchOptions) -> list[tuple[str, str]]:
         ("asset page, 30 d (1-h rollups)", f"/dashboards/devices/{asset}?range=30d"),
         ("alerts inbox", "/dashboards/alerts"),
         ("alerts inbox, critical open", "/dashboards/alerts?severity=critical&status=open"),
+        ("risk view", "/dashboards/risk"),
         ("gateway list", "/dashboards"),
     ]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, Engine, case, func, select
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from cloud.alerts.records import SEVERITY_RANK
@@ -81,14 +81,23 @@ def _aware(ts: datetime | None) -> datetime | None:
 
 
 def latest_values(
-    conn: Connection, metrics: Sequence[str], resolution_s: int, since: datetime
+    conn: Connection, wanted: Sequence[tuple[Sequence[str], int, datetime]]
 ) -> dict[str, dict[str, float]]:
-    """The mean of the newest bucket per (device, metric) since a time: device -> metric -> mean."""
-    newest = func.row_number().over(partition_by=(_R.device, _R.metric), order_by=_R.bucket.desc())
+    """The mean of the newest bucket per (device, metric), for each (metrics, resolution, since).
+
+    One scan of the rollups for all the kinds asked (a window function picks the newest bucket);
+    device -> metric -> mean.
+    """
+    newest = func.row_number().over(
+        partition_by=(_R.device, _R.metric, _R.resolution_s), order_by=_R.bucket.desc()
+    )
+    kinds = [
+        and_(_R.resolution_s == resolution, _R.metric.in_(metrics), _R.bucket >= since)
+        for metrics, resolution, since in wanted
+    ]
     ranked = (
         select(_R.device, _R.metric, (_R.sum / _R.count).label("mean"), newest.label("rank"))
-        .where(_R.resolution_s == resolution_s, _R.metric.in_(metrics))
-        .where(_R.bucket >= since, _R.count > 0)
+        .where(or_(*kinds), _R.count > 0)
         .subquery()
     )
     query = select(ranked.c.device, ranked.c.metric, ranked.c.mean).where(ranked.c.rank == 1)
@@ -130,20 +139,26 @@ def asset_statuses(
         registry = conn.execute(
             select(d.device, d.status, d.latest_reading_at).order_by(d.device)
         ).all()
-        states = latest_values(conn, STATE_METRICS, 60, now - windows.state_lookback)
-        places = latest_values(conn, list(POSITION_METRICS), 3600, now - windows.position_lookback)
+        measured = latest_values(
+            conn,
+            [
+                (STATE_METRICS, 60, now - windows.state_lookback),
+                (list(POSITION_METRICS), 3600, now - windows.position_lookback),
+            ],
+        )
         open_alerts = _open_alerts(conn)
     found = []
-    for device, status, newest in registry:
-        latest = _aware(newest)
+    for device, status, reading_at in registry:
+        latest = _aware(reading_at)
         count, rank, silences = open_alerts.get(device, (0, 0, 0))
         stale = latest is None or latest < now - windows.silent_after
         silent = status == "offline" or stale or silences > 0
-        position = {POSITION_METRICS[m]: v for m, v in places.get(device, {}).items()}
+        values = measured.get(device, {})
+        position = {POSITION_METRICS[m]: v for m, v in values.items() if m in POSITION_METRICS}
         found.append(
             AssetStatus(
                 device,
-                "silent" if silent else machine_state(states.get(device, {})),
+                "silent" if silent else machine_state(values),
                 latest,
                 position.get("lat"),
                 position.get("lon"),

@@ -9,8 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cloud.bench import IngestBenchError, IngestBenchOptions, IngestBenchResult, run_ingest_bench
+from dashboards.bench_report import dashboards as dashboards_bench
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (not tests).")
+app.command(name="dashboards")(dashboards_bench)
 
 TARGET_READINGS_PER_S = {"victoriametrics": 100_000, "sqlite": 50_000}
 TARGET_P99_S = 2.0

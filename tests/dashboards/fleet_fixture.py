@@ -11,9 +11,17 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from sqlalchemy import insert
+
 from cloud.alerts.signals import Finding, Severity
 from cloud.alerts.store import AlertStore
 from cloud.detector_state import save_detector_state
+from cloud.leasing.assessment import RiskAssessor
+from cloud.leasing.models import AssetIn, LeaseIn, LesseeIn
+from cloud.leasing.rescore import Rescorer
+from cloud.leasing.store import LeasingStore
+from cloud.leasing.tables import band_changes
+from cloud.risk.rules import load_rules
 from cloud.state import StateStore
 from cloud.telemetry import open_telemetry_store
 from leasewatch.wire import Reading, TelemetryBatch
@@ -27,6 +35,10 @@ POSITIONS = {RUNNING: (48.85, 2.35), IDLE: (52.52, 13.4), OFF: (40.42, -3.7)}
 MOTOR_CURRENT = [11.0, 12.5, 14.0, 13.0, 12.0]  # one per minute, the last five minutes
 RUN_HOURS_PER_DAY = 8.0
 BASELINE_HOURS = 9.5  # what the utilization detector learned for every weekday
+CONTRACT_HOURS = 10.0  # what RUNNING's lease expects per day
+LEASE, LESSEE = "L-100", "acme-build"
+WATCH_SCORE = 31.0  # the band change the test writes to the watchlist
+WATCH_REASON = "Running hours fell to 45% of the baseline."
 SILENCE_SUMMARY = "No reading from gw-quiet for 2.0 h (expected one every 10 s)."
 USAGE_SUMMARY = "Running hours dropped to 45% of the usual for 3 days."
 
@@ -102,8 +114,46 @@ def write_fleet(state: StateStore, telemetry_url: str, now: datetime) -> FleetFi
             conn, RUNNING, "utilization",
             {"version": 1, "device": RUNNING, "weekday_hours": learned},
         )  # fmt: skip
+    _lease(state, now)
+    _scores(state, now)
     silence, usage = alerts.opened
     return FleetFixture(now, days, silence, usage, minute_ts)
+
+
+def _lease(state: StateStore, now: datetime) -> None:
+    """RUNNING's asset is on a lease that expects CONTRACT_HOURS a day."""
+    leasing = LeasingStore(state.engine)
+    leasing.put_lessee(LesseeIn(lessee_id=LESSEE, name="Acme Build"), now)
+    leasing.create_lease(
+        LeaseIn(lease_id=LEASE, lessee_id=LESSEE, starts_on=now.date() - timedelta(days=60),
+                ends_on=now.date() + timedelta(days=300), asset_value=120_000.0,
+                expected_hours_per_day=CONTRACT_HOURS),
+        now,
+    )  # fmt: skip
+    leasing.put_asset(AssetIn(asset_id="EXC-1", asset_type="excavator", device=RUNNING,
+                              lease_id=LEASE), now)  # fmt: skip
+
+
+def _scores(state: StateStore, now: datetime) -> None:
+    """Scores served for the lease 14 and 7 days ago and now, one for its lessee, its band,
+    and a band change that put it on the watchlist."""
+    assessor = RiskAssessor(state.engine, load_rules())
+    for days_ago in (14, 7, 0):
+        served = assessor.lease(LEASE, now - timedelta(days=days_ago))
+        assessor.record(served, caller="test", purpose="review", served_at=now)
+    assessor.record(assessor.lessee(LESSEE, now), caller="test", purpose="review", served_at=now)
+    Rescorer(state.engine, load_rules(), ()).rescore([LEASE], now)
+    with state.engine.begin() as conn:
+        conn.execute(
+            insert(band_changes).values(
+                lease_id=LEASE, lessee_id=LESSEE, from_band="low", to_band="medium",
+                from_score=5.0, to_score=WATCH_SCORE, worsened=True,
+                as_of=now - timedelta(days=3), recorded_at=now - timedelta(days=3),
+                reasons=[{"code": "usage_drop", "points": 20.0, "summary": WATCH_REASON,
+                          "evidence": {"ratio": 0.45}}],
+                model_version="test",
+            )
+        )  # fmt: skip
 
 
 async def _write_telemetry(url: str, batches: list[TelemetryBatch]) -> None:

@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from cloud.broker_access import Principal
 from cloud.embedded_broker import EmbeddedBroker
-from dashboards.asset_page import PLOTLY_JS_URL
+from dashboards.layout import PLOTLY_JS_URL
 from firmware_sim.machine import HeldMachine
 from firmware_sim.register_map import MACHINE_MAP
 from tests.slice import (
@@ -37,8 +37,6 @@ from tests.slice import (
 )
 
 DEVICE = "gw-0001"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO_ROOT / "test-artifacts" / "asset_page.png"
 HELD: dict[str, Any] = {
     "running": True,
     "motor_current": 12.34,
@@ -81,7 +79,7 @@ def _wait(driver: webdriver.Chrome, script: str, what: str) -> None:
 
 def check_unauthenticated(driver: webdriver.Chrome, api_url: str) -> None:
     """Without logging in, the asset page is a 401 problem document, not data."""
-    driver.get(f"{api_url}/dashboards/devices/{DEVICE}?minutes=30")
+    driver.get(f"{api_url}/dashboards/devices/{DEVICE}?range=1h")
     assert driver.execute_script(_NAVIGATION_STATUS) == 401
     problem = json.loads(driver.find_element(By.TAG_NAME, "body").text)
     assert (problem["status"], problem["code"]) == (401, "unauthenticated")
@@ -117,18 +115,31 @@ def check_login(driver: webdriver.Chrome, api_url: str) -> None:
     assert "online" in row.text
 
 
+def _measures(driver: webdriver.Chrome) -> dict[str, dict[str, Any]]:
+    """Plotted mean (or raw) traces by metric, leaving out min/max bands."""
+    traces: list[dict[str, Any]] = driver.execute_script(_PLOTTED_TRACES)
+    means = [t for t in traces if not t["name"].endswith((" min", " max"))]
+    by_metric = {t["name"].split(" · ")[1].split(" [")[0]: t for t in means}
+    assert len(means) == len(by_metric) == len(MACHINE_MAP.fields)
+    assert set(by_metric) == set(MACHINE_MAP.metrics)
+    return by_metric
+
+
 def check_asset_page(driver: webdriver.Chrome, api_url: str) -> None:
-    """The asset page plots one panel per metric, with exactly the values the machine held."""
+    """One panel per metric: 1-minute rollup means, then the raw readings, of the held values."""
     driver.find_element(By.LINK_TEXT, DEVICE).click()
     _wait(driver, _PLOT_RENDERED, "plotly did not render #readings-plot")
     assert driver.find_element(By.TAG_NAME, "h1").text == f"LeaseWatch · {DEVICE}"
-    assert "last 30 minutes" in driver.find_element(By.TAG_NAME, "p").text
+    assert "1-minute rollups" in driver.find_element(By.ID, "range").text
+    for metric, trace in _measures(driver).items():
+        assert len(trace["x"]) == len(trace["y"]) >= 1, metric
+        assert trace["y"] == pytest.approx([EXPECTED[metric]] * len(trace["y"])), metric
 
-    traces: list[dict[str, Any]] = driver.execute_script(_PLOTTED_TRACES)
-    by_metric = {t["name"].split(" · ")[1].split(" [")[0]: t for t in traces}
-    assert len(traces) == len(by_metric) == len(MACHINE_MAP.fields)
-    assert set(by_metric) == set(MACHINE_MAP.metrics)
-    for metric, trace in by_metric.items():
+    driver.get(f"{api_url}/dashboards/devices/{DEVICE}?range=1h")
+    driver.find_element(By.ID, "raw-link").click()
+    _wait(driver, _PLOT_RENDERED, "plotly did not render the raw readings")
+    assert "raw readings" in driver.find_element(By.ID, "range").text
+    for metric, trace in _measures(driver).items():
         assert len(trace["x"]) == len(trace["y"]) >= 2, metric
         assert set(trace["y"]) == {EXPECTED[metric]}, (metric, trace["y"])
 
@@ -136,7 +147,7 @@ def check_asset_page(driver: webdriver.Chrome, api_url: str) -> None:
     subplot_titles = {
         e.text for e in driver.find_elements(By.CSS_SELECTOR, "#readings-plot .annotation-text")
     }
-    assert titles == {f"Asset gateway {DEVICE}: recent readings"}
+    assert titles == {f"Asset gateway {DEVICE}: measures"}
     assert subplot_titles == {
         f"machine · {m}" + (f" [{UNITS[m]}]" if UNITS[m] else "") for m in MACHINE_MAP.metrics
     }
@@ -154,14 +165,14 @@ def check_offline(driver: webdriver.Chrome, api_url: str) -> None:
     assert driver.execute_script(_PLOTLY_VERSION) == get_plotlyjs_version()
 
 
-def browse(driver: webdriver.Chrome, api_url: str) -> None:
+def browse(driver: webdriver.Chrome, api_url: str, screenshot: Path) -> None:
     """Everything the user does, in order; ends with a screenshot of the asset page."""
     check_unauthenticated(driver, api_url)
     check_login(driver, api_url)
     check_asset_page(driver, api_url)
     check_offline(driver, api_url)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    assert driver.save_screenshot(str(SCREENSHOT))
+    assert driver.save_screenshot(str(screenshot))
+    print(f"screenshot: {screenshot}")
 
 
 async def _readings_per_metric(api_url: str) -> int:
@@ -184,4 +195,4 @@ async def test_asset_page_shows_what_the_machine_held(
             running_gateway(DEVICE, broker, tmp_path / "edge", machine),
         ):
             await eventually(lambda: _readings_per_metric(api_url), lambda n: n >= 3)
-            await asyncio.to_thread(browse, chromium, api_url)
+            await asyncio.to_thread(browse, chromium, api_url, tmp_path / "asset_page.png")

@@ -1,0 +1,275 @@
+"""`leasewatch bench detect`: alert latency with thousands of gateways publishing.
+
+It starts a Mosquitto with the deployed config (`firmware_sim.bench.local_mosquitto`), N
+`leasewatch cloud detect` processes on one shared group (alerts published on the MQTT alert
+topic), and publishes, for `duration` seconds, one batch every `interval` seconds from each of
+`assets` gateways (1 reading per second of `running`, `motor_current`, `fault_code`). Among
+them `triggers` gateways each report a fault code once: a batch with the code in a minute, then
+the batch that closes that minute (the triggering message: only then may the code be judged).
+Latency: from that message's PUBACK (it reached the broker) to the alert row's `opened_at`
+(stored) and to the broker's PUBACK of the alert event on `lw/v1/alerts/...` (published: the
+outbox's `delivered_at` of the MQTT receiver).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import aiomqtt
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from cloud.schema import alert_deliveries, alerts
+from cloud.state import StateStore
+from firmware_sim.bench import LocalBroker, local_mosquitto, process_cpu_s
+from leasewatch.wire import Reading, TelemetryBatch, encode, telemetry_topic
+
+LEASEWATCH = str(Path(sys.executable).parent / "leasewatch")
+CONNECTIONS = 8
+
+
+class DetectBenchError(Exception):
+    """The benchmark could not run; the message says which part failed."""
+
+
+@dataclass(frozen=True)
+class DetectBenchOptions:
+    """What to run."""
+
+    assets: int = 10_000
+    interval_s: float = 10.0
+    duration_s: float = 120.0
+    warmup_s: float = 30.0
+    triggers: int = 100
+    workers: int = 2
+    state_url: str | None = None  # an empty database; default: a SQLite file
+
+
+@dataclass
+class DetectBenchResult:
+    """The figures."""
+
+    options: DetectBenchOptions
+    published: int = 0
+    publish_s: float = 0.0
+    stored_s: list[float] = field(default_factory=list)
+    mqtt_s: list[float] = field(default_factory=list)
+    worker_cpu_percent: list[float] = field(default_factory=list)
+
+    def percentile(self, values: list[float], q: float) -> float:
+        """The q-quantile (0..1) of values; NaN when there are none."""
+        if not values:
+            return float("nan")
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _batch(device: str, seq: int, start: datetime, seconds: int, code: float) -> TelemetryBatch:
+    readings = [
+        Reading(sensor="plc", metric=metric, ts=start + timedelta(seconds=i), value=value)
+        for i in range(seconds)
+        for metric, value in (("running", 1.0), ("motor_current", 40.0 + i % 3),
+                              ("fault_code", code))
+    ]  # fmt: skip
+    sent = start + timedelta(seconds=seconds)
+    return TelemetryBatch(device=device, boot="bench", seq=seq, sent_at=sent, readings=readings)
+
+
+async def _publish_fleet(
+    client: aiomqtt.Client,
+    devices: list[str],
+    options: DetectBenchOptions,
+    result: DetectBenchResult,
+) -> None:
+    """Each device one batch per interval, its readings the last interval up to now."""
+    seconds = max(1, int(options.interval_s))
+    begun = time.monotonic()
+    seq = 0
+    while time.monotonic() - begun < options.duration_s:
+        tick = time.monotonic()
+        for index, device in enumerate(devices):
+            start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds)
+            batch = _batch(device, seq, start, seconds, 0.0)
+            await client.publish(telemetry_topic(device), encode(batch), qos=1)
+            result.published += 1
+            pause = tick + options.interval_s * (index + 1) / len(devices) - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+        seq += 1
+
+
+async def _publish_triggers(
+    client: aiomqtt.Client, options: DetectBenchOptions, sent: dict[str, float]
+) -> None:
+    """Each trigger gateway: the code in the current minute, then the batch that closes it."""
+    await asyncio.sleep(options.warmup_s)
+    spacing = (options.duration_s - options.warmup_s - 5) / max(1, options.triggers)
+    for n in range(options.triggers):
+        device = f"trig-{n:05d}"
+        minute = datetime.now(UTC).replace(second=0, microsecond=0)
+        await client.publish(telemetry_topic(device), encode(_batch(device, 0, minute, 10, 42.0)),
+                             qos=1)  # fmt: skip
+        closing = _batch(device, 1, minute + timedelta(seconds=65), 5, 0.0)
+        await client.publish(telemetry_topic(device), encode(closing), qos=1)
+        sent[device] = time.time()  # PUBACK received: the broker has it
+        await asyncio.sleep(spacing)
+
+
+async def _drive(
+    broker: LocalBroker, options: DetectBenchOptions, result: DetectBenchResult,
+    sent: dict[str, float],
+) -> None:  # fmt: skip
+    devices = [f"gw-{i:05d}" for i in range(options.assets)]
+    t = broker.target
+    clients = [
+        aiomqtt.Client(t.host, t.port, username=t.username, password=t.password,
+                       identifier=f"bench-pub-{i}")
+        for i in range(CONNECTIONS + 1)
+    ]  # fmt: skip
+    started = time.monotonic()
+    async with asyncio.TaskGroup() as group:
+        for i, client in enumerate(clients):
+            await client.__aenter__()
+            if i < CONNECTIONS:
+                group.create_task(_publish_fleet(client, devices[i::CONNECTIONS], options, result))
+        group.create_task(_publish_triggers(clients[-1], options, sent))
+    result.publish_s = time.monotonic() - started
+    await asyncio.sleep(10)  # the last alerts
+    for client in clients:
+        await client.__aexit__(None, None, None)
+
+
+@contextmanager
+def _detectors(
+    broker: LocalBroker, state_url: str, workers: int, workdir: Path
+) -> Iterator[list[int]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEASEWATCH_")}
+    values = {
+        "MQTT_HOST": broker.target.host, "MQTT_PORT": str(broker.target.port), "MQTT_TLS": "false",
+        "MQTT_PROTOCOL": "5", "MQTT_USERNAME": "lw-bench-ingestor",
+        "MQTT_PASSWORD": broker.ingestor_password, "STATE_URL": state_url, "ALERT_MQTT": "true",
+        "ALERT_POLL_S": "0.1",
+    }  # fmt: skip
+    env.update({f"LEASEWATCH_{k}": v for k, v in values.items()})
+    processes = []
+    for n in range(1, workers + 1):
+        with (workdir / f"detector-{n}.log").open("wb") as log:
+            processes.append(subprocess.Popen(  # noqa: S603 - fixed argv
+                [LEASEWATCH, "cloud", "detect", "--log-level", "WARNING"],
+                env={**env, "LEASEWATCH_DETECT_CLIENT_ID": f"bench-detector-{n}",
+                     "LEASEWATCH_MQTT_CLIENT_ID": f"bench-process-{n}"},
+                stdout=log, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+    time.sleep(5)  # subscribed (the state store was migrated by the bench already)
+    try:
+        for process in processes:
+            if process.poll() is not None:
+                raise DetectBenchError(f"a detection worker exited; see {workdir}")
+        yield [p.pid for p in processes]
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def run_detect_bench(options: DetectBenchOptions) -> DetectBenchResult:
+    """Run the benchmark and return its figures."""
+    result = DetectBenchResult(options)
+    sent: dict[str, float] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="lw-detect-bench-") as work,
+        local_mosquitto() as broker,
+    ):
+        workdir = Path(work)
+        state_url = options.state_url or f"sqlite:///{workdir / 'state.sqlite'}"
+        StateStore(state_url).close()
+        with _detectors(broker, state_url, options.workers, workdir) as pids:
+            cpu0 = [process_cpu_s(pid) or 0.0 for pid in pids]
+            wall0 = time.monotonic()
+            asyncio.run(_drive(broker, options, result, sent))
+            spent = time.monotonic() - wall0
+            result.worker_cpu_percent = [
+                round(100 * ((process_cpu_s(pid) or 0.0) - c) / spent, 1)
+                for pid, c in zip(pids, cpu0, strict=True)
+            ]
+        state = StateStore(state_url)
+        with state.engine.connect() as conn:
+            rows = conn.execute(select(alerts.c.device, alerts.c.opened_at)).all()
+            published = conn.execute(
+                select(alerts.c.device, alert_deliveries.c.delivered_at)
+                .join(alert_deliveries, alert_deliveries.c.alert_id == alerts.c.id)
+                .where(alert_deliveries.c.event == "opened", alert_deliveries.c.receiver == "mqtt")
+                .where(alert_deliveries.c.delivered_at.is_not(None))
+            ).all()
+        state.close()
+    opened = {r.device: _epoch(r.opened_at) for r in rows}
+    got = {r.device: _epoch(r.delivered_at) for r in published}
+    result.stored_s = [opened[d] - at for d, at in sent.items() if d in opened]
+    result.mqtt_s = [got[d] - at for d, at in sent.items() if d in got]
+    return result
+
+
+def _epoch(ts: datetime) -> float:
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+
+
+def summary(result: DetectBenchResult) -> list[tuple[str, str, str]]:
+    """The figures as (figure, value, target) rows."""
+    o, p = result.options, result.percentile
+    rate = result.published / max(result.publish_s, 1e-9)
+    found = len(result.stored_s)
+    return [
+        ("gateways / workers", f"{o.assets:,} / {o.workers}", ""),
+        ("published", f"{result.published:,} msgs in {result.publish_s:.0f} s ({rate:,.0f}/s)", ""),
+        ("alerts found", f"{found} of {o.triggers}", f"{o.triggers}"),
+        ("broker -> stored p50", f"{p(result.stored_s, 0.5):.2f} s", ""),
+        ("broker -> stored p99", f"{p(result.stored_s, 0.99):.2f} s", "< 2 s"),
+        ("broker -> MQTT alert topic p50", f"{p(result.mqtt_s, 0.5):.2f} s", ""),
+        ("broker -> MQTT alert topic p99", f"{p(result.mqtt_s, 0.99):.2f} s", "< 2 s"),
+        ("mean broker -> stored", f"{statistics.fmean(result.stored_s or [0]):.2f} s", ""),
+        ("worker CPU (% of one core)", ", ".join(f"{c}%" for c in result.worker_cpu_percent), ""),
+    ]
+
+
+def detect(  # noqa: PLR0917 - a command's options
+    assets: Annotated[int, typer.Option(min=10, help="Simulated gateways publishing.")] = 10_000,
+    interval: Annotated[
+        float, typer.Option(min=1, help="Seconds between a gateway's batches.")
+    ] = 10.0,
+    duration: Annotated[float, typer.Option(min=40, help="Seconds of publishing.")] = 120.0,
+    triggers: Annotated[int, typer.Option(min=1, help="Fault codes to raise.")] = 100,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Detection processes.")] = 2,
+    state_url: Annotated[
+        str | None, typer.Option(help="State store URL (an empty database); default SQLite.")
+    ] = None,
+) -> None:
+    """Gateways -> Mosquitto -> N detection workers: alert latency p50/p99 (stored, published)."""
+    options = DetectBenchOptions(assets, interval, duration, 30.0, triggers, workers, state_url)
+    try:
+        result = run_detect_bench(options)
+    except DetectBenchError as err:
+        typer.echo(f"benchmark failed: {err}", err=True)
+        raise typer.Exit(1) from err
+    table = Table("figure", "value", "target", title="leasewatch bench detect")
+    for row in summary(result):
+        table.add_row(*row)
+    Console().print(table)
