@@ -9,9 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from cloud.bench import IngestBenchError, IngestBenchOptions, IngestBenchResult, run_ingest_bench
+from cloud.detection.bench import detect as detect_bench
 from dashboards.bench_report import dashboards as dashboards_bench
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (not tests).")
+app.command(name="detect")(detect_bench)
 app.command(name="dashboards")(dashboards_bench)
 
 TARGET_READINGS_PER_S = {"victoriametrics": 100_000, "sqlite": 50_000}
