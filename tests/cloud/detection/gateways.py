@@ -36,8 +36,9 @@ class Gateway:
                 Reading(sensor="plc", metric="motor_current", ts=ts, value=40.0 + i % 3),
                 Reading(sensor="plc", metric="fault_code", ts=ts, value=self.code),
             ]
+        sent_at = start + timedelta(seconds=samples)
         batch = TelemetryBatch(
-            device=self.device, boot=self.boot, seq=self.seq, sent_at=start + timedelta(seconds=samples),
+            device=self.device, boot=self.boot, seq=self.seq, sent_at=sent_at,
             historical=historical, readings=readings, events=list(events),
         )  # fmt: skip
         self.seq += 1

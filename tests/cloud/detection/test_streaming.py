@@ -43,7 +43,7 @@ EXPECTED = {("gw-0001", "faults", "code:7", "open"), ("gw-0002", "faults", "code
 def _database(server: PostgresServer) -> str:
     name = f"lw_{secrets.token_hex(6)}"
     with server.admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')
     return server.url(name)
 
 
@@ -55,7 +55,7 @@ def databases(postgres_server: PostgresServer) -> Iterator[list[str]]:
     with postgres_server.admin() as conn:
         for url in urls:
             name = url.rsplit("/", 1)[1]
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _cloud(broker: MosquittoBroker, state_url: str) -> CloudSettings:
@@ -207,17 +207,26 @@ async def test_backlog_replay_raises_no_live_alarm(
     assert not alert.delivered and queued == 0
 
 
+SENSORS = (
+    ("plc", "running", 0.0),
+    ("clamp", "motor_current", 60.0),
+    ("band", "vibration_rms", 2.0),
+    ("probe", "temperature", 50.0),
+)
+
+
 def _multi_sensor(gw: Gateway, start: datetime, end: datetime) -> list[TelemetryBatch]:
     """Batches with four sensors behind one gateway."""
     out = []
     at = start
     while at < end:
         readings = [
-            Reading(sensor=sensor, metric=metric, ts=at + timedelta(seconds=i), value=value + i / 10)
+            Reading(
+                sensor=sensor, metric=metric, ts=at + timedelta(seconds=i), value=value + i / 10
+            )
             for i in range(10)
-            for sensor, metric, value in (("plc", "running", 0.0), ("clamp", "motor_current", 60.0),
-                                          ("band", "vibration_rms", 2.0), ("probe", "temperature", 50.0))
-        ]  # fmt: skip
+            for sensor, metric, value in SENSORS
+        ]
         out.append(
             TelemetryBatch(
                 device=gw.device, boot=gw.boot, seq=gw.seq, sent_at=at, readings=readings
