@@ -223,9 +223,14 @@ def _matches(asset: AssetStatus, wanted: FleetFilter) -> bool:
     return True
 
 
-def fleet_view(engine: Engine, wanted: FleetFilter, now: datetime) -> FleetView:
-    """The fleet overview for a filter: summaries of the whole fleet, a page of matching assets."""
+def fleet_view(
+    engine: Engine, wanted: FleetFilter, now: datetime, visible: set[str] | None = None
+) -> FleetView:
+    """The fleet overview for a filter: summaries of the fleet the caller may see (`visible`,
+    None: every asset), a page of matching assets."""
     statuses = asset_statuses(engine, now)
+    if visible is not None:
+        statuses = [s for s in statuses if s.device in visible]
     counts = Counter(s.state for s in statuses)
     matching = [s for s in statuses if _matches(s, wanted)]
     first = wanted.page * wanted.per_page

@@ -20,6 +20,7 @@ from cloud.api.deps import (
     ReadRisk,
     ReadTelemetry,
     ServicesDep,
+    visible_devices,
 )
 from cloud.api.problems import Problem
 from cloud.api.routes.auth import session_for_key
@@ -97,9 +98,11 @@ def root() -> RedirectResponse:
 
 
 @router.get("/dashboards", response_class=HTMLResponse, dependencies=[ReadTelemetry, DeviceScope])
-def dashboards_index(services: ServicesDep) -> str:
-    """Every gateway with its status."""
-    return device_index_html(services.state.devices())
+def dashboards_index(services: ServicesDep, caller: CallerDep) -> str:
+    """Every gateway the caller may see, with its status."""
+    visible = visible_devices(services, caller)
+    found = services.state.devices()
+    return device_index_html([d for d in found if visible is None or d["device"] in visible])
 
 
 @router.get(
@@ -129,6 +132,7 @@ async def asset_page(
 )
 def fleet_page(
     services: ServicesDep,
+    caller: CallerDep,
     *,
     state: Annotated[str, Query(pattern=_STATES)] = "",
     severity: Annotated[str, Query(pattern=_SEVERITIES)] = "",
@@ -146,7 +150,8 @@ def fleet_page(
         per_page,
         days,
     )
-    view = fleet_view(services.state.engine, wanted, datetime.now(UTC))
+    visible = visible_devices(services, caller)
+    view = fleet_view(services.state.engine, wanted, datetime.now(UTC), visible)
     return fleet_page_html(view, wanted)
 
 
@@ -172,6 +177,8 @@ def alerts_page(
         status=cast("AlertStatus | None", wanted.status), severity=wanted.severity,
         device=wanted.device, detector=wanted.detector, limit=limit,
     )  # fmt: skip
+    visible = visible_devices(services, caller)
+    found = [a for a in found if visible is None or a.device in visible]
     detectors = known_detectors(services.state.engine)
     return inbox_html(found, wanted, detectors, caller.user)
 
