@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cloud.access.commands import register as register_access_commands
 from cloud.detection.context import ContextFileError
 from cloud.detection.settings import DetectionSettings, load_detection_settings
 from cloud.runtime import CloudRuntime, bind_listener
@@ -23,6 +24,7 @@ from cloud.state import StateStore
 from leasewatch.logs import configure_logging
 
 app = typer.Typer(no_args_is_help=True)
+register_access_commands(app)
 
 LogLevel = Annotated[str, typer.Option(help="Log level.")]
 

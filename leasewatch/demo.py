@@ -13,7 +13,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 from pydantic import SecretStr
 
+from cloud.access.broker_sync import EmbeddedGateways
 from cloud.broker_access import Principal
 from cloud.embedded_broker import EmbeddedBroker
 from cloud.runtime import CloudRuntime, bind_listener
@@ -163,6 +164,9 @@ class Demo:
             for device in self.passwords:
                 if device != INGESTOR:
                     runtime.services.state.register_device(device, datetime.now(UTC))
+            # gateways registered through the API get accounts on this broker at once
+            gateways = EmbeddedGateways(broker)
+            runtime.services = replace(runtime.services, gateway_broker=gateways)
             self.runtime = runtime
             sock = bind_listener("127.0.0.1", self.options.api_port, fall_back=True)
             self.api_url = f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -7,6 +7,7 @@ cloud.access.roles (docs/security.md) and add its dependency from cloud.api.deps
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import RouteContext, iter_route_contexts
 
-from cloud.access.roles import Role
+from cloud.access.roles import Role, matrix_markdown
 from cloud.api.deps import RoleCheck
 from tests.cloud.access.conftest import AccessApp
 
@@ -112,3 +113,8 @@ def test_each_role_reaches_exactly_its_routes(access_app: AccessApp, role: Role)
     assert wrong == []
     assert reached > 0
     assert (denied == 0) == (role is Role.ADMIN)
+
+
+def test_the_documented_matrix_is_the_one_in_code() -> None:
+    doc = Path(__file__).resolve().parents[3] / "docs" / "security.md"
+    assert matrix_markdown() in doc.read_text(encoding="utf-8")
