@@ -1,0 +1,253 @@
+"""`leasewatch bench all`: run every benchmark and write BENCHMARKS.md with the figures.
+
+Each benchmark is a command of its own that starts the services it needs and prints its figures
+against the targets of its issue; this module runs them one after another as subprocesses (so
+one failing or crashing benchmark cannot take the others with it), keeps what each printed, and
+writes one Markdown file with the machine, the date, and every table as printed. The list of
+benchmarks is data: adding one is adding a `Benchmark`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_OUTPUT_TAIL = 12_000  # characters of a benchmark's output kept in the report
+
+
+@dataclass(frozen=True, slots=True)
+class Benchmark:
+    """One benchmark command, with the figure it answers for and the issue's target."""
+
+    name: str
+    issue: int
+    measures: str
+    target: str
+    full: tuple[str, ...]  # `leasewatch` arguments for the reference run
+    quick: tuple[str, ...]  # the same, shortened (minutes instead of tens of minutes)
+    timeout_s: float = 1800.0
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark(
+        "edge",
+        3,
+        "one gateway's agent: CPU, memory, backlog replay rate, live latency",
+        "CPU < 15% of a core, RSS < 80 MB, replay >= 20,000 readings/s",
+        ("edge", "bench"),
+        ("edge", "bench", "--duration", "20"),
+    ),
+    Benchmark(
+        "fleet",
+        4,
+        "fleet simulator publishing straight to Mosquitto",
+        ">= 5,000 messages/s",
+        ("sim", "bench", "--assets", "10000", "--duration", "60"),
+        ("sim", "bench", "--assets", "2000", "--duration", "15"),
+    ),
+    Benchmark(
+        "ingest-sqlite",
+        5,
+        "fleet -> Mosquitto -> ingestors -> SQLite telemetry and state",
+        ">= 50,000 readings/s, p99 < 2 s, nothing lost",
+        ("bench", "ingest", "--backend", "sqlite", "--duration", "60"),
+        ("bench", "ingest", "--backend", "sqlite", "--duration", "15"),
+    ),
+    Benchmark(
+        "ingest-victoriametrics",
+        5,
+        "fleet -> Mosquitto -> ingestors -> VictoriaMetrics telemetry, SQLite state",
+        ">= 100,000 readings/s, p99 < 2 s, nothing lost",
+        ("bench", "ingest", "--backend", "victoriametrics", "--duration", "60"),
+        ("bench", "ingest", "--backend", "victoriametrics", "--duration", "15"),
+    ),
+    Benchmark(
+        "detector-quality",
+        6,
+        "detectors scored on the simulator's labelled scenarios",
+        "recall >= 0.95, precision >= 0.90, delay <= 3 d, silence accuracy >= 0.9",
+        ("detect", "score", "--suite", "full"),
+        ("detect", "score", "--suite", "quick"),
+        timeout_s=3600.0,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchmarkRun:
+    """What one benchmark printed, how it ended and how long it took."""
+
+    benchmark: Benchmark
+    argv: tuple[str, ...]
+    exit_code: int | None  # None: killed at its timeout
+    seconds: float
+    output: str
+
+    @property
+    def status(self) -> str:
+        """ok, failed (exit N) or timed out."""
+        if self.exit_code is None:
+            return f"timed out after {self.benchmark.timeout_s:.0f} s"
+        return "ok" if self.exit_code == 0 else f"failed (exit {self.exit_code})"
+
+
+def leasewatch_command() -> list[str]:
+    """How to run `leasewatch` with this interpreter (works from a venv or a checkout)."""
+    return [sys.executable, "-c", "from leasewatch.cli import app; app()"]
+
+
+def run_benchmark(benchmark: Benchmark, *, quick: bool) -> BenchmarkRun:
+    """Run one benchmark to its end (or its timeout) and keep what it printed."""
+    argv = benchmark.quick if quick else benchmark.full
+    env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", "TERM": "dumb"}
+    started = time.monotonic()
+    try:
+        done = subprocess.run(  # noqa: S603 (our own CLI, arguments from the table above)
+            [*leasewatch_command(), *argv],
+            capture_output=True,
+            text=True,
+            timeout=benchmark.timeout_s,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as err:
+        output = _text(err.stdout) + _text(err.stderr)
+        return BenchmarkRun(benchmark, argv, None, time.monotonic() - started, output)
+    output = done.stdout + (f"\n--- stderr ---\n{done.stderr}" if done.returncode else "")
+    return BenchmarkRun(benchmark, argv, done.returncode, time.monotonic() - started, output)
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def select(names: Sequence[str]) -> list[Benchmark]:
+    """The benchmarks named (all when none are), refusing unknown names with the known ones."""
+    if not names:
+        return list(BENCHMARKS)
+    known = {b.name: b for b in BENCHMARKS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def run_all(
+    benchmarks: Sequence[Benchmark],
+    *,
+    quick: bool,
+    progress: Callable[[Benchmark], None] = lambda _: None,
+) -> list[BenchmarkRun]:
+    """Run the benchmarks one after another (they share the machine's two cores)."""
+    runs = []
+    for benchmark in benchmarks:
+        progress(benchmark)
+        runs.append(run_benchmark(benchmark, quick=quick))
+    return runs
+
+
+def machine_facts() -> list[tuple[str, str]]:
+    """What the figures were measured on."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return [
+        ("CPU", f"{_cpu_model()} ({os.cpu_count()} cores)"),
+        ("memory", f"{memory:.1f} GiB"),
+        ("system", f"{platform.system()} {platform.release()} ({_os_name()})"),
+        ("Python", platform.python_version()),
+        *((name, version) for name, version in _service_versions() if version),
+    ]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _service_versions() -> list[tuple[str, str]]:
+    probes = {
+        "Mosquitto": (["mosquitto", "-h"], r"mosquitto version (\S+)"),
+        "VictoriaMetrics": (["victoria-metrics", "-version"], r"(v\d[\w.\-]*)"),
+        "PostgreSQL": (["psql", "--version"], r"(\d+(?:\.\d+)+)"),
+    }
+    found = []
+    for name, (argv, pattern) in probes.items():
+        binary = shutil.which(argv[0]) or shutil.which(argv[0], path="/usr/sbin")
+        if binary is None:
+            continue
+        done = subprocess.run(  # noqa: S603 (fixed probe commands)
+            [binary, *argv[1:]], capture_output=True, text=True, timeout=10, check=False
+        )
+        match = re.search(pattern, done.stdout + done.stderr)
+        found.append((name, match.group(1) if match else "unknown version"))
+    return found
+
+
+def render_markdown(runs: Sequence[BenchmarkRun], *, quick: bool, now: datetime) -> str:
+    """BENCHMARKS.md: machine, date, a summary, then every benchmark's figures as printed."""
+    lines = [
+        "# LeaseWatch benchmarks",
+        "",
+        f"Written by `leasewatch bench all{' --quick' if quick else ''}` on "
+        f"{now.astimezone(UTC):%Y-%m-%d %H:%M} UTC. Every figure below is what the benchmark "
+        "command printed on this machine; each table shows its figures against the issue's target.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "| --- | --- |",
+        *(f"| {name} | {value} |" for name, value in machine_facts()),
+        "",
+        "## Summary",
+        "",
+        "| benchmark | issue | measures | target | command | run | took |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        b = run.benchmark
+        command = "leasewatch " + " ".join(run.argv)
+        lines.append(
+            f"| {b.name} | #{b.issue} | {b.measures} | {b.target} | `{command}` | {run.status} "
+            f"| {run.seconds:.0f} s |"
+        )
+    for run in runs:
+        output = _ANSI.sub("", run.output).rstrip()
+        if len(output) > _OUTPUT_TAIL:
+            output = "[... earlier output cut ...]\n" + output[-_OUTPUT_TAIL:]
+        lines += ["", f"## {run.benchmark.name}", "", f"`leasewatch {' '.join(run.argv)}` "
+                  f"({run.status}, {run.seconds:.0f} s)", "", "```text", output, "```"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    runs: Sequence[BenchmarkRun], out: Path, *, quick: bool, now: datetime | None = None
+) -> Path:
+    """Write the Markdown report and return its path."""
+    out.write_text(render_markdown(runs, quick=quick, now=now or datetime.now(UTC)))
+    return out
