@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, func, or_, select
+from sqlalchemy import Connection, Engine, case, func, or_, select, text
 
 from cloud.leasing.models import DAYS_PER_MONTH, Lease
-from cloud.leasing.tables import assets
+from cloud.leasing.tables import RUNNING_HOURLY, assets
 from cloud.risk.model import LeaseSignals
 from cloud.schema import alerts, message_ledger, rollups
 
@@ -34,7 +34,6 @@ RECENT_DAYS = 14
 BASELINE_DAYS = 28
 MIN_BASELINE_HOURS = 7 * 24  # covered hours before a baseline counts
 SILENT_AFTER = timedelta(hours=24)
-RUNNING_METRIC = "running"
 HOUR = timedelta(hours=1)
 
 
@@ -118,7 +117,7 @@ def _usage(conn: Connection, devices: Sequence[str], as_of: datetime) -> dict[st
             part(r.bucket >= window, share), part(r.bucket >= window, 1.0),
             func.max(r.bucket),
         )
-        .where(r.metric == RUNNING_METRIC, r.resolution_s == 3600, r.device.in_(devices))
+        .where(text(RUNNING_HOURLY), r.device.in_(devices))
         .where(r.bucket >= start, r.bucket <= last_bucket, r.count > 0)
         .group_by(r.device)
     )  # fmt: skip

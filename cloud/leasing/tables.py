@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    text,
 )
 
 from cloud.schema import metadata, rollups
@@ -123,9 +124,12 @@ band_changes = Table(
     Index("ix_band_changes_worsened", "worsened", "as_of"),
 )
 
-## The credit check reads one metric of a few devices over weeks: without this index the
-## rollups primary key (device, sensor, metric, ...) scans every measure of the device.
-ix_rollups_metric = Index(
-    "ix_rollups_metric_device", rollups.c.metric, rollups.c.resolution_s, rollups.c.device,
-    rollups.c.bucket,
+## The credit check reads hourly `running` rollups of a few devices over weeks. A partial index
+## holding exactly those rows with their count and sum answers it from the index alone, and
+## costs the ingest path nothing for any other measure. Queries must spell the predicate
+## literally (RUNNING_HOURLY): neither SQLite nor a generic PostgreSQL plan matches parameters.
+RUNNING_HOURLY = "metric = 'running' AND resolution_s = 3600"
+ix_rollups_running = Index(
+    "ix_rollups_running_hourly", rollups.c.device, rollups.c.bucket, rollups.c.count,
+    rollups.c.sum, sqlite_where=text(RUNNING_HOURLY), postgresql_where=text(RUNNING_HOURLY),
 )  # fmt: skip

@@ -16,6 +16,7 @@ branch_labels = None
 depends_on = None
 
 TZ = sa.DateTime(timezone=True)
+RUNNING_HOURLY = sa.text("metric = 'running' AND resolution_s = 3600")  # as cloud.leasing.tables
 
 
 def _domain() -> None:
@@ -115,12 +116,16 @@ def upgrade() -> None:
     _domain()
     _risk()
     op.create_index(
-        "ix_rollups_metric_device", "rollups", ["metric", "resolution_s", "device", "bucket"]
+        "ix_rollups_running_hourly",
+        "rollups",
+        ["device", "bucket", "count", "sum"],
+        sqlite_where=RUNNING_HOURLY,
+        postgresql_where=RUNNING_HOURLY,
     )
 
 
 def downgrade() -> None:
     """Drop the leasing and risk tables."""
-    op.drop_index("ix_rollups_metric_device", table_name="rollups")
+    op.drop_index("ix_rollups_running_hourly", table_name="rollups")
     for table in ("band_changes", "lease_bands", "risk_scores", "assets", "leases", "lessees"):
         op.drop_table(table)
