@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -71,3 +72,53 @@ def ingest_table(result: IngestBenchResult) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
+
+
+@app.command("all")
+def all_benchmarks(
+    out: Annotated[Path, typer.Option(help="Markdown report to write.")] = Path("BENCHMARKS.md"),
+    quick: Annotated[bool, typer.Option(help="Shortened runs (minutes, not an hour).")] = False,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only these benchmarks (repeatable).")
+    ] = None,
+) -> None:
+    """Run every benchmark one after another and write their figures to BENCHMARKS.md."""
+    from leasewatch import benchmarks_report as report  # noqa: PLC0415 (only this command)
+
+    try:
+        chosen = report.select(only or [])
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--only") from err
+    console = Console()
+    runs = report.run_all(
+        chosen, quick=quick, progress=lambda b: console.print(f"running {b.name} ...")
+    )
+    for run in runs:
+        console.print(f"{run.benchmark.name}: {run.status} in {run.seconds:.0f} s")
+    console.print(f"wrote {report.write_report(runs, out, quick=quick)}")
+    if any(run.exit_code != 0 for run in runs):
+        raise typer.Exit(1)
+
+
+@app.command("credit-check")
+def credit_check(
+    leases: Annotated[
+        int, typer.Option(min=30, help="Leases (one asset and gateway each).")
+    ] = 10_000,
+    checks: Annotated[int, typer.Option(min=100, help="Timed lease credit checks.")] = 2000,
+    state_url: Annotated[
+        str | None, typer.Option(help="State store URL (an empty database); default SQLite.")
+    ] = None,
+) -> None:
+    """POST /v1/credit-checks through uvicorn against a filled store: p50/p99 latency."""
+    from cloud.leasing.bench import run_credit_bench  # noqa: PLC0415 (only this command)
+
+    r = run_credit_bench(leases, checks, state_url)
+    table = Table("figure", "value", "target", title=f"leasewatch bench credit-check ({r.backend})")
+    table.add_row("leases / rows written", f"{r.leases:,} / {r.rows:,} in {r.fill_s:.0f} s", "")
+    table.add_row("lease checks", f"{r.checks:,}", "")
+    table.add_row("lease check p50", f"{r.p50_ms:.1f} ms", "")
+    table.add_row("lease check p99", f"{r.p99_ms:.1f} ms", "< 50 ms")
+    table.add_row("lease check max", f"{r.max_ms:.1f} ms", "")
+    table.add_row("lessee check p99 (about 3 leases)", f"{r.lessee_p99_ms:.1f} ms", "")
+    Console().print(table)
