@@ -30,6 +30,12 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
+from cloud.broker_tls import (
+    BrokerTlsError,
+    TlsListener,
+    render_tls_listener,
+    split_tls_listener,
+)
 from leasewatch.wire import TOPIC_ROOT
 
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -239,8 +245,12 @@ def mosquitto_conf(
     acl_file: Path,
     persistence_dir: Path,
     user: str,
+    tls: TlsListener | None = None,
 ) -> str:
-    """The deployed mosquitto.conf with listener, user and file paths replaced, nothing else."""
+    """The deployed mosquitto.conf with listeners, user and file paths replaced, nothing else.
+
+    The TLS listener gets `tls`'s port and files, or is left out when `tls` is None.
+    """
     values = {
         "listener": f"{port} {host}",
         "user": user,
@@ -252,7 +262,11 @@ def mosquitto_conf(
         if not value or any(char.isspace() for char in value):
             raise BrokerAccessError(f"{key} {value!r} is empty or contains whitespace")
     seen = dict.fromkeys(_SUBSTITUTED, 0)
-    lines = template.splitlines()
+    try:
+        head, tls_block, tail = split_tls_listener(template.splitlines())
+    except BrokerTlsError as err:
+        raise BrokerAccessError(str(err)) from err
+    lines = head + tail
     for index, line in enumerate(lines):
         key = line.split(maxsplit=1)[0] if line.strip() else ""
         if key in values:
@@ -261,6 +275,7 @@ def mosquitto_conf(
     wrong = [key for key, count in seen.items() if count != 1]
     if wrong:
         raise BrokerAccessError(f"template must set each of {', '.join(wrong)} exactly once")
+    lines[len(head) : len(head)] = render_tls_listener(tls_block, tls, host)
     return "\n".join(lines) + "\n"
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Collection
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cloud.access.commands import register as register_access_commands
+from cloud.broker_tls import BrokerTlsError, make_broker_certificates
 from cloud.detection.context import ContextFileError
 from cloud.detection.settings import DetectionSettings, load_detection_settings
 from cloud.runtime import CloudRuntime, bind_listener
@@ -90,6 +92,22 @@ def migrate() -> None:
     settings = _settings(())
     StateStore(settings.state_url).close()
     typer.echo("state store is at the newest schema")
+
+
+@app.command("broker-certs")
+def broker_certs(
+    out: Annotated[Path, typer.Option(help="Directory for ca.crt, ca.key, server.crt/.key.")],
+    host: Annotated[list[str], typer.Option(help="Host name or IP gateways dial (repeatable).")],
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Server certificate days.")] = 825,
+) -> None:
+    """Make the broker's TLS files: a private CA (reused if present) and a server certificate."""
+    try:
+        files = make_broker_certificates(out, host, days=days)
+    except BrokerTlsError as err:
+        typer.echo(f"broker-certs: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"wrote {files.server_cert} and {files.server_key} for {', '.join(host)}")
+    typer.echo(f"gateways trust {files.ca_cert}; keep {files.ca_key} offline")
 
 
 async def _main(

@@ -29,6 +29,7 @@ from cloud.broker_access import (
     write_mosquitto_acl,
     write_mosquitto_passwords,
 )
+from cloud.broker_tls import TlsListener, make_broker_certificates
 from tests.services.ports import free_port, wait_for_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,11 +68,21 @@ class MosquittoBroker:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, principals: Iterable[Principal]) -> None:
-        """Prepare the working directory; `start()` launches the process."""
+    def __init__(
+        self, workdir: Path, principals: Iterable[Principal], *, tls: bool = False
+    ) -> None:
+        """Prepare the working directory; `start()` launches the process.
+
+        With `tls`, the deployed TLS listener runs too, on `tls_port`, with a certificate for
+        127.0.0.1 and localhost issued by a fresh CA (`certificates.ca_cert`).
+        """
         self.workdir = workdir
         self.log_path = workdir / "mosquitto.log"
         self.port = 0
+        self.tls_port = 0
+        self.certificates = (
+            make_broker_certificates(workdir / "certs", ["127.0.0.1", "localhost"]) if tls else None
+        )
         self._principals = check_unique(principals)
         self._binary = _find("mosquitto", "/usr/sbin/mosquitto")
         self._passwd_tool = _find("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
@@ -110,15 +121,23 @@ class MosquittoBroker:
                 acl_file=self.workdir / "acl",
                 persistence_dir=data,
                 user=getpass.getuser(),
+                tls=self._tls_listener(),
             )
         )
         return conf
+
+    def _tls_listener(self) -> TlsListener | None:
+        if self.certificates is None:
+            return None
+        files = self.certificates
+        return TlsListener(self.tls_port, files.server_cert, files.server_key)
 
     def start(self, attempts: int = 3) -> None:
         """Start on a free loopback port and wait until it accepts connections."""
         self._write_access_files()
         for _attempt in range(attempts):
             self.port = free_port()
+            self.tls_port = free_port() if self.certificates else 0
             conf = self._write_conf()
             with self.log_path.open("ab") as log:
                 self._process = subprocess.Popen(
