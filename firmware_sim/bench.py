@@ -249,7 +249,7 @@ def run_bench(
     subscriber: bool = False,
 ) -> BenchResult:
     """Run fleet mode unpaced against `target`, or a Mosquitto started for the run."""
-    unpaced = replace(plan, speed=None)
+    unpaced = replace(plan, speed=None, keep_undelivered=False)  # the publish path, not delivery
     if target is not None:
         where = f"{target.host}:{target.port}"
         return asyncio.run(_measure(resolved, unpaced, target, None, where))
@@ -294,6 +294,7 @@ def figures(result: BenchResult) -> Table:
         ("MB/s", f"{int(str(s['bytes'])) / 1e6 / max(float(str(s['elapsed_s'])), 1e-9):.1f}"),
         ("PUBACK latency p50", f"{s['puback_p50_ms']} ms"),
         ("PUBACK latency p99", f"{s['puback_p99_ms']} ms"),
+        ("acknowledged without delivery (0x10)", f"{s['not_delivered']:,} (not retried here)"),
         ("publisher CPU", f"{result.cpu.publisher_percent}% of one core"),
         ("broker CPU", _percent(result.cpu.broker_percent)),
         ("delivered to a QoS 1 subscriber", _delivered(result.delivered)),

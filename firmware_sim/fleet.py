@@ -16,33 +16,38 @@ offline status the broker would have published for it.
 Time: window k (`batch_s` simulated seconds) is published when `start + (k+1) * batch_s / speed`
 real seconds have passed; `speed=None` publishes as fast as the broker acknowledges.
 
-Report (`--report FILE`): one JSON line per publish that got its PUBACK, e.g.
-    {"device":"gw-00001","boot":"r1a2b-0","seq":3,"kind":"telemetry","copy":0,"fault":"",
-     "detail":"","historical":false,"readings":32,"sim_at":"2025-10-06T00:20:00.000Z",
-     "sent_at":"2026-01-05T10:00:01.234Z","puback_ms":1.87}
-(`seq` is null for status messages; `fault` is duplicate | late | out_of_order | malformed), and
-next to it `FILE.devices.csv` (per-device totals) and `FILE.summary.json`.
+Delivery, like a gateway (`edge.link`): a publish the broker acknowledges without delivering
+(PUBACK 0x10 "no matching subscribers", which Mosquitto answers after a restart until the
+ingestors' shared subscription is back, or a failure code >= 0x80) is kept and published again
+with back-off; a connection that drops is made again (capped, jittered back-off, persistent
+session) and what had no PUBACK yet is published again first. The first connect must succeed
+(a wrong password is reported, not retried). `give_up_s` after the run's end, or after that long
+without a connection, what is left is abandoned and counted. The report (`fleet_report`) holds
+only what the broker took, with the number of attempts; repeats are counted as retries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
 import logging
-import statistics
+import random
 import time
 import tomllib
-from collections import Counter, defaultdict
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 import aiomqtt
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edge.link import backoff_delay
+from edge.puback import NotDeliveredError, check_delivered, track_reason_codes
+from firmware_sim.fleet_report import FleetReport, FleetStats
 from firmware_sim.scenarios.encoding import iso
 from firmware_sim.scenarios.expand import ResolvedScenario
 from firmware_sim.scenarios.gateway import GatewayStream, Outgoing
@@ -50,10 +55,7 @@ from firmware_sim.scenarios.run import simulated_assets, windows
 
 _QUIET = logging.getLogger("firmware_sim.fleet.mqtt")
 _QUIET.setLevel(logging.ERROR)  # aiomqtt warns about many pending publishes: that is the point
-_DEVICE_COLUMNS = (
-    "telemetry", "unique_keys", "duplicate", "late", "out_of_order", "malformed", "historical",
-    "readings", "status", "boots",
-)  # fmt: skip
+__all__ = ["BrokerTarget", "FleetError", "FleetPlan", "FleetReport", "FleetStats", "run_fleet"]
 
 
 class FleetError(Exception):
@@ -82,118 +84,11 @@ class FleetPlan:
     boot_tag: str = "fleet"
     report: Path | None = None
     client_prefix: str = "lw-fleet"
-
-
-@dataclass
-class FleetStats:
-    """Running totals of a fleet run (what the progress bar and the summary show)."""
-
-    messages: int = 0
-    telemetry: int = 0
-    readings: int = 0
-    bytes: int = 0
-    windows_done: int = 0
-    max_lag_s: float = 0.0
-    latencies_s: list[float] = field(default_factory=list)
-    faults: Counter[str] = field(default_factory=Counter)
-    unsent: int = 0  # held back by the gateways at the end (an outage or late past the end)
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-
-    @property
-    def elapsed_s(self) -> float:
-        """Real seconds since the start (to the end once finished)."""
-        return (self.finished or time.monotonic()) - self.started
-
-    def percentile_ms(self, q: float) -> float:
-        """PUBACK latency percentile in milliseconds (0 when nothing was acknowledged)."""
-        if len(self.latencies_s) < 2:
-            return 1000 * (self.latencies_s[0] if self.latencies_s else 0.0)
-        cuts = statistics.quantiles(self.latencies_s, n=1000, method="inclusive")
-        return 1000 * cuts[min(998, max(0, round(q * 1000) - 1))]
-
-    def summary(self) -> dict[str, object]:
-        """The headline figures of the run."""
-        seconds = max(self.elapsed_s, 1e-9)
-        return {
-            "messages": self.messages,
-            "telemetry_messages": self.telemetry,
-            "readings": self.readings,
-            "bytes": self.bytes,
-            "elapsed_s": round(seconds, 3),
-            "messages_per_s": round(self.messages / seconds, 1),
-            "readings_per_s": round(self.readings / seconds, 1),
-            "puback_p50_ms": round(self.percentile_ms(0.50), 3),
-            "puback_p99_ms": round(self.percentile_ms(0.99), 3),
-            "windows": self.windows_done,
-            "max_lag_s": round(self.max_lag_s, 3),
-            "unsent": self.unsent,
-            "faults": dict(self.faults),
-        }
-
-
-class FleetReport:
-    """Records every acknowledged publish: JSON lines, per-device totals, a summary."""
-
-    def __init__(self, path: Path | None) -> None:
-        """Open the report file (nothing is written when `path` is None)."""
-        self.path = path
-        self.stats = FleetStats()
-        self._file: TextIO | None = path.open("w", encoding="utf-8") if path else None
-        self._devices: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        self._keys: defaultdict[str, set[tuple[str, int]]] = defaultdict(set)
-        self._boots: defaultdict[str, set[str]] = defaultdict(set)
-
-    def sent(self, message: Outgoing, latency_s: float) -> None:
-        """Count one acknowledged publish and write its report line."""
-        stats, counts = self.stats, self._devices[message.device]
-        stats.messages += 1
-        stats.bytes += len(message.payload)
-        stats.latencies_s.append(latency_s)
-        if message.kind == "telemetry":
-            stats.telemetry += 1
-            stats.readings += message.readings
-            counts["telemetry"] += 1
-            counts["readings"] += message.readings
-            counts["historical"] += message.historical
-            self._keys[message.device].add((message.boot, message.seq))
-        else:
-            counts["status"] += 1
-        self._boots[message.device].add(message.boot)
-        if message.fault:
-            stats.faults[message.fault] += 1
-            counts[message.fault] += 1
-        if self._file is not None:
-            self._file.write(_line(message, latency_s))
-
-    def close(self) -> None:
-        """Finish the run: write per-device totals and the summary next to the report."""
-        self.stats.finished = self.stats.finished or time.monotonic()
-        if self._file is None or self.path is None:
-            return
-        self._file.close()
-        with self.path.with_suffix(".devices.csv").open("w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["device", *_DEVICE_COLUMNS])
-            for device in sorted(self._devices):
-                counts = self._devices[device]
-                counts["unique_keys"] = len(self._keys[device])
-                counts["boots"] = len(self._boots[device])
-                writer.writerow([device, *(counts[c] for c in _DEVICE_COLUMNS)])
-        summary = json.dumps(self.stats.summary(), indent=2)
-        self.path.with_suffix(".summary.json").write_text(summary + "\n")
-
-
-def _line(message: Outgoing, latency_s: float) -> str:
-    """One report line (written by hand: thousands a second)."""
-    seq = "null" if message.seq < 0 else str(message.seq)
-    return (
-        f'{{"device":"{message.device}","boot":"{message.boot}","seq":{seq},'
-        f'"kind":"{message.kind}","copy":{message.copy},"fault":"{message.fault}",'
-        f'"detail":"{message.detail}","historical":{"true" if message.historical else "false"},'
-        f'"readings":{message.readings},"sim_at":"{iso(message.due)}",'
-        f'"sent_at":"{iso(time.time())}","puback_ms":{latency_s * 1000:.3f}}}\n'
-    )
+    keep_undelivered: bool = True  # retry what the broker took without delivering (0x10, >= 0x80)
+    retry_max_s: float = 2.0  # cap of the back-off between publishes of a message not delivered
+    reconnect_max_s: float = 5.0  # cap of the reconnect back-off
+    give_up_s: float = 60.0  # after the run's end (or that long offline): abandon, counted
+    session_expiry_s: int = 300  # MQTT 5 session kept by the broker across a reconnect
 
 
 class _Pace:
@@ -210,6 +105,11 @@ class _Pace:
         limit = self.plan.duration_s
         return limit is not None and time.monotonic() - self.start >= limit
 
+    def deadline(self) -> float | None:
+        """When the duration ends (monotonic), None for the whole scenario."""
+        limit = self.plan.duration_s
+        return None if limit is None else self.start + limit
+
     async def wait_for(self, index: int) -> None:
         """Sleep until window `index` is due (its simulated end reached), noting any lag."""
         if self.plan.speed is None:
@@ -222,40 +122,154 @@ class _Pace:
             self.stats.max_lag_s = max(self.stats.max_lag_s, -delay)
 
 
-def _client(target: BrokerTarget, identifier: str, window: int) -> aiomqtt.Client:
-    """One long-lived publishing connection."""
-    protocol = aiomqtt.ProtocolVersion.V5 if target.protocol == 5 else aiomqtt.ProtocolVersion.V311
+@dataclass
+class _Pending:
+    """A message taken from the lane and how often it was published already."""
+
+    message: Outgoing
+    attempts: int = 0
+
+
+class _Lane:
+    """One connection's messages: queued by the producer, held for retry, and when it ended."""
+
+    def __init__(self, pace: _Pace, report: FleetReport) -> None:
+        self.plan = plan = pace.plan
+        self.pace = pace
+        self.report = report
+        self.queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=plan.window * 4)
+        self.held: deque[_Pending] = deque()  # lost with a connection: published first
+        self.ended_at: float | None = None  # the producer is done (monotonic)
+
+    async def take(self) -> _Pending | None:
+        """The next message (held ones first); None once the producer is done and all went."""
+        if self.held:
+            return self.held.popleft()
+        message = await self.queue.get()
+        if message is None:
+            self.queue.put_nowait(None)  # the end stays visible to every publisher
+            return None
+        return _Pending(message)
+
+    def give_up(self) -> bool:
+        """Whether the run ended (or used up its duration) `give_up_s` ago: stop retrying then."""
+        ended = self.ended_at or self.pace.deadline()
+        return ended is not None and time.monotonic() - ended > self.plan.give_up_s
+
+    def abandon(self) -> None:
+        """Count every message still held or queued as abandoned (the run gives up)."""
+        left = len(self.held)
+        while not self.queue.empty():
+            left += self.queue.get_nowait() is not None
+        self.report.stats.abandoned += left
+
+
+def _client(target: BrokerTarget, identifier: str, plan: FleetPlan) -> aiomqtt.Client:
+    """One publishing connection with a persistent session, as a gateway keeps."""
+    v5 = target.protocol == 5
+    properties = None
+    if v5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = plan.session_expiry_s
     client = aiomqtt.Client(
         target.host,
         target.port,
         username=target.username,
         password=target.password,
         identifier=identifier,
-        protocol=protocol,
-        max_inflight_messages=window,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        clean_session=None if v5 else False,
+        clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+        properties=properties,
+        max_inflight_messages=plan.window,
         timeout=30.0,
         logger=_QUIET,
     )
-    client.pending_calls_threshold = window + 1
+    client.pending_calls_threshold = plan.window + 1
     return client
 
 
-async def _publish(
-    client: aiomqtt.Client, queue: asyncio.Queue[Outgoing | None], report: FleetReport
+async def _deliver(
+    client: aiomqtt.Client, codes: dict[int, int], item: _Pending, lane: _Lane
 ) -> None:
-    """Publish queued messages one at a time, each until its PUBACK."""
-    while (message := await queue.get()) is not None:
+    """Publish until the broker keeps the message (0x10 and >= 0x80 are retried with back-off)."""
+    plan, report, message = lane.plan, lane.report, item.message
+    while True:
+        if item.attempts:
+            report.stats.retries += 1
+        item.attempts += 1
         started = time.perf_counter()
+        await client.publish(message.topic, message.payload, qos=1, retain=message.retain)
         try:
-            await client.publish(message.topic, message.payload, qos=1, retain=message.retain)
-        except aiomqtt.MqttError as err:
-            raise FleetError(f"publish to {message.topic} failed: {err}") from err
-        report.sent(message, time.perf_counter() - started)
+            check_delivered(codes)
+        except NotDeliveredError:
+            report.stats.not_delivered += 1
+            if plan.keep_undelivered and not lane.give_up():
+                await asyncio.sleep(min(plan.retry_max_s, 0.1 * 2 ** min(item.attempts, 8)))
+                continue
+            if plan.keep_undelivered:
+                report.stats.abandoned += 1
+                return
+        report.sent(message, time.perf_counter() - started, item.attempts)
+        return
+
+
+async def _publisher(client: aiomqtt.Client, codes: dict[int, int], lane: _Lane) -> None:
+    """Publish the lane's messages one at a time; a lost one is held for the next connection."""
+    while (item := await lane.take()) is not None:
+        try:
+            await _deliver(client, codes, item, lane)
+        except BaseException:
+            lane.held.append(item)  # connection lost (or cancelled) before the broker kept it
+            raise
+
+
+async def _watch(client: aiomqtt.Client) -> None:
+    """Raise MqttError as soon as the connection drops (pending publishes would only time out)."""
+    async for _ in client.messages:
+        pass
+
+
+async def _session(client: aiomqtt.Client, lane: _Lane) -> None:
+    """Publish through one connection until the lane is empty or the connection drops."""
+    codes = track_reason_codes(client)
+    async with asyncio.TaskGroup() as group:
+        watcher = group.create_task(_watch(client))
+        publishers = [
+            group.create_task(_publisher(client, codes, lane)) for _ in range(lane.plan.window)
+        ]
+        await asyncio.wait(publishers)
+        watcher.cancel()
+
+
+async def _keep_connected(number: int, target: BrokerTarget, lane: _Lane) -> None:
+    """Reconnect with capped, jittered back-off until the lane is done; first connect must work."""
+    # a wrong password or address on the first connect is a mistake to report, not an outage
+    plan, rng = lane.plan, random.Random(number)
+    identifier, where = f"{plan.client_prefix}-{number}", f"{target.host}:{target.port}"
+    connected, attempt, failing_since = False, 0, time.monotonic()
+    while True:
+        try:
+            async with _client(target, identifier, plan) as client:
+                lane.report.stats.reconnects += connected
+                connected, attempt = True, 0
+                await _session(client, lane)
+                return
+        except* aiomqtt.MqttError as errors:
+            error = _leaves(errors)[0]
+            if not connected:
+                raise FleetError(f"connection {number} to {where}: {error}") from error
+            failing_since = failing_since if attempt else time.monotonic()
+            if lane.give_up() or time.monotonic() - failing_since > plan.give_up_s:
+                lane.abandon()
+                raise FleetError(f"connection {number} to {where} lost: {error}") from error
+        await asyncio.sleep(backoff_delay(attempt, 0.1, plan.reconnect_max_s, rng))
+        attempt += 1
 
 
 async def _produce(
     streams: Sequence[GatewayStream],
-    queue: asyncio.Queue[Outgoing | None],
+    lane: _Lane,
     count: int,
     pace: _Pace,
     on_window: Callable[[], None],
@@ -263,12 +277,14 @@ async def _produce(
     """Generate each window of every gateway in the slice and queue its messages."""
     for index in range(count):
         if pace.expired():
-            return
+            break
         await pace.wait_for(index)
         for stream in streams:
             for message in stream.window(index):
-                await queue.put(message)
+                await lane.queue.put(message)
         on_window()
+    lane.ended_at = time.monotonic()
+    await lane.queue.put(None)
 
 
 async def _connection(
@@ -281,8 +297,7 @@ async def _connection(
     count: int,
 ) -> None:
     """One connection publishing for a slice of the gateways until the run ends."""
-    plan = pace.plan
-    queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=plan.window * 4)
+    lane = _Lane(pace, report)
     done = [0]
 
     def on_window() -> None:
@@ -291,17 +306,9 @@ async def _connection(
         if number == 0:
             report.stats.windows_done = done[0]
 
-    try:
-        identifier = f"{plan.client_prefix}-{number}"
-        async with _client(target, identifier, plan.window) as client, asyncio.TaskGroup() as group:
-            workers = [
-                group.create_task(_publish(client, queue, report)) for _ in range(plan.window)
-            ]
-            await _produce(streams, queue, count, pace, on_window)
-            for _ in workers:
-                await queue.put(None)
-    except aiomqtt.MqttError as err:
-        raise FleetError(f"connection {number} to {target.host}:{target.port}: {err}") from err
+    async with asyncio.TaskGroup() as group:
+        group.create_task(_produce(streams, lane, count, pace, on_window))
+        await _keep_connected(number, target, lane)
 
 
 async def run_fleet(
@@ -337,7 +344,7 @@ async def run_fleet(
     return report.stats
 
 
-def _leaves(group: BaseExceptionGroup[FleetError]) -> list[BaseException]:
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     """The exceptions inside nested exception groups."""
     found: list[BaseException] = []
     for error in group.exceptions:

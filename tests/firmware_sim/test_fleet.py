@@ -12,6 +12,8 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from typer.testing import CliRunner
 
 from cloud.broker_access import Access, Principal, grants, mosquitto_acl
@@ -27,6 +29,7 @@ from firmware_sim.fleet import (
 )
 from firmware_sim.scenarios import load_scenario, resolve
 from leasewatch.wire import decode_status, decode_telemetry
+from tests.services.ingest_workers import RestartableMosquitto
 from tests.services.mosquitto import MosquittoBroker, MosquittoFactory
 
 SIMULATOR, INGESTOR = "lw-sim", "ingestor"
@@ -105,15 +108,22 @@ class Subscriber:
 @contextlib.asynccontextmanager
 async def subscribed(broker: MosquittoBroker):  # type: ignore[no-untyped-def]
     """A running subscriber to every device's telemetry and status."""
-    subscriber = Subscriber(broker)
-    async with subscriber.client:
+    async with subscribed_with(Subscriber(broker)) as subscriber:
+        yield subscriber
+
+
+@contextlib.asynccontextmanager
+async def subscribed_with(subscriber: Subscriber):  # type: ignore[no-untyped-def]
+    """Connect and subscribe `subscriber`; collect until the block ends or the broker goes."""
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(subscriber.client)
         await subscriber.client.subscribe([("lw/v1/+/telemetry", 1), ("lw/v1/+/status", 1)])
         task = asyncio.create_task(subscriber.collect())
         try:
             yield subscriber
         finally:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await task
 
 
@@ -232,7 +242,7 @@ def test_the_benchmark_starts_its_own_mosquitto_and_reports_figures() -> None:
     assert sent > 500
     assert result.delivered is not None and result.delivered.messages == sent
     assert result.cpu.broker_percent is not None
-    assert figures(result).row_count == 15
+    assert figures(result).row_count == 16
 
 
 def test_scenario_commands_list_check_and_run(tmp_path: Path) -> None:
@@ -254,7 +264,7 @@ def test_scenario_commands_list_check_and_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_sim_fleet_command_publishes_and_writes_its_report(
+async def test_sim_fleet_command_publishes_and_writes_its_report(
     mosquitto_factory: MosquittoFactory, tmp_path: Path
 ) -> None:
     broker = mosquitto_factory(_principals())
@@ -268,9 +278,80 @@ def test_sim_fleet_command_publishes_and_writes_its_report(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "no populations" in result.output
     args[2], args[4] = "fleet-load", "20"
-    result = CliRunner().invoke(app, args)
+    async with subscribed(broker):  # no subscriber: every publish 0x10, retried like a gateway
+        result = await asyncio.to_thread(CliRunner().invoke, app, args)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("sent ")
     assert len(report.read_text().splitlines()) == int(
         json.loads(report.with_suffix(".summary.json").read_text())["messages"]
     )
+
+
+@pytest.mark.integration
+async def test_publishes_the_broker_did_not_deliver_are_kept_and_sent_again(
+    mosquitto_factory: MosquittoFactory, tmp_path: Path
+) -> None:
+    broker = mosquitto_factory(_principals())
+    resolved = resolve(load_scenario("fleet-load").with_asset_count(20))
+    path = tmp_path / "retried.jsonl"
+    plan = FleetPlan(
+        speed=20 * resolved.scenario.batch_s, duration_s=2.0, connections=2, window=4,
+        boot_tag="nd", report=path, retry_max_s=0.2,
+    )  # fmt: skip
+    fleet = asyncio.create_task(run_fleet(resolved, _target(broker), plan, FleetReport(path)))
+    await asyncio.sleep(1.0)  # no subscriber yet: Mosquitto answers 0x10 and drops
+    async with subscribed(broker) as subscriber:
+        stats = await fleet
+        await subscriber.until(stats.messages)
+    sent = _sent(path)
+    assert stats.not_delivered > 0 and stats.retries >= stats.not_delivered
+    assert stats.abandoned == 0
+    assert set(_sent_keys(sent)) == {_key(t, p) for t, p in subscriber.received}
+    assert max(int(str(s["attempts"])) for s in sent) > 1
+    summary = json.loads(path.with_suffix(".summary.json").read_text())
+    assert summary["retries"] == stats.retries > 0
+
+
+@pytest.mark.integration
+async def test_fleet_mode_reconnects_after_a_broker_restart_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "mosquitto").mkdir()
+    broker = RestartableMosquitto(tmp_path / "mosquitto", _principals())
+    broker.start()
+    try:
+        resolved = resolve(load_scenario("fleet-load").with_asset_count(20))
+        path = tmp_path / "restart.jsonl"
+        plan = FleetPlan(
+            speed=20 * resolved.scenario.batch_s, duration_s=4.0, connections=2, window=4,
+            boot_tag="rs", report=path, retry_max_s=0.2, reconnect_max_s=0.5,
+        )  # fmt: skip
+        async with persistent_subscriber(broker) as first:
+            fleet = asyncio.create_task(
+                run_fleet(resolved, _target(broker), plan, FleetReport(path))
+            )
+            await asyncio.sleep(1.5)
+            await asyncio.to_thread(broker.restart)
+        async with persistent_subscriber(broker) as second:  # its session kept what came since
+            stats = await fleet
+            await second.until(stats.messages - len(first.received))
+    finally:
+        broker.stop()
+    assert stats.reconnects >= 2 and stats.abandoned == 0  # both connections came back
+    received = {_key(t, p) for t, p in first.received + second.received}
+    assert set(_sent_keys(_sent(path))) == received
+
+
+@contextlib.asynccontextmanager
+async def persistent_subscriber(broker: MosquittoBroker):  # type: ignore[no-untyped-def]
+    """A subscriber whose session (and plain subscription) survives a broker restart."""
+    subscriber = Subscriber(broker)
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 600
+    subscriber.client = aiomqtt.Client(
+        broker.host, broker.port, username=INGESTOR, password=broker.password(INGESTOR),
+        identifier="fleet-persistent-check", protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=False, properties=properties, max_queued_incoming_messages=0,
+    )  # fmt: skip
+    async with subscribed_with(subscriber) as running:
+        yield running
