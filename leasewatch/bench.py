@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -71,6 +72,32 @@ def ingest_table(result: IngestBenchResult) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
+
+
+@app.command("all")
+def all_benchmarks(
+    out: Annotated[Path, typer.Option(help="Markdown report to write.")] = Path("BENCHMARKS.md"),
+    quick: Annotated[bool, typer.Option(help="Shortened runs (minutes, not an hour).")] = False,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only these benchmarks (repeatable).")
+    ] = None,
+) -> None:
+    """Run every benchmark one after another and write their figures to BENCHMARKS.md."""
+    from leasewatch import benchmarks_report as report  # noqa: PLC0415 (only this command)
+
+    try:
+        chosen = report.select(only or [])
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--only") from err
+    console = Console()
+    runs = report.run_all(
+        chosen, quick=quick, progress=lambda b: console.print(f"running {b.name} ...")
+    )
+    for run in runs:
+        console.print(f"{run.benchmark.name}: {run.status} in {run.seconds:.0f} s")
+    console.print(f"wrote {report.write_report(runs, out, quick=quick)}")
+    if any(run.exit_code != 0 for run in runs):
+        raise typer.Exit(1)
 
 
 @app.command("credit-check")
