@@ -12,26 +12,20 @@ process while the test injects, in this order:
     a broker restart (SIGTERM, Mosquitto saves its persistence file; start on the same port)
         while VictoriaMetrics is down, so the workers' backlog sits in the broker's queues.
 
-Fleet mode has no reconnect loop, so it runs in two segments: segment A until the broker
-restart, segment B (a new boot tag, its scenario two days later so no reading shares a
-timestamp with A's) from right after it. A publish the broker took but whose PUBACK the
-restart swallowed would be stored yet missing from the report; stopping the fleet first keeps
-the sent set exact. Each sent key gets the phase (last fault before its PUBACK) for the table
-printed to the log.
+The fleet publishes one continuous run through all of it, as gateways would: it keeps and
+publishes again whatever the broker acknowledged without delivering (PUBACK 0x10 "no matching
+subscribers" while the ingestors' shared subscription is not back after the restart) and
+reconnects after the restart, publishing first what had no PUBACK when the connection dropped.
+Its report lists only what the broker took, so the sent set is exact; a message the broker took
+whose PUBACK the restart swallowed is published again and stored once (the copy is counted as a
+duplicate). Each sent key gets the phase (last fault before its PUBACK) for the table printed to
+the log.
 
 Found when this test was written (Mosquitto 2.0.11): the broker does not restore *shared*
 subscriptions of offline persistent sessions from its persistence file. Until an ingestor
-reconnects and subscribes again, a telemetry publish is answered with PUBACK reason 0x10 "no
-matching subscribers" and dropped; publishers (aiomqtt, so the fleet simulator and the edge
-link) took any PUBACK as success, and the ingestors reconnected only once their pending batch
-had got past the store outage: 11,971 acknowledged messages were lost.
-
-Since then: the ingestor abandons the batch in hand and reconnects as soon as its connection
-drops (loss window ~24 s -> ~2 s; 998 messages in the last run), and the edge link keeps any
-message acknowledged with 0x10 or a failure code in its buffer and retries (tests/edge/
-test_puback.py). The fleet simulator that publishes here still takes 0x10 as success, so the
-test still loses the ~2 s window and is marked xfail(strict): it must start passing (and then
-lose the mark) once fleet mode retries like a gateway does.
+reconnects and subscribes again, a telemetry publish is answered with 0x10 and dropped;
+publishers that took any PUBACK as success lost 11,971 messages, then (ingestor reconnecting at
+once) 998 in the ~2 s window, until fleet mode learnt to retry like the edge link does.
 """
 
 from __future__ import annotations
@@ -55,7 +49,7 @@ from sqlalchemy import create_engine, func, select
 from cloud.broker_access import Principal
 from cloud.schema import devices, message_ledger
 from cloud.state import StateStore
-from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport, run_fleet
+from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport, FleetStats, run_fleet
 from firmware_sim.scenarios.expand import ResolvedScenario, resolve
 from firmware_sim.scenarios.loader import load_scenario
 from tests.services.ingest_workers import IngestWorker, RestartableMosquitto, RestartableVictoria
@@ -66,8 +60,8 @@ pytestmark = pytest.mark.integration
 SIMULATOR, INGESTOR = "lw-fault-simulator", "lw-fault-ingestor"
 ASSETS = 200
 SPEED = 750.0  # simulated s per real s: 200 assets x 750 / 300 s batches = 500 msg/s
-SEGMENT_A_S = 36.0
-SEGMENT_B_S = 30.0
+FLEET_S = 66.0
+BROKER_RESTART_AT_S = 36.0
 KILL_AT_S, WORKER_DOWN_S = 6.0, 3.0
 VM_STOP_AT_S, VM_DOWN_S = 16.0, 30.0
 DRAIN_TIMEOUT_S, DRAIN_STALL_S = 75.0, 20.0
@@ -165,8 +159,8 @@ def _scenario(days_ago: int) -> ResolvedScenario:
     return resolve(scenario.model_copy(update={"start": start}))
 
 
-async def _fleet(rig: Rig, tag: str, days_ago: int, duration_s: float) -> Path:
-    """Publish one segment, paced; the path of its report."""
+async def _fleet(rig: Rig, tag: str, days_ago: int, duration_s: float) -> FleetStats:
+    """Publish paced for `duration_s`, riding out the faults; the fleet's totals."""
     path = rig.workdir / f"sent-{tag}.jsonl"
     target = BrokerTarget(
         rig.broker.host, rig.broker.port, SIMULATOR, rig.broker.password(SIMULATOR)
@@ -179,13 +173,13 @@ async def _fleet(rig: Rig, tag: str, days_ago: int, duration_s: float) -> Path:
         boot_tag=tag,
         report=path,
         client_prefix=f"lw-fault-{tag}",
+        reconnect_max_s=1.0,
     )
-    await run_fleet(_scenario(days_ago), target, plan, FleetReport(path))
-    return path
+    return await run_fleet(_scenario(days_ago), target, plan, FleetReport(path))
 
 
-async def _publish_through_faults(rig: Rig, log: FaultLog) -> list[Path]:
-    """Both fleet segments, with the faults injected on schedule; the two reports."""
+async def _publish_through_faults(rig: Rig, log: FaultLog) -> tuple[list[Path], FleetStats]:
+    """One fleet run with the faults injected on schedule; its report and totals."""
     began = time.monotonic()
 
     async def at(offset_s: float) -> None:
@@ -193,24 +187,30 @@ async def _publish_through_faults(rig: Rig, log: FaultLog) -> list[Path]:
 
     worker = rig.workers[0]
     log.mark("no fault yet")
-    segment_a = asyncio.create_task(_fleet(rig, "fa", 31, SEGMENT_A_S))
-    await at(KILL_AT_S)
-    await asyncio.to_thread(worker.kill)
-    log.mark("worker-1 killed (-9)")
-    await at(KILL_AT_S + WORKER_DOWN_S)
-    await asyncio.to_thread(worker.start)
-    log.mark("worker-1 restarted")
-    await at(VM_STOP_AT_S)
-    await asyncio.to_thread(rig.victoria.stop)
-    log.mark("VM stopped")
-    report_a = await segment_a
-    rig.broker_exit.append(await asyncio.to_thread(rig.broker.restart))
-    log.mark("broker restarted (VM down)")
-    segment_b = asyncio.create_task(_fleet(rig, "fb", 29, SEGMENT_B_S))
-    await at(VM_STOP_AT_S + VM_DOWN_S)
-    await asyncio.to_thread(rig.victoria.start)
-    log.mark("VM started again")
-    return [report_a, await segment_b]
+    fleet = asyncio.create_task(_fleet(rig, "fa", 31, FLEET_S))
+    try:
+        await at(KILL_AT_S)
+        await asyncio.to_thread(worker.kill)
+        log.mark("worker-1 killed (-9)")
+        await at(KILL_AT_S + WORKER_DOWN_S)
+        await asyncio.to_thread(worker.start)
+        log.mark("worker-1 restarted")
+        await at(VM_STOP_AT_S)
+        await asyncio.to_thread(rig.victoria.stop)
+        log.mark("VM stopped")
+        await at(BROKER_RESTART_AT_S)
+        log.mark("broker stopping (VM down)")
+        rig.broker_exit.append(await asyncio.to_thread(rig.broker.restart))
+        log.mark("broker restarted (VM down)")
+        await at(VM_STOP_AT_S + VM_DOWN_S)
+        await asyncio.to_thread(rig.victoria.start)
+        log.mark("VM started again")
+    except BaseException:  # a fault step failed: stop the fleet before the loop closes
+        fleet.cancel()
+        await asyncio.wait({fleet}, timeout=30)
+        raise
+    stats = await fleet
+    return [rig.workdir / "sent-fa.jsonl"], stats
 
 
 def _sent(reports: list[Path], log: FaultLog) -> tuple[dict[Key, SentMessage], Counter[str]]:
@@ -350,20 +350,12 @@ def _duplicates(sent: dict[Key, SentMessage], publishes: Counter[str], stored: S
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Mosquitto 2.0.11 answers 0x10 and drops telemetry until the ingestors' shared "
-        "subscription is back (~2 s after a broker restart); the fleet simulator, unlike the "
-        "edge link, does not yet keep and retry such messages"
-    ),
-)
 async def test_every_message_is_stored_once_through_worker_broker_and_store_faults(
     rig: Rig, capsys: pytest.CaptureFixture[str]
 ) -> None:
     log = FaultLog()
     began = time.monotonic()
-    reports = await _publish_through_faults(rig, log)
+    reports, fleet = await _publish_through_faults(rig, log)
     back = rig.broker.first_connect_after_restart("fault-ingestor-")
     if back is not None:
         log.insert(back, "an ingestor reconnected (log, 1 s)")
@@ -380,9 +372,14 @@ async def test_every_message_is_stored_once_through_worker_broker_and_store_faul
         )
         print(_table(sent, publishes, stored, log))
         print(_duplicates(sent, publishes, stored))
+        print(
+            f"fleet: {fleet.not_delivered} publishes answered 0x10 (no subscriber), "
+            f"{fleet.retries} retries, {fleet.reconnects} reconnects, {fleet.abandoned} abandoned"
+        )
         print(f"VictoriaMetrics samples per device, sent: {vm_expected}")
         print(f"  in the ledger: {_ledger_readings(stored, spot)}, in VictoriaMetrics: {vm_found}")
 
+    assert fleet.abandoned == 0, "the fleet gave up on messages the broker never took"
     missing = sorted(sent.keys() - stored.ledger.keys())
     unexpected = sorted(stored.ledger.keys() - sent.keys())
     assert not missing, _missing(missing, sent, log)
