@@ -10,6 +10,7 @@ from cloud.risk.cli import app as risk_app
 from edge.cli import app as edge_app
 from firmware_sim.cli import app as sim_app
 from leasewatch.bench import app as bench_app
+from leasewatch.chaos.cli import app as chaos_app
 from leasewatch.demo import demo
 
 app = typer.Typer(
@@ -23,4 +24,7 @@ app.add_typer(
 )
 app.add_typer(risk_app, name="risk", help="Risk scores: backtest on simulated portfolios.")
 app.add_typer(bench_app, name="bench", help="Benchmarks that print figures.")
+app.add_typer(
+    chaos_app, name="chaos", help="Faults against a real stack: readings lost or duplicated."
+)
 app.command(name="demo")(demo)

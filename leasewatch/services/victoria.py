@@ -1,0 +1,85 @@
+"""A private single-node VictoriaMetrics on a free loopback port, stoppable and restartable.
+
+Runs with `-dedup.minScrapeInterval=1ms` (what the ingestor's exactly-once design needs: a
+replayed sample with the same timestamp is one sample). `stop()` is graceful (VM flushes);
+`start()` after it serves the same data on the same port.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from leasewatch.services.process import (
+    ServiceError,
+    free_port,
+    http_ok,
+    log_tail,
+    terminate,
+    wait_until,
+)
+
+START_TIMEOUT_S = 20.0
+
+
+class VictoriaService:
+    """One VictoriaMetrics process with its data directory and log."""
+
+    def __init__(self, data_dir: Path, flags: Sequence[str] = ("-retentionPeriod=10y",)) -> None:
+        """Choose a port; `start()` launches the server."""
+        self.data_dir = data_dir
+        self.flags = tuple(flags)
+        self.port = free_port()
+        self.log_path = data_dir / "victoria-metrics.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        found = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+        if not Path(found).exists():
+            raise ServiceError(
+                "victoria-metrics not found (Debian: apt-get install victoria-metrics)"
+            )
+        self._binary = found
+
+    @property
+    def url(self) -> str:
+        """The HTTP address, e.g. http://127.0.0.1:8428."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def telemetry_url(self) -> str:
+        """The ingestor's LEASEWATCH_TELEMETRY_URL for this server."""
+        return f"victoriametrics://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start (again) on this port and data; wait until /health answers."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            self._binary,
+            f"-storageDataPath={self.data_dir / 'storage'}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            "-dedup.minScrapeInterval=1ms",
+            *self.flags,
+        ]
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        if not wait_until(lambda: http_ok(f"{self.url}/health"), self._process, START_TIMEOUT_S):
+            self.stop()
+            raise ServiceError(f"victoria-metrics did not start:\n{log_tail(self.log_path)}")
+
+    def stop(self) -> None:
+        """Graceful stop: VM flushes what it holds and exits."""
+        terminate(self._process)
+
+    def force_flush(self) -> None:
+        """Make every accepted sample searchable now."""
+        httpx.get(f"{self.url}/internal/force_flush", timeout=10).raise_for_status()
+
+    def export(self, match: str) -> list[dict[str, object]]:
+        """Every series matching a selector with its raw samples (/api/v1/export, JSON lines)."""
+        response = httpx.post(f"{self.url}/api/v1/export", data={"match[]": match}, timeout=120)
+        response.raise_for_status()
+        return [json.loads(line) for line in response.text.splitlines() if line.strip()]
