@@ -77,7 +77,10 @@ class FleetView:
 
 
 def _aware(ts: datetime | None) -> datetime | None:
-    return None if ts is None or ts.tzinfo else ts.replace(tzinfo=UTC)
+    """UTC-aware (SQLite hands back naive UTC datetimes, PostgreSQL aware ones)."""
+    if ts is None or ts.tzinfo is not None:
+        return ts
+    return ts.replace(tzinfo=UTC)
 
 
 def latest_values(

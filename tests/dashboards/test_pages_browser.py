@@ -56,10 +56,15 @@ return plot.data.map(t => ({name: t.name || null, type: t.type || 'scatter',
 _RENDERED = "return document.querySelectorAll('#' + arguments[0] + ' .main-svg').length > 0"
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[tuple[str, FleetFixture, StateStore]]:
-    """The written fleet and the API serving it; yields (API URL, fixture, state store)."""
-    state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fleet(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, FleetFixture, StateStore]]:
+    """The written fleet and the API serving it, on each state store; (API URL, fixture, store)."""
+    if request.param == "postgresql":
+        state_url = str(request.getfixturevalue("postgres_url"))
+    else:
+        state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"
     telemetry_url = f"sqlite:///{tmp_path / 'telemetry.sqlite'}"
     state = StateStore(state_url)
     written = write_fleet(state, telemetry_url, datetime.now(UTC))
