@@ -187,11 +187,11 @@ class Ingestor:
         admitted: list[TelemetryBatch] = []
         rejections: list[Rejection] = []
         for batch in batches:
-            topic, payload = telemetry_topic(batch.device), encode(batch)
             problem = _admission_problem(batch, known, earliest, latest)
             if problem is None:
                 admitted.append(batch)
-            else:
+            else:  # the dead letter keeps the message as validated (re-encoded: rare)
+                topic, payload = telemetry_topic(batch.device), encode(batch)
                 rejections.append(self._reject(problem, topic, payload, now))
         return admitted, rejections
 

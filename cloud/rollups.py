@@ -38,26 +38,45 @@ def bucket_start(ts: datetime, resolution_s: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % resolution_s, UTC)
 
 
-def rollup_deltas(batches: Iterable[TelemetryBatch]) -> list[RollupDelta]:
-    """Aggregate the readings of newly stored messages into per-bucket deltas."""
-    acc: dict[tuple[str, str, str, int, int], list[float]] = {}
+BucketKey = tuple[str, str, str, int, int]  # device, sensor, metric, resolution_s, bucket epoch
+
+
+@dataclass(slots=True)
+class RollupAggregate:
+    """Readings of a set of messages summed per bucket: [count, sum, min, max] by bucket key."""
+
+    slots: dict[BucketKey, list[float]]
+    units: dict[tuple[str, str, str], str]
+
+
+def aggregate(batches: Iterable[TelemetryBatch]) -> RollupAggregate:
+    """Sum the readings of newly stored messages per bucket (the hot path: no datetimes)."""
+    acc: dict[BucketKey, list[float]] = {}
     units: dict[tuple[str, str, str], str] = {}
     for batch in batches:
+        device = batch.device
         for reading in batch.readings:
-            units[(batch.device, reading.sensor, reading.metric)] = reading.unit
+            sensor, metric, value = reading.sensor, reading.metric, reading.value
+            units[(device, sensor, metric)] = reading.unit
             epoch = int(reading.ts.timestamp())
-            value = reading.value
             for resolution in RESOLUTIONS_S:
-                bucket = epoch - epoch % resolution
-                key = (batch.device, reading.sensor, reading.metric, resolution, bucket)
+                key = (device, sensor, metric, resolution, epoch - epoch % resolution)
                 slot = acc.get(key)
                 if slot is None:
                     acc[key] = [1, value, value, value]
                     continue
                 slot[0] += 1
                 slot[1] += value
-                slot[2] = min(slot[2], value)
-                slot[3] = max(slot[3], value)
+                if value < slot[2]:
+                    slot[2] = value
+                elif value > slot[3]:
+                    slot[3] = value
+    return RollupAggregate(acc, units)
+
+
+def rollup_deltas(batches: Iterable[TelemetryBatch]) -> list[RollupDelta]:
+    """Aggregate the readings of newly stored messages into per-bucket deltas."""
+    found = aggregate(batches)
     return [
         RollupDelta(
             device,
@@ -65,11 +84,16 @@ def rollup_deltas(batches: Iterable[TelemetryBatch]) -> list[RollupDelta]:
             metric,
             resolution,
             datetime.fromtimestamp(bucket, UTC),
-            units[(device, sensor, metric)],
+            found.units[(device, sensor, metric)],
             int(n),
             total,
             low,
             high,
         )
-        for (device, sensor, metric, resolution, bucket), (n, total, low, high) in acc.items()
+        for (device, sensor, metric, resolution, bucket), (
+            n,
+            total,
+            low,
+            high,
+        ) in found.slots.items()
     ]

@@ -35,7 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
 from cloud.completeness import DayCompleteness, LedgerRow, completeness
-from cloud.rollups import RollupDelta, rollup_deltas
+from cloud.rollups import aggregate
 from cloud.schema import (
     dead_letters,
     devices,
@@ -49,11 +49,20 @@ from cloud.schema import (
 from leasewatch.wire import GatewayHealth, GatewayStatus, RejectReason, TelemetryBatch
 
 DEAD_LETTER_PAYLOAD_BYTES = 4096
-_ROLLUP_UPSERT = (
+_ROLLUP_SQLITE = (
     "INSERT INTO rollups (device, sensor, metric, resolution_s, bucket, unit, count, sum, min, max)"
-    " VALUES ({marks}) ON CONFLICT (device, sensor, metric, resolution_s, bucket) DO UPDATE SET"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (device, sensor, metric, resolution_s, bucket) DO UPDATE SET"
     " count = rollups.count + excluded.count, sum = rollups.sum + excluded.sum,"
-    " min = {least}(rollups.min, excluded.min), max = {greatest}(rollups.max, excluded.max)"
+    " min = MIN(rollups.min, excluded.min), max = MAX(rollups.max, excluded.max)"
+)
+_ROLLUP_UNNEST = (
+    "INSERT INTO rollups (device, sensor, metric, resolution_s, bucket, unit, count, sum, min, max)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::timestamptz[],"
+    " %s::text[], %s::int[], %s::float8[], %s::float8[], %s::float8[])"
+    " ON CONFLICT (device, sensor, metric, resolution_s, bucket) DO UPDATE SET"
+    " count = rollups.count + excluded.count, sum = rollups.sum + excluded.sum,"
+    " min = LEAST(rollups.min, excluded.min), max = GREATEST(rollups.max, excluded.max)"
 )
 _CHUNK = 500  # rows per multi-row statement (SQLite's bound-parameter limit is far above)
 _MIGRATION_LOCK = 72_450_001  # pg_advisory_lock key: one worker migrates at a time
@@ -190,7 +199,7 @@ class StateStore:
             self._ensure_devices(conn, {b.device for b in [*batches, *duplicates]}, now)
             self._touch_devices(conn, stored, now)
             self._count_duplicates(conn, [*duplicates, *lost])
-            self._apply_rollups(conn, rollup_deltas(stored))
+            self._apply_rollups(conn, stored)
             self._insert_events(conn, stored)
         return StoredOutcome(stored, lost)
 
@@ -239,22 +248,22 @@ class StateStore:
     def _ledger_insert(
         self, conn: Connection, batches: Sequence[TelemetryBatch], now: datetime
     ) -> set[tuple[str, str, int]]:
-        won: set[tuple[str, str, int]] = set()
+        """Insert the ledger rows; the keys this insert won (executemany with RETURNING:
+        SQLAlchemy packs the rows into multi-row statements it compiles once)."""
+        if not batches:
+            return set()
         c = message_ledger.c
-        for start in range(0, len(batches), _CHUNK):
-            rows = [
-                {
-                    "device": b.device, "boot": b.boot, "seq": b.seq, "sent_at": b.sent_at,
-                    "received_at": now, "readings": len(b.readings), "historical": b.historical,
-                }
-                for b in batches[start : start + _CHUNK]
-            ]  # fmt: skip
-            stmt = self._insert(message_ledger).values(rows).on_conflict_do_nothing()
-            # rowcount is -1 on psycopg 3: the returned rows say which inserts won
-            won |= {
-                (r[0], r[1], r[2]) for r in conn.execute(stmt.returning(c.device, c.boot, c.seq))
+        rows = [
+            {
+                "device": b.device, "boot": b.boot, "seq": b.seq, "sent_at": b.sent_at,
+                "received_at": now, "readings": len(b.readings), "historical": b.historical,
             }
-        return won
+            for b in batches
+        ]  # fmt: skip
+        stmt = self._insert(message_ledger).on_conflict_do_nothing()
+        # rowcount is -1 on psycopg 3: the returned rows say which inserts won
+        found = conn.execute(stmt.returning(c.device, c.boot, c.seq), rows)
+        return {(r[0], r[1], r[2]) for r in found}
 
     def _ensure_devices(self, conn: Connection, names: set[str], now: datetime) -> None:
         if not names:
@@ -327,21 +336,30 @@ class StateStore:
             [{"device": d, "day": day, "count": n} for (d, day), n in per_day.items()],
         )
 
-    def _apply_rollups(self, conn: Connection, deltas: list[RollupDelta]) -> None:
-        """Upsert rollup deltas with the driver's executemany (hot path: thousands per batch)."""
-        if not deltas:
+    def _apply_rollups(self, conn: Connection, stored: Sequence[TelemetryBatch]) -> None:
+        """Upsert the rollup deltas of stored messages: one statement, rows in key order.
+
+        PostgreSQL: every row in one INSERT ... SELECT FROM unnest(arrays), in key order so
+        concurrent workers lock shared buckets in the same order (no deadlocks). SQLite (one
+        writer at a time, in-process): an executemany in any order.
+        """
+        found = aggregate(stored)
+        if not found.slots:
             return
-        if self._postgres:
-            sql, least, greatest, mark = _ROLLUP_UPSERT, "LEAST", "GREATEST", "%s"
-        else:
-            sql, least, greatest, mark = _ROLLUP_UPSERT, "MIN", "MAX", "?"
-        statement = sql.format(marks=", ".join([mark] * 10), least=least, greatest=greatest)
+        buckets = {key[4] for key in found.slots}
+        when = {e: self._bucket_param(datetime.fromtimestamp(e, UTC)) for e in buckets}
+        units = found.units
+        slots = sorted(found.slots.items()) if self._postgres else found.slots.items()
         rows = [
-            (d.device, d.sensor, d.metric, d.resolution_s, self._bucket_param(d.bucket), d.unit,
-             d.count, d.sum, d.min, d.max)
-            for d in deltas
+            (dev, sensor, metric, res, when[epoch], units[(dev, sensor, metric)], int(n),
+             total, low, high)
+            for (dev, sensor, metric, res, epoch), (n, total, low, high) in slots
         ]  # fmt: skip
-        conn.exec_driver_sql(statement, rows)
+        if self._postgres:
+            columns = tuple(list(column) for column in zip(*rows, strict=True))
+            conn.exec_driver_sql(_ROLLUP_UNNEST, columns)
+        else:
+            conn.exec_driver_sql(_ROLLUP_SQLITE, rows)
 
     def _bucket_param(self, bucket: datetime) -> Any:
         # SQLAlchemy keeps SQLite datetimes as naive UTC text in this exact format
