@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Engine, insert, select
 
 from cloud.leasing.models import Lease, LeaseStatus
 from cloud.leasing.signals import lease_signals, read_lease_data
-from cloud.leasing.store import LeasingStore
-from cloud.leasing.tables import risk_scores
+from cloud.leasing.store import LeasingStore, NotFoundError, lease_from_row
+from cloud.leasing.tables import leases, risk_scores
 from cloud.risk.model import LeaseSignals, Reason, RiskScore
 from cloud.risk.rules import ScoringRules
 from cloud.risk.scoring import score_lease, score_lessee
@@ -93,38 +93,47 @@ class RiskAssessor:
         self.rules = rules
         self.store = LeasingStore(engine)
 
-    def score_leases(self, leases: Sequence[Lease], as_of: datetime) -> list[LeaseAssessment]:
-        """Signals and scores of these leases (a handful of queries for all of them)."""
+    def score_leases(
+        self, conn: Connection, leases: Sequence[Lease], as_of: datetime
+    ) -> list[LeaseAssessment]:
+        """Signals and scores of these leases (four queries for all of them)."""
         return [
             LeaseAssessment(signals, score_lease(signals, self.rules), data.devices)
-            for data in read_lease_data(self.engine, leases, as_of)
+            for data in read_lease_data(conn, leases, as_of)
             for signals in [lease_signals(data, as_of)]
         ]
 
-    def lease(self, lease_id: str, as_of: datetime) -> Assessment:
+    def lease(self, conn: Connection, lease_id: str, as_of: datetime) -> Assessment:
         """The score of one lease (NotFoundError when unknown)."""
-        lease = self.store.get_lease(lease_id)
-        (assessed,) = self.score_leases([lease], as_of)
+        row = conn.execute(select(leases).where(leases.c.lease_id == lease_id)).first()
+        if row is None:
+            raise NotFoundError("lease", lease_id)
+        lease = lease_from_row(row._mapping)
+        (assessed,) = self.score_leases(conn, [lease], as_of)
         return Assessment(lease.lessee_id, lease_id, assessed.score, (assessed,))
 
-    def lessee(self, lessee_id: str, as_of: datetime) -> Assessment:
+    def lessee(self, conn: Connection, lessee_id: str, as_of: datetime) -> Assessment:
         """The score of a lessee over its active leases (NotFoundError when unknown)."""
-        self.store.get_lessee(lessee_id)
-        leases = [
-            lease
-            for status in SCORED_STATUSES
-            for lease in self.store.list_leases(lessee_id=lessee_id, status=status, limit=10_000)
-        ]
-        assessed = self.score_leases(leases, as_of)
+        if not self.store.lessee_exists(conn, lessee_id):
+            raise NotFoundError("lessee", lessee_id)
+        query = select(leases).where(
+            leases.c.lessee_id == lessee_id, leases.c.status.in_(SCORED_STATUSES)
+        )
+        found = [lease_from_row(r) for r in conn.execute(query.order_by(leases.c.lease_id))
+                 .mappings()]  # fmt: skip
+        assessed = self.score_leases(conn, found, as_of)
         score = score_lessee(lessee_id, [a.score for a in assessed], self.rules, as_of)
         return Assessment(lessee_id, None, score, tuple(assessed))
 
-    def record(
-        self, assessment: Assessment, *, caller: str, purpose: str, served_at: datetime
-    ) -> int:
-        """Write a served score to the audit trail; returns the audit id."""
+    def serve(
+        self, subject: tuple[str, str], as_of: datetime, *, caller: str, purpose: str,
+        served_at: datetime,
+    ) -> tuple[Assessment, int]:  # fmt: skip
+        """Score ("lease" | "lessee", id) and record it in the audit, in one transaction."""
+        kind, key = subject
         with self.engine.begin() as conn:
-            return record_score(conn, assessment, caller, purpose, served_at)
+            assessment = (self.lease if kind == "lease" else self.lessee)(conn, key, as_of)
+            return assessment, record_score(conn, assessment, caller, purpose, served_at)
 
 
 def record_score(

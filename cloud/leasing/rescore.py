@@ -94,7 +94,8 @@ class Rescorer:
             with self.engine.connect() as conn:
                 rows = conn.execute(select(leases).where(leases.c.lease_id.in_(chunk))).mappings()
                 found = [lease_from_row(r) for r in rows]
-            for assessed in self.assessor.score_leases(found, now):
+                scored = self.assessor.score_leases(conn, found, now)
+            for assessed in scored:
                 counts.scored += 1
                 with self.engine.begin() as conn:
                     change = self._apply(conn, assessed, now)

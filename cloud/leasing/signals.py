@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, func, or_, select, text
+from sqlalchemy import Connection, case, func, or_, select, text
 
 from cloud.leasing.models import DAYS_PER_MONTH, Lease
 from cloud.leasing.tables import RUNNING_HOURLY, assets
@@ -170,16 +170,15 @@ def _ledger(
     return found
 
 
-def read_lease_data(engine: Engine, leases: Sequence[Lease], as_of: datetime) -> list[LeaseData]:
+def read_lease_data(conn: Connection, leases: Sequence[Lease], as_of: datetime) -> list[LeaseData]:
     """The data behind the signals of these leases as of a time (four queries in all)."""
     if not leases:
         return []
-    with engine.connect() as conn:
-        devices = lease_devices(conn, [lease.lease_id for lease in leases])
-        every = sorted({d for found in devices.values() for d in found})
-        usage = _usage(conn, every, as_of) if every else {}
-        alert_rows = _alerts(conn, every, as_of) if every else []
-        ledger = _ledger(conn, every, as_of) if every else {}
+    devices = lease_devices(conn, [lease.lease_id for lease in leases])
+    every = sorted({d for found in devices.values() for d in found})
+    usage = _usage(conn, every, as_of) if every else {}
+    alert_rows = _alerts(conn, every, as_of) if every else []
+    ledger = _ledger(conn, every, as_of) if every else {}
     result = []
     for lease in leases:
         mine = tuple(sorted(devices.get(lease.lease_id, [])))

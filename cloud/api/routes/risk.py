@@ -112,16 +112,13 @@ def serve(
     caller: str, purpose: str,
 ) -> ScorePublic:  # fmt: skip
     """Score a lease or lessee, record it in the audit trail, answer it (404 when unknown)."""
+    subject = ("lease", lease_id) if lease_id is not None else ("lessee", str(lessee_id))
     try:
-        if lease_id is not None:
-            assessment = assessor.lease(lease_id, as_of)
-        else:
-            assessment = assessor.lessee(str(lessee_id), as_of)
+        assessment, audit_id = assessor.serve(
+            subject, as_of, caller=caller, purpose=purpose, served_at=datetime.now(UTC)
+        )
     except NotFoundError as err:
         raise Problem(404, err.code, str(err)) from err
-    audit_id = assessor.record(
-        assessment, caller=caller, purpose=purpose, served_at=datetime.now(UTC)
-    )
     return score_public(assessment, audit_id)
 
 

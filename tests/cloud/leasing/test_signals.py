@@ -17,7 +17,10 @@ DAYS = 42
 
 
 def _signals(state: StateStore, lease_id: str, as_of=AS_OF):  # type: ignore[no-untyped-def]
-    return RiskAssessor(state.engine, load_rules()).lease(lease_id, as_of).leases[0].signals
+    with state.engine.connect() as conn:
+        return (
+            RiskAssessor(state.engine, load_rules()).lease(conn, lease_id, as_of).leases[0].signals
+        )
 
 
 def test_a_steady_lease_reads_as_agreed_with_complete_data(state: StateStore) -> None:
