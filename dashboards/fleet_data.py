@@ -13,8 +13,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, Engine, and_, case, func, or_, select
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    String,
+    bindparam,
+    case,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from cloud.alerts.records import SEVERITY_RANK
 from cloud.alerts.signals import Severity
@@ -83,30 +94,51 @@ def _aware(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=UTC)
 
 
+## The rollups primary key leads with (device, sensor): a loose index scan (recursive CTE, one
+## seek per sensor) lists each device's sensors, then one primary-key seek per (device, sensor,
+## metric) finds the newest bucket. No scan of the table, on SQLite and PostgreSQL alike.
+_NEWEST_SQL = """
+WITH RECURSIVE sensors(device, sensor) AS (
+  SELECT d.device, (SELECT MIN(r.sensor) FROM rollups r WHERE r.device = d.device)
+  FROM devices d
+  UNION ALL
+  SELECT s.device,
+    (SELECT MIN(r.sensor) FROM rollups r WHERE r.device = s.device AND r.sensor > s.sensor)
+  FROM sensors s WHERE s.sensor IS NOT NULL
+), wanted(metric, resolution_s, since) AS ({wanted})
+SELECT s.device, w.metric, (
+  SELECT r.sum / r.count FROM rollups r
+  WHERE r.device = s.device AND r.sensor = s.sensor AND r.metric = w.metric
+    AND r.resolution_s = w.resolution_s AND r.bucket >= w.since AND r.count > 0
+  ORDER BY r.bucket DESC LIMIT 1
+) AS mean
+FROM sensors s CROSS JOIN wanted w WHERE s.sensor IS NOT NULL
+"""
+
+
 def latest_values(
     conn: Connection, wanted: Sequence[tuple[Sequence[str], int, datetime]]
 ) -> dict[str, dict[str, float]]:
     """The mean of the newest bucket per (device, metric), for each (metrics, resolution, since).
 
-    One scan of the rollups for all the kinds asked (a window function picks the newest bucket);
-    device -> metric -> mean.
+    device -> metric -> mean; a metric several sensors report takes the first sensor's.
     """
-    newest = func.row_number().over(
-        partition_by=(_R.device, _R.metric, _R.resolution_s), order_by=_R.bucket.desc()
-    )
-    kinds = [
-        and_(_R.resolution_s == resolution, _R.metric.in_(metrics), _R.bucket >= since)
-        for metrics, resolution, since in wanted
-    ]
-    ranked = (
-        select(_R.device, _R.metric, (_R.sum / _R.count).label("mean"), newest.label("rank"))
-        .where(or_(*kinds), _R.count > 0)
-        .subquery()
-    )
-    query = select(ranked.c.device, ranked.c.metric, ranked.c.mean).where(ranked.c.rank == 1)
+    rows: list[str] = []
+    params: list[BindParameter[Any]] = []
+    for metrics, resolution, since in wanted:
+        for metric in metrics:
+            n = len(rows)
+            rows.append(f"SELECT :m{n}, :r{n}, :s{n}")
+            params += [
+                bindparam(f"m{n}", metric, type_=String()),
+                bindparam(f"r{n}", resolution, type_=Integer()),
+                bindparam(f"s{n}", since, type_=DateTime(timezone=True)),
+            ]
+    query = text(_NEWEST_SQL.format(wanted=" UNION ALL ".join(rows))).bindparams(*params)
     found: dict[str, dict[str, float]] = {}
     for device, metric, mean in conn.execute(query):
-        found.setdefault(device, {})[metric] = float(mean)
+        if mean is not None:
+            found.setdefault(device, {}).setdefault(metric, float(mean))
     return found
 
 
