@@ -11,7 +11,7 @@ import errno
 import hmac
 import logging
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -33,6 +33,25 @@ _SESSION_EXPIRY_S = 3 * 24 * 3600  # as persistent_client_expiration in mosquitt
 
 class EmbeddedBrokerError(Exception):
     """The embedded broker could not start."""
+
+
+class _SubscriptionTable(dict[str, Any]):
+    """amqtt's table of subscriptions by topic filter, iterated over a snapshot.
+
+    amqtt 0.12.1 awaits inside its loops over this table (fanning a message out, handing
+    retained messages to a returning session). A client subscribing to a new filter or leaving
+    meanwhile made the loop fail with "dictionary changed size during iteration", and the
+    message being fanned out reached nobody. Iterating a snapshot keeps every fan-out whole;
+    a change applies from the next message on, as it would on any broker.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        """The filters as they are now, unaffected by later changes."""
+        return iter(list(dict.keys(self)))
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        """(filter, subscriptions) pairs as they are now."""
+        return list(dict.items(self))
 
 
 @dataclass(frozen=True)
@@ -228,6 +247,7 @@ class EmbeddedBroker:
     async def _start_on(self, port: int) -> bool:
         """Start on `port`; False when the port is taken."""
         broker = Broker(self._config(port))
+        broker._subscriptions = _SubscriptionTable(broker._subscriptions)  # see its docstring
         try:
             await broker.start()
         except BrokerError as err:

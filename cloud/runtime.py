@@ -58,6 +58,7 @@ class CloudRuntime:
     services: Services = field(init=False)
     ingestor: Ingestor = field(init=False)
     detector: DetectionWorker | None = field(init=False, default=None)
+    _detector_made: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     async def open(self) -> None:
         """Open the stores; raises TelemetryStoreError or a SQLAlchemy error when unreachable."""
@@ -116,6 +117,18 @@ class CloudRuntime:
                 app = create_ops_app(self) if ops_only else create_app(self.services)
                 group.create_task(_serve(app, api_socket, stop))
 
+    async def wait_subscribed(self, *, detect: bool) -> None:
+        """Until the ingestor (and the detection worker) have subscribed.
+
+        Start publishers only after this on the embedded broker: amqtt loses a message it is
+        fanning out while a subscription is being added ("dictionary changed size").
+        """
+        await self.ingestor.connected.wait()
+        if detect:
+            await self._detector_made.wait()
+            assert self.detector is not None  # noqa: S101 (set with the event)
+            await self.detector.connected.wait()
+
     def _detection(self) -> DetectionWorker:
         """The detection worker; without $share on the broker (embedded) it subscribes plainly."""
         settings = self.detection or load_detection_settings()
@@ -123,6 +136,7 @@ class CloudRuntime:
             settings = settings.model_copy(update={"shared_group": ""})
         alerts = AlertStore(self.services.state.engine, receiver_ids(self.settings))
         self.detector = detection_worker(self.settings, settings, alerts, self.asset_context)
+        self._detector_made.set()
         return self.detector
 
 

@@ -171,12 +171,17 @@ class Demo:
             sock = bind_listener("127.0.0.1", self.options.api_port, fall_back=True)
             self.api_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
             agents = await self._start_fleet(stack, broker.port)
+            # The cloud subscribes before the gateways publish and stops after they have
+            # stopped: amqtt loses a message it fans out while subscriptions change.
+            cloud_stop = asyncio.Event()
             async with asyncio.TaskGroup() as group:
-                group.create_task(runtime.run(stop, api_socket=sock, detect=True))
-                for agent in agents:
-                    group.create_task(agent.run(stop))
+                group.create_task(runtime.run(cloud_stop, api_socket=sock, detect=True))
+                await asyncio.wait_for(runtime.wait_subscribed(detect=True), SUBSCRIBE_TIMEOUT_S)
+                gateways_running = [group.create_task(agent.run(stop)) for agent in agents]
                 if on_ready is not None:
                     on_ready.set()
+                await asyncio.gather(*gateways_running)
+                cloud_stop.set()
 
     async def _start_fleet(self, stack: AsyncExitStack, mqtt_port: int) -> list[EdgeAgent]:
         agents = []
@@ -203,6 +208,7 @@ class Demo:
 
 
 DEMO_MARKER = ".leasewatch-demo"
+SUBSCRIBE_TIMEOUT_S = 30.0
 
 
 class DemoDataDirError(Exception):

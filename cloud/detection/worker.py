@@ -187,8 +187,9 @@ class DetectionWorker:
             queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
             reader = asyncio.create_task(_read(client, queue))
             try:
-                for topic_filter in self.filters():
-                    await client.subscribe(topic_filter, qos=1)
+                # One SUBSCRIBE for every filter: amqtt holds a later SUBACK behind the retained
+                # statuses the first one delivers, which are acknowledged only once consuming.
+                await client.subscribe([(f, 1) for f in self.filters()])
                 self.connected.set()
                 log.info("detection subscribed", filters=self.filters())
                 await self._consume(client, queue, stop, reader)

@@ -28,6 +28,7 @@ from cloud.broker_access import (
     mosquitto_acl,
     mosquitto_conf,
 )
+from cloud.broker_tls import TlsListener
 from cloud.embedded_broker import EmbeddedBroker
 from leasewatch.wire import (
     GatewayStatus,
@@ -194,7 +195,7 @@ def test_duplicate_usernames_are_refused() -> None:
 
 
 def test_test_config_differs_from_deployed_only_in_paths_and_listener(tmp_path: Path) -> None:
-    """The tests run the deployed settings: only five lines are rewritten."""
+    """The tests run the deployed settings: only listeners, user and file paths are rewritten."""
     deployed = DEPLOYED_CONF.read_text().splitlines()
     rendered = mosquitto_conf(
         DEPLOYED_CONF.read_text(),
@@ -204,9 +205,13 @@ def test_test_config_differs_from_deployed_only_in_paths_and_listener(tmp_path: 
         acl_file=tmp_path / "acl",
         persistence_dir=tmp_path,
         user="nobody",
+        tls=TlsListener(12346, tmp_path / "server.crt", tmp_path / "server.key"),
     ).splitlines()
     changed = {new.split()[0] for old, new in zip(deployed, rendered, strict=True) if old != new}
-    assert changed == {"listener", "user", "password_file", "acl_file", "persistence_location"}
+    assert changed == {
+        "listener", "user", "password_file", "acl_file", "persistence_location", "certfile",
+        "keyfile",
+    }  # fmt: skip
     settings = dict(line.split(maxsplit=1) for line in rendered if line and line[0] != "#")
     assert settings["allow_anonymous"] == "false"
     assert int(settings["max_queued_messages"]) > 1000
