@@ -37,19 +37,20 @@ class BrokerTlsError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BrokerCertificates:
-    """Where the files of one broker's TLS setup are."""
+    """Where the files of one broker's TLS setup are (the CA's may live apart, off the broker)."""
 
     directory: Path
+    ca_directory: Path | None = None
 
     @property
     def ca_cert(self) -> Path:
         """The CA certificate gateways trust."""
-        return self.directory / "ca.crt"
+        return (self.ca_directory or self.directory) / "ca.crt"
 
     @property
     def ca_key(self) -> Path:
         """The CA's private key (keep offline)."""
-        return self.directory / "ca.key"
+        return (self.ca_directory or self.directory) / "ca.key"
 
     @property
     def server_cert(self) -> Path:
@@ -63,14 +64,24 @@ class BrokerCertificates:
 
 
 def make_broker_certificates(
-    directory: Path, hostnames: Sequence[str], *, days: int = 825, now: datetime | None = None
+    directory: Path,
+    hostnames: Sequence[str],
+    *,
+    days: int = 825,
+    now: datetime | None = None,
+    ca_directory: Path | None = None,
 ) -> BrokerCertificates:
-    """Write (or reuse) the CA and issue a server certificate for `hostnames`."""
+    """Write (or reuse) the CA and issue a server certificate for `hostnames`.
+
+    The server's files go to `directory`, the CA's to `ca_directory` (default: the same), so a
+    deployment can mount the server's files into the broker without the CA's key.
+    """
     if not hostnames:
         raise BrokerTlsError("name at least one host name or IP address gateways will dial")
     now = now or datetime.now(UTC)
-    files = BrokerCertificates(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    files = BrokerCertificates(directory, ca_directory)
+    for folder in {directory, ca_directory or directory}:
+        folder.mkdir(parents=True, exist_ok=True)
     if files.ca_cert.exists() and files.ca_key.exists():
         ca_cert, ca_key = _load_ca(files)
     else:

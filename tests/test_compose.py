@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 import typer
 import yaml
+from cryptography import x509
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -357,6 +358,39 @@ def test_broker_files_script_writes_hashed_passwords_and_acl(tmp_path: Path) -> 
     assert (out / "passwd").stat().st_mode & 0o077 == 0
 
 
+@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="needs mosquitto_passwd")
+def test_broker_files_script_issues_the_tls_files_once_and_keeps_the_ca_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = load_broker_files()
+    service = SERVICES["broker-files"]
+    command = service["command"]
+    for flag, folder in (("--certs", "broker-certs"), ("--ca", "ca")):
+        target = command[command.index(flag) + 1]
+        assert host_path_of(service, target) == REPO / "deploy" / "compose" / folder
+    env = {
+        "LEASEWATCH_MQTT_PASSWORD": "ingestor-secret-1",
+        "MOSQUITTO_MONITOR_PASSWORD": "monitor-secret-12",
+        "MQTT_PUBLIC_HOSTS": "mqtt.example.com, 203.0.113.7",
+    }
+    certs, ca = tmp_path / "broker-certs", tmp_path / "ca"
+    argv = ["--out", str(tmp_path / "broker"), "--certs", str(certs), "--ca", str(ca)]
+    assert module.main(argv, env=env) == 0
+    assert sorted(p.name for p in certs.iterdir()) == ["server.crt", "server.key"]
+    assert sorted(p.name for p in ca.iterdir()) == ["ca.crt", "ca.key"]
+    server = x509.load_pem_x509_certificate((certs / "server.crt").read_bytes())
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["mqtt.example.com"]
+    issued = (certs / "server.crt").read_bytes()
+    assert module.main(argv, env=env) == 0
+    assert (certs / "server.crt").read_bytes() == issued, "an existing certificate is kept"
+    assert "kept" in capsys.readouterr().out
+    no_hosts = {k: v for k, v in env.items() if k != "MQTT_PUBLIC_HOSTS"}
+    fresh = ["--out", str(tmp_path / "b2"), "--certs", str(tmp_path / "c2")]
+    assert module.main(fresh, env=no_hosts) == 2
+    assert "MQTT_PUBLIC_HOSTS" in capsys.readouterr().err
+
+
 def test_broker_files_script_refuses_weak_or_missing_secrets(tmp_path: Path) -> None:
     module = load_broker_files()
     out = tmp_path / "broker"
@@ -443,12 +477,10 @@ def test_cloud_services_settings_load_as_in_the_container(
     assert settings.mqtt_host in SERVICES
     assert urlsplit(settings.telemetry_url).hostname in SERVICES
     assert urlsplit(settings.state_url).hostname in SERVICES
-    listener = re.search(r"^listener (\d+)", MOSQUITTO_CONF.read_text(), flags=re.MULTILINE)
-    assert listener is not None
-    assert settings.mqtt_port == int(listener[1])
-    # Honest about TLS: the client uses it exactly when the broker config has a certificate.
-    has_tls = re.search(r"^certfile ", MOSQUITTO_CONF.read_text(), flags=re.MULTILINE)
-    assert settings.mqtt_tls == bool(has_tls)
+    listeners = broker_listeners()
+    assert settings.mqtt_port in listeners, f"no broker listener on {settings.mqtt_port}"
+    # Honest about TLS: the client uses it exactly when its listener has a certificate.
+    assert settings.mqtt_tls == listeners[settings.mqtt_port]
 
 
 def test_ingestors_share_one_group_with_distinct_client_ids(
@@ -566,6 +598,30 @@ def test_depends_on_targets_exist_and_can_satisfy_the_condition() -> None:
         visit(name, ())
 
 
+def broker_listeners() -> dict[int, bool]:
+    """The broker config's listener ports, each with whether it speaks TLS (has a certfile)."""
+    listeners: dict[int, bool] = {}
+    port = None
+    for line in MOSQUITTO_CONF.read_text().splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "listener":
+            port = int(words[1])
+            listeners[port] = False
+        elif words[0] == "certfile" and port is not None:
+            listeners[port] = True
+    return listeners
+
+
+def _container_port(service: Mapping[str, Any], host_port: str, defaults: dict[str, str]) -> str:
+    for entry in service.get("ports", []):
+        parts = interpolate(str(entry), defaults).partition("/")[0].split(":")
+        if parts[1] == host_port:
+            return parts[2]
+    raise AssertionError(f"{host_port} is not published")
+
+
 def test_published_ports_do_not_collide() -> None:
     defaults = compose_defaults()
     published: list[tuple[str, str, str, str]] = []
@@ -582,9 +638,12 @@ def test_published_ports_do_not_collide() -> None:
             assert not (same_address and (port, protocol) == (other_port, other_protocol)), (
                 f"{name} and {other} both publish {address}:{port}/{protocol}"
             )
-    assert {address for address, *_ in published} == {"127.0.0.1"}, (
-        "publish on 127.0.0.1 by default: MQTT and the API run without TLS here"
-    )
+    tls_ports = {str(port) for port, tls in broker_listeners().items() if tls}
+    for address, port, _, name in published:
+        container_port = _container_port(SERVICES[name], port, defaults)
+        assert address == "127.0.0.1" or (name == "mosquitto" and container_port in tls_ports), (
+            f"{name} publishes {port} on {address}: only the broker's TLS listener may be public"
+        )
 
 
 def test_services_with_a_port_or_a_store_have_healthchecks() -> None:
@@ -606,10 +665,12 @@ def test_mosquitto_runs_the_projects_config_and_its_files() -> None:
         if line.strip() and not line.startswith("#")
     )
     targets = {PurePosixPath(m["target"]): m for m in mounts(service)}
-    for key in ("password_file", "acl_file"):
+    for key in ("password_file", "acl_file", "certfile", "keyfile"):
         directory = PurePosixPath(conf[key]).parent
         assert directory in targets, f"{key} {conf[key]}: its directory is not mounted"
         assert targets[directory]["read_only"], f"{directory}: mount the credentials read-only"
+    ca_dir = host_path_of(SERVICES["broker-files"], "/ca")
+    assert all(REPO / _relative(m["source"]) != ca_dir for m in mounts(service) if "source" in m)
     persistence = PurePosixPath(conf["persistence_location"])
     assert targets[persistence]["type"] == "volume", "broker persistence needs a volume"
 

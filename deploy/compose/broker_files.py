@@ -13,6 +13,12 @@ Principals, all through cloud.broker_access (the same rules the tests run agains
 
 Both files are written mode 0600 (the passwords hashed by `mosquitto_passwd -U`) and, with
 --owner, handed to the broker's uid. Nothing secret is printed.
+
+With --certs, the TLS files of the gateways' listener too (cloud.broker_tls): a private CA in
+--ca (made once, reused) and a server certificate for the host names in MQTT_PUBLIC_HOSTS
+(comma-separated: the names and addresses gateways dial), written only when --certs holds none
+yet (delete server.crt to issue a new one). The server's key goes to the broker's uid; the
+CA's key stays in --ca, which the broker never mounts.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from cloud.broker_access import (
     write_mosquitto_acl,
     write_mosquitto_passwords,
 )
+from cloud.broker_tls import BrokerCertificates, BrokerTlsError, make_broker_certificates
 
 
 class SetupError(Exception):
@@ -72,6 +79,23 @@ def service_principals(env: Mapping[str, str]) -> list[Principal]:
     return principals
 
 
+def certificates(
+    certs: Path, ca: Path, env: Mapping[str, str], owner: tuple[int, int] | None
+) -> str:
+    """Issue the broker's TLS files unless --certs already holds them; says what it did."""
+    files = BrokerCertificates(certs, ca)
+    if files.server_cert.exists() and files.server_key.exists():
+        return f"kept {files.server_cert} (delete it to issue a new one)"
+    hosts = [h.strip() for h in env.get("MQTT_PUBLIC_HOSTS", "").split(",") if h.strip()]
+    if not hosts:
+        raise SetupError("MQTT_PUBLIC_HOSTS must name the host names gateways dial (a,b,...)")
+    files = make_broker_certificates(certs, hosts, ca_directory=ca)
+    if owner is not None:
+        for path in (files.server_cert, files.server_key):
+            os.chown(path, *owner)
+    return f"wrote {files.server_cert} for {', '.join(hosts)}; gateways trust {files.ca_cert}"
+
+
 def _owner(value: str) -> tuple[int, int]:
     uid, _, gid = value.partition(":")
     try:
@@ -86,9 +110,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     parser.add_argument("--out", type=Path, required=True, help="directory for passwd and acl")
     parser.add_argument("--gateways", type=Path, help="file of device-id:password lines")
     parser.add_argument("--owner", type=_owner, help="UID:GID to own both files (the broker's)")
+    parser.add_argument("--certs", type=Path, help="directory for server.crt and server.key")
+    parser.add_argument("--ca", type=Path, help="directory for ca.crt and ca.key")
     args = parser.parse_args(argv)
+    env = os.environ if env is None else env
     try:
-        principals = service_principals(os.environ if env is None else env)
+        if args.certs is not None:
+            print(certificates(args.certs, args.ca or args.certs, env, args.owner))
+        principals = service_principals(env)
         if args.gateways is not None and args.gateways.is_file():
             principals += read_gateways(args.gateways)
         elif args.gateways is not None:
@@ -96,7 +125,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         args.out.mkdir(parents=True, exist_ok=True)
         write_mosquitto_passwords(principals, args.out / "passwd")
         write_mosquitto_acl(principals, args.out / "acl")
-    except (SetupError, BrokerAccessError, OSError) as err:
+    except (SetupError, BrokerAccessError, BrokerTlsError, OSError) as err:
         print(f"broker files not written: {err}", file=sys.stderr)
         return 2
     if args.owner is not None:
