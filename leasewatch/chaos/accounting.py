@@ -25,6 +25,9 @@ KILL_WINDOW = timedelta(seconds=2)
 MATCH_EARLY_MS = 1  # a served read may carry a stamp up to 1 ms before the agent's
 MATCH_LATE_MS = 1500  # and come back up to one timeout plus a retry after it
 STEP_SLACK = timedelta(seconds=1)
+#: After a broker restart, how long a PUBACK may come from a subscriber other than the ingestors
+#: (see docs/chaos.md: Mosquitto 2.0.11 does not restore shared subscriptions).
+RESUBSCRIBE_WINDOW = timedelta(seconds=5)
 
 
 @dataclass
@@ -40,6 +43,7 @@ class FaultOutcome:
     sent: int = 0
     stored: int = 0
     lost: int = 0
+    lost_resubscribing: int = 0  # of `lost`: sent while the ingestors had not subscribed again
     duplicated: int = 0
     sent_messages: int = 0
     lost_messages: int = 0
@@ -124,27 +128,39 @@ def outcomes(
         )
         for p in phases
     }
-    carriers: dict[ReadingKey, list[MessageKey]] = defaultdict(list)
+    lookup = _Lookup(stored, defaultdict(list), _resubscribing(phases, wire, stored))
     for key, message in wire.messages.items():
         for reading in message.readings:
-            carriers[reading].append(key)
+            lookup.carriers[reading].append(key)
     for device_polls in polls.values():
         for poll in device_polls:
             phase = _phase_of(phases, poll.at)
             if phase is not None:
-                _count_poll(rows[id(phase)], phase, poll, carriers, stored)
+                _count_poll(rows[id(phase)], phase, poll, lookup)
     _count_messages(rows, phases, polls, wire, stored)
     _count_alerts(rows, phases, stored, measured=alerts_measured)
     return [rows[id(p)] for p in phases]
 
 
-def _count_poll(
-    row: FaultOutcome,
-    phase: Phase,
-    poll: Poll,
-    carriers: dict[ReadingKey, list[MessageKey]],
-    stored: StoredState,
-) -> None:
+@dataclass(frozen=True)
+class _Lookup:
+    stored: StoredState
+    carriers: dict[ReadingKey, list[MessageKey]]
+    resubscribing: set[MessageKey]  # lost messages first sent in a resubscription window
+
+
+def _resubscribing(phases: list[Phase], wire: WireRecord, stored: StoredState) -> set[MessageKey]:
+    """Lost messages the gateway first sent within RESUBSCRIBE_WINDOW after a broker restart."""
+    backs = [at for phase in phases for at in phase.broker_back]
+    return {
+        key
+        for key, message in wire.messages.items()
+        if key not in stored.ledger
+        and any(timedelta(0) <= message.first_seen - at <= RESUBSCRIBE_WINDOW for at in backs)
+    }
+
+
+def _count_poll(row: FaultOutcome, phase: Phase, poll: Poll, lookup: _Lookup) -> None:
     row.served += poll.fields
     if not poll.readings:
         killed = any(
@@ -158,11 +174,13 @@ def _count_poll(
         return
     for reading in poll.readings:
         row.sent += 1
-        in_ledger = [m for m in carriers[reading] if m in stored.ledger]
-        if reading in stored.readings and in_ledger:
+        carried_by = lookup.carriers[reading]
+        in_ledger = [m for m in carried_by if m in lookup.stored.ledger]
+        if reading in lookup.stored.readings and in_ledger:
             row.stored += 1
         else:
             row.lost += 1
+            row.lost_resubscribing += any(m in lookup.resubscribing for m in carried_by)
         row.duplicated += max(0, len(in_ledger) - 1)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -13,8 +14,17 @@ from rich.console import Console
 
 from leasewatch.chaos.faults import ChaosOptions, Fault
 from leasewatch.chaos.report import figures, outcome_table
-from leasewatch.chaos.run import run_chaos
+from leasewatch.chaos.run import ChaosReport, run_chaos
 from leasewatch.services.process import ServiceError
+
+
+async def _stoppable(options: ChaosOptions, workdir: Path) -> ChaosReport:
+    """The run, cancelled (and so cleaned up: every started process stopped) on SIGTERM."""
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run_chaos(options, workdir)
+
 
 app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
 
@@ -44,7 +54,10 @@ def chaos(
         where = workdir or Path(scratch)
         where.mkdir(parents=True, exist_ok=True)
         try:
-            report = asyncio.run(run_chaos(options, where))
+            report = asyncio.run(_stoppable(options, where))
+        except asyncio.CancelledError as err:
+            typer.echo("chaos: stopped by SIGTERM; every process it started is stopped", err=True)
+            raise typer.Exit(1) from err
         except (ServiceError, TimeoutError) as err:
             typer.echo(f"chaos: {err}", err=True)
             raise typer.Exit(1) from err

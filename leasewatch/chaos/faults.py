@@ -55,6 +55,7 @@ class Phase:
     started: datetime
     ended: datetime | None = None
     edge_kills: list[tuple[str, datetime]] = field(default_factory=list)
+    broker_back: list[datetime] = field(default_factory=list)  # listening again
     clock_steps: list[tuple[str, datetime, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -68,6 +69,7 @@ async def broker_restarts(stack: Stack, options: ChaosOptions, phase: Phase) -> 
     """Mosquitto stopped (SIGTERM, persistence saved) and started on the same port, N times."""
     for _ in range(options.repetitions):
         await asyncio.to_thread(stack.broker.restart)
+        phase.broker_back.append(now())
         await asyncio.sleep(options.settle_s)
     phase.notes.append(f"{options.repetitions} graceful restarts")
 

@@ -18,6 +18,12 @@ def _alerts(row: FaultOutcome) -> str:
     return f"{row.alerts}: " + ", ".join(sorted(set(row.alert_detail)))
 
 
+def _lost(row: FaultOutcome) -> str:
+    if not row.lost_resubscribing:
+        return str(row.lost)
+    return f"{row.lost} ({row.lost_resubscribing} sent while ingestors resubscribed)"
+
+
 def outcome_table(report: ChaosReport) -> Table:
     """Faults x outcome (readings by their poll time; messages by (device, boot, seq))."""
     table = Table(title=f"leasewatch chaos ({report.run_s:.0f} s)")
@@ -29,7 +35,7 @@ def outcome_table(report: ChaosReport) -> Table:
     for row in report.rows:
         table.add_row(
             row.fault, str(row.served), str(row.not_taken_killed), str(row.not_taken_other),
-            str(row.sent), str(row.stored), str(row.lost), str(row.duplicated),
+            str(row.sent), str(row.stored), _lost(row), str(row.duplicated),
             f"{row.sent_messages}/{row.lost_messages}/{row.resent_messages}",
             _alerts(row), row.notes,
         )  # fmt: skip

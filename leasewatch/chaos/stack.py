@@ -117,7 +117,7 @@ async def running_stack(workdir: Path, devices: list[str], poll_s: float) -> Asy
     principals.append(Principal.ingestor(INGESTOR, passwords[INGESTOR]))
     broker = MosquittoService(workdir / "mosquitto", principals)
     victoria = VictoriaService(workdir / "victoria")
-    postgres = PostgresService(workdir / "postgres")
+    postgres = PostgresService()
     wire = WireRecord()
     async with contextlib.AsyncExitStack() as stack:
         for service in (broker, victoria, postgres):

@@ -7,6 +7,7 @@ after a reconnect) is one message with a send count; what it carried is recorded
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from leasewatch.chaos.mqtt_tap import Publish
 from leasewatch.wire import (
@@ -30,6 +31,7 @@ class SentMessage:
     seq: int
     readings: frozenset[ReadingKey]
     historical: bool
+    first_seen: datetime  # true time the relay first saw it
     sends: int = 1
 
 
@@ -63,4 +65,4 @@ class WireRecord:
             (batch.device, r.sensor, r.metric, round(r.ts.timestamp() * 1000))
             for r in batch.readings
         )
-        self.messages[key] = SentMessage(*key, readings, batch.historical)
+        self.messages[key] = SentMessage(*key, readings, batch.historical, datetime.now(UTC))

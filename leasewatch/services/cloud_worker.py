@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 from leasewatch.services.process import (
+    ProcessHandle,
     ServiceError,
     free_port,
     http_ok,
-    kill,
-    log_tail,
     terminate,
     wait_until,
 )
@@ -29,6 +28,7 @@ from leasewatch.services.process import (
 LEASEWATCH = str(Path(sys.executable).parent / "leasewatch")
 START_TIMEOUT_S = 60.0
 Role = Literal["ingest", "detect"]
+_PORT_TAKEN = "Address already in use"
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def worker_env(
     return env
 
 
-class CloudWorker:
+class CloudWorker(ProcessHandle):
     """One `leasewatch cloud ingest|detect` process that can be killed and started again."""
 
     def __init__(
@@ -84,19 +84,23 @@ class CloudWorker:
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int | None:
-        """The process id while it runs."""
-        return self._process.pid if self._process is not None else None
+    def start(self, attempts: int = 3) -> None:
+        """Launch (a fresh ops port each time) and wait until /healthz says it is connected.
 
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    def start(self) -> None:
-        """Launch (a fresh ops port each time) and wait until /healthz says it is connected."""
+        A port taken by someone else between choosing and binding it means another attempt.
+        """
         if self.running():
             raise ServiceError(f"{self.client_id} is already running")
+        for _ in range(attempts):
+            if self._launch():
+                return
+            self.stop()
+            if _PORT_TAKEN not in self.log_tail():
+                break
+        raise ServiceError(f"{self.client_id} did not connect:\n{self.log_tail()}")
+
+    def _launch(self) -> bool:
+        """One start; whether /healthz answered in time."""
         self.ops_port = free_port()
         env = worker_env(self.endpoints, self.role, self.client_id, self.ops_port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,18 +115,8 @@ class CloudWorker:
             )
         self.starts += 1
         healthy = f"http://127.0.0.1:{self.ops_port}/healthz"
-        if not wait_until(lambda: http_ok(healthy), self._process, START_TIMEOUT_S):
-            self.stop()
-            raise ServiceError(f"{self.client_id} did not connect:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, nothing acknowledged that was not already."""
-        kill(self._process)
+        return wait_until(lambda: http_ok(healthy), self._process, START_TIMEOUT_S)
 
     def stop(self) -> None:
         """SIGTERM and wait (SIGKILL after a timeout)."""
         terminate(self._process)
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines the worker logged."""
-        return log_tail(self.log_path, lines)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from leasewatch.demo import machine_fields
 from leasewatch.services.cloud_worker import LEASEWATCH
-from leasewatch.services.process import STOP_TIMEOUT_S, kill, log_tail
+from leasewatch.services.process import STOP_TIMEOUT_S, ProcessHandle
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def agent_config_toml(settings: AgentSettings) -> str:
     )
 
 
-class EdgeAgentProcess:
+class EdgeAgentProcess(ProcessHandle):
     """One gateway's agent process, restartable with the same configuration and data."""
 
     def __init__(
@@ -82,15 +82,6 @@ class EdgeAgentProcess:
         self.config_path.chmod(0o600)  # it holds the gateway's password
         self._process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int | None:
-        """The process id while it runs."""
-        return self._process.pid if self._process is not None else None
-
-    def running(self) -> bool:
-        """Whether the agent is alive."""
-        return self._process is not None and self._process.poll() is None
-
     def start(self) -> None:
         """Launch the agent (it polls at once and connects in the background)."""
         argv = [*self.prefix, LEASEWATCH, "edge", "--config", str(self.config_path)]
@@ -101,10 +92,6 @@ class EdgeAgentProcess:
                 argv, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
             )
         self.starts += 1
-
-    def kill(self) -> None:
-        """SIGKILL: the agent gets no chance to flush anything."""
-        kill(self._process)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM and wait for the agent to flush and exit; its exit code (None: never ran)."""
@@ -119,7 +106,3 @@ class EdgeAgentProcess:
                 process.kill()
                 process.wait()
         return process.returncode
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines the agent logged."""
-        return log_tail(self.log_path, lines)

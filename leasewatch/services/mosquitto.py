@@ -34,6 +34,7 @@ from leasewatch.services.process import (
 
 DEPLOYED_CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
 START_TIMEOUT_S = 15.0
+_ATTEMPTS = 3
 
 
 def _binary(name: str, fallback: str) -> str:
@@ -74,9 +75,17 @@ class MosquittoService:
         listed = list(self.principals.values())
         write_mosquitto_passwords(listed, self.workdir / "passwd", tool=self._passwd_tool)
         write_mosquitto_acl(listed, self.workdir / "acl")
-        self.port = free_port(self.host)
-        self._write_conf()
-        self._launch()
+        for _ in range(_ATTEMPTS):  # a port taken between choosing and binding: another one
+            self.port = free_port(self.host)
+            self._write_conf()
+            try:
+                self._launch()
+            except ServiceError:
+                if "Address already in use" not in self.log_tail():
+                    raise
+            else:
+                return
+        raise ServiceError(f"mosquitto found no free port:\n{self.log_tail()}")
 
     def _write_conf(self) -> None:
         (self.workdir / "mosquitto.conf").write_text(

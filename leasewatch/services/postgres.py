@@ -3,7 +3,7 @@
 `PostgresService(root).start()` runs initdb (trust auth, user `postgres`, no fsync: a scratch
 cluster for tests and the chaos suite, never for data) and pg_ctl start; `create_database()`
 returns a SQLAlchemy URL. As root the cluster runs as the `postgres` system user, since
-PostgreSQL refuses to run as root. `stop()` stops it immediately.
+PostgreSQL refuses to run as root. `stop()` stops it at once and removes its files.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pwd
 import secrets
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -49,12 +50,16 @@ def _run(command: list[str]) -> None:
 
 
 class PostgresService:
-    """One private cluster under `root` (which must be traversable by the postgres user)."""
+    """One private cluster in its own directory (removed by `stop()`)."""
 
-    def __init__(self, root: Path) -> None:
-        """Choose the directories; `start()` creates and starts the cluster."""
-        self.root = root
-        self.data_dir = root / "data"
+    def __init__(self, root: Path | None = None) -> None:
+        """Choose the directory; `start()` creates and starts the cluster.
+
+        As root the postgres user must be able to reach `root`: the default, a fresh directory
+        in the system's temporary directory, works where pytest's private tmp_path would not.
+        """
+        self.root = root or Path(tempfile.mkdtemp(prefix="lw-pg-"))
+        self.data_dir = self.root / "data"
         self.port = 0
         self._bin = _bin_dir()
 
@@ -100,5 +105,6 @@ class PostgresService:
 
     def stop(self) -> None:
         """Stop the cluster at once (its data is scratch)."""
-        if self.data_dir.exists():
+        if (self.data_dir / "postmaster.pid").exists():
             _run([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"])
+        shutil.rmtree(self.root, ignore_errors=True)

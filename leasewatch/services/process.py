@@ -79,3 +79,27 @@ def kill(process: subprocess.Popen[bytes] | None) -> None:
     if process is not None and process.poll() is None:
         process.kill()
         process.wait()
+
+
+class ProcessHandle:
+    """A started process with its log: pid, whether it runs, SIGKILL, the log's tail."""
+
+    log_path: Path
+    _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, nothing is flushed."""
+        kill(self._process)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines the process logged."""
+        return log_tail(self.log_path, lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from leasewatch.services.process import (
 )
 
 START_TIMEOUT_S = 20.0
+_ATTEMPTS = 3
+_FUTURE_S = 3 * 86400  # VM takes samples up to 2 days ahead
 
 
 class VictoriaService:
@@ -37,6 +40,7 @@ class VictoriaService:
         self.port = free_port()
         self.log_path = data_dir / "victoria-metrics.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self._started = False
         found = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
         if not Path(found).exists():
             raise ServiceError(
@@ -55,7 +59,22 @@ class VictoriaService:
         return f"victoriametrics://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        """Start (again) on this port and data; wait until /health answers."""
+        """Start (again) on this port and data; wait until /health answers.
+
+        On the first start a port someone took meanwhile means another port; a restart keeps
+        its port (the clients expect it there).
+        """
+        for _ in range(_ATTEMPTS if not self._started else 1):
+            if self._launch():
+                self._started = True
+                return
+            if "address already in use" not in log_tail(self.log_path).lower():
+                break
+            self.port = free_port()
+        raise ServiceError(f"victoria-metrics did not start:\n{log_tail(self.log_path)}")
+
+    def _launch(self) -> bool:
+        """One start; whether /health answered in time (stopped again if not)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
             self._binary,
@@ -66,9 +85,10 @@ class VictoriaService:
         ]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-        if not wait_until(lambda: http_ok(f"{self.url}/health"), self._process, START_TIMEOUT_S):
-            self.stop()
-            raise ServiceError(f"victoria-metrics did not start:\n{log_tail(self.log_path)}")
+        if wait_until(lambda: http_ok(f"{self.url}/health"), self._process, START_TIMEOUT_S):
+            return True
+        self.stop()
+        return False
 
     def stop(self) -> None:
         """Graceful stop: VM flushes what it holds and exits."""
@@ -79,7 +99,13 @@ class VictoriaService:
         httpx.get(f"{self.url}/internal/force_flush", timeout=10).raise_for_status()
 
     def export(self, match: str) -> list[dict[str, object]]:
-        """Every series matching a selector with its raw samples (/api/v1/export, JSON lines)."""
-        response = httpx.post(f"{self.url}/api/v1/export", data={"match[]": match}, timeout=120)
+        """Every series matching a selector with all its raw samples, future ones included.
+
+        (/api/v1/export ends at "now" unless told otherwise: samples stamped by a gateway whose
+        clock runs ahead would be left out.)
+        """
+        end = int(time.time()) + _FUTURE_S
+        query = {"match[]": match, "start": "0", "end": str(end)}
+        response = httpx.post(f"{self.url}/api/v1/export", data=query, timeout=120)
         response.raise_for_status()
         return [json.loads(line) for line in response.text.splitlines() if line.strip()]
