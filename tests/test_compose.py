@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from cloud.api.main import create_app
+from cloud.detection.settings import DetectionSettings
 from cloud.settings import CloudSettings
 from cloud.telemetry.victoria import _retention_of
 from leasewatch.cli import app
@@ -458,13 +459,10 @@ def test_leasewatch_variables_are_cloud_settings_fields() -> None:
     names = compose_variables() | {name for name, _, _ in read_env_example()}
     for service in SERVICES.values():
         names |= set(environment(service))
-    fields = set(CloudSettings.model_fields)
-    unknown = sorted(
-        name
-        for name in names
-        if name.startswith("LEASEWATCH_") and name.removeprefix("LEASEWATCH_").lower() not in fields
-    )
-    assert not unknown, f"not fields of cloud.settings.CloudSettings (typos?): {unknown}"
+    fields = {f"LEASEWATCH_{f.upper()}" for f in CloudSettings.model_fields}
+    fields |= {f"LEASEWATCH_DETECT_{f.upper()}" for f in DetectionSettings.model_fields}
+    unknown = sorted(n for n in names if n.startswith("LEASEWATCH_") and n not in fields)
+    assert not unknown, f"not fields of the cloud or detection settings (typos?): {unknown}"
 
 
 @pytest.mark.parametrize("name", CLOUD_SERVICES)
@@ -492,6 +490,16 @@ def test_ingestors_share_one_group_with_distinct_client_ids(
     assert ingestors[0].mqtt_shared_group, "an empty group means every worker gets everything"
     for name in INGESTORS:
         assert SERVICES[name]["command"] == ["cloud", "ingest"]
+
+
+def test_detectors_have_their_own_client_ids_and_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    detectors = [n for n, s in SERVICES.items() if s.get("command") == ["cloud", "detect"]]
+    assert detectors, "the stack runs the streaming detectors"
+    ids = {settings_of(name, monkeypatch).mqtt_client_id for name in [*INGESTORS, *detectors]}
+    assert len(ids) == len(INGESTORS) + len(detectors), "every MQTT client id is distinct"
+    for name in detectors:
+        env = environment(SERVICES[name])
+        assert env["LEASEWATCH_DETECT_CLIENT_ID"] == env["LEASEWATCH_MQTT_CLIENT_ID"] == name
 
 
 def test_api_listens_on_all_interfaces_of_its_published_port(
