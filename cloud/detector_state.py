@@ -63,64 +63,96 @@ def save_detector_state(
     )
 
 
-def lock_devices(
+def lease_rows(
     conn: Connection,
     devices: Iterable[str],
     lease: str,
     now: datetime,
     *,
     skip_locked: bool = False,
-) -> list[str]:
-    """Take the per-device lease rows (`lease` detector) in device order; the devices now held.
+) -> dict[str, str]:
+    """Take the per-device lease rows (`lease` detector) in device order: {device: state text}.
 
-    Missing rows are inserted first (`{}`), so a new device has a row to lock. On PostgreSQL
-    the rows are locked FOR UPDATE (with `skip_locked`, devices another worker holds are left
-    out); SQLite serialises writers, and the insert makes this transaction the writer at once.
+    PostgreSQL: one SELECT ... FOR UPDATE of the rows in device order (with `skip_locked`,
+    devices another worker holds are left out and no row is created); rows still missing are
+    inserted (`{}`, in device order) and locked after. SQLite serialises writers: the missing
+    rows are inserted first, which makes this transaction the writer at once.
     """
     wanted = sorted(set(devices))
     if not wanted:
-        return []
+        return {}
+    if conn.dialect.name != "postgresql":
+        _insert_missing(conn, wanted, lease, now)
+        return _select_leases(conn, wanted, lease, skip_locked=skip_locked)
+    held = _select_leases(conn, wanted, lease, skip_locked=skip_locked)
+    missing = [d for d in wanted if d not in held]
+    if missing and not skip_locked:
+        _insert_missing(conn, missing, lease, now)
+        held.update(_select_leases(conn, missing, lease, skip_locked=False))
+    return held
+
+
+def _insert_missing(conn: Connection, devices: list[str], lease: str, now: datetime) -> None:
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    rows = [{"device": d, "detector": lease, "state": "{}", "updated_at": now} for d in wanted]
+    rows = [{"device": d, "detector": lease, "state": "{}", "updated_at": now} for d in devices]
     conn.execute(insert(detector_state).on_conflict_do_nothing(), rows)
+
+
+def _select_leases(
+    conn: Connection, devices: list[str], lease: str, *, skip_locked: bool
+) -> dict[str, str]:
     query = (
-        select(_S.device)
-        .where(_S.device.in_(wanted), _S.detector == lease)
+        select(_S.device, _S.state)
+        .where(_S.device.in_(devices), _S.detector == lease)
         .order_by(_S.device)
         .with_for_update(skip_locked=skip_locked)
     )
-    return [str(r[0]) for r in conn.execute(query)]
+    return {str(device): str(text) for device, text in conn.execute(query)}
 
 
-def load_states_of(conn: Connection, devices: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Every saved detector state of these devices, as {device: {detector: state}}."""
-    found: dict[str, dict[str, Any]] = {d: {} for d in devices}
+def load_state_texts(
+    conn: Connection, devices: Sequence[str], *, but: str = ""
+) -> dict[str, dict[str, str]]:
+    """Saved detector states (JSON text) of these devices but `but`: {device: {name: text}}."""
+    found: dict[str, dict[str, str]] = {d: {} for d in devices}
     if devices:
-        query = select(_S.device, _S.detector, _S.state).where(_S.device.in_(list(devices)))
+        query = select(_S.device, _S.detector, _S.state).where(
+            _S.device.in_(list(devices)), _S.detector != but
+        )
         for device, name, text in conn.execute(query):
-            found[device][name] = _decode(text)
+            found[device][name] = text
     return found
 
 
-def save_states(
-    conn: Connection, rows: Iterable[tuple[str, str, Mapping[str, Any]]], now: datetime
-) -> None:
-    """Insert or replace many (device, detector, state) rows in one statement."""
-    values = [
-        {"device": d, "detector": name, "updated_at": now.astimezone(UTC),
-         "state": json.dumps(state, sort_keys=True, separators=(",", ":"))}
-        for d, name, state in rows
-    ]  # fmt: skip
-    if not values:
+_UPSERT_UNNEST = (
+    "INSERT INTO detector_state (device, detector, state, updated_at)"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[])"
+    " ON CONFLICT (device, detector) DO UPDATE SET"
+    " state = excluded.state, updated_at = excluded.updated_at"
+)
+
+
+def save_state_texts(conn: Connection, rows: Iterable[tuple[str, str, str]], now: datetime) -> None:
+    """Insert or replace many (device, detector, state JSON text) rows.
+
+    PostgreSQL: one INSERT ... SELECT FROM unnest(arrays) in key order (one round trip, and
+    concurrent workers touch rows in the same order); SQLite: one executemany.
+    """
+    ordered = sorted(rows)
+    if not ordered:
         return
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(detector_state)
+    at = now.astimezone(UTC)
+    if conn.dialect.name == "postgresql":
+        devices, names, texts = (list(column) for column in zip(*ordered, strict=True))
+        conn.exec_driver_sql(_UPSERT_UNNEST, (devices, names, texts, [at] * len(ordered)))
+        return
+    stmt = sqlite_insert(detector_state)
     conn.execute(
         stmt.on_conflict_do_update(
             index_elements=["device", "detector"],
             set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
         ),
-        values,
+        [{"device": d, "detector": n, "state": t, "updated_at": at} for d, n, t in ordered],
     )
 
 

@@ -15,7 +15,7 @@ the 1-hour rollups (which hold the backlogs) once a day, in the sweep (`cloud.de
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,8 +37,8 @@ from cloud.detection.stream import (
     status_input,
     take_seq,
 )
-from cloud.detector_state import load_states_of, lock_devices, save_states
-from cloud.detectors.base import DetectorDescription, evaluate_state
+from cloud.detector_state import lease_rows, load_state_texts, save_state_texts
+from cloud.detectors.base import DetectorDescription, evaluate
 from cloud.detectors.inputs import AssetData, EventInput, MinuteSample, PositionInput
 from cloud.detectors.registry import FAULTS, GEOFENCE, SILENCE
 from cloud.schema import devices as devices_table
@@ -79,14 +79,25 @@ class Registry:
 
 @dataclass
 class DeviceWork:
-    """One gateway's share of a transaction: its stream state and detector states."""
+    """One gateway's share of a transaction: its stream state, then (when due) its detectors.
+
+    `lease` fills `stream`; `load_details` fills the detector states (JSON text), the asset
+    context and the registry row, only for gateways that have something to evaluate.
+    """
 
     device: str
     stream: StreamState
-    states: dict[str, dict[str, Any]]
-    context: AssetContext
-    registry: Registry
+    states: dict[str, str] = field(default_factory=dict)
+    context: AssetContext | None = None
+    registry: Registry = field(default_factory=Registry)
     changed: set[str] = field(default_factory=set)
+
+    @property
+    def asset(self) -> AssetContext:
+        """The asset context; `load_details` must have run."""
+        if self.context is None:
+            raise RuntimeError(f"{self.device}: detector details were not loaded")
+        return self.context
 
 
 def _aware(ts: datetime | None) -> datetime | None:
@@ -122,36 +133,46 @@ class DetectionRunner:
         outcome = RunOutcome(messages=len(messages))
         with self.engine.begin() as conn:
             leased = self.lease(conn, by_device, wall)
-            for work in leased:
-                closed = self._fold(work, by_device[work.device], wall, outcome)
-                outcome.findings += self.evaluate_lanes(work, closed, wall, outcome)
+            closed = {w.device: self._fold(w, by_device[w.device], wall, outcome) for w in leased}
+            due = [w for w in leased if closed[w.device]]
+            self.load_details(conn, due)
+            for work in due:
+                outcome.findings += self.evaluate_lanes(work, closed[work.device], wall, outcome)
             self.finish(conn, leased, outcome, wall)
         return outcome
 
     def lease(
-        self, conn: Connection, devices: Mapping[str, Any], wall: datetime, *, skip: bool = False
+        self, conn: Connection, devices: Iterable[str], wall: datetime, *, skip: bool = False
     ) -> list[DeviceWork]:
-        """Lock the gateways' lease rows and load their states, context and registry rows."""
-        held = lock_devices(conn, devices, STREAM, wall, skip_locked=skip)
-        states = load_states_of(conn, held)
-        contexts = self.context.contexts(held)
-        registry = _registry(conn, held)
-        leased: list[DeviceWork] = []
-        for device in held:
-            saved = states[device]
-            stream = StreamState.model_validate(saved.pop(STREAM, None) or {})
-            leased.append(DeviceWork(device, stream, saved, contexts[device], registry[device]))
-        return leased
+        """Lock the gateways' lease rows (in device order) and read their stream states."""
+        held = lease_rows(conn, devices, STREAM, wall, skip_locked=skip)
+        return [
+            DeviceWork(device, StreamState.model_validate_json(text))
+            for device, text in held.items()
+        ]
+
+    def load_details(self, conn: Connection, leased: Sequence[DeviceWork]) -> None:
+        """Read detector states, asset context and registry rows of these leased gateways."""
+        devices = [w.device for w in leased]
+        if not devices:
+            return
+        states = load_state_texts(conn, devices, but=STREAM)
+        contexts = self.context.contexts(devices)
+        registry = _registry(conn, devices)
+        for work in leased:
+            work.states = states[work.device]
+            work.context = contexts[work.device]
+            work.registry = registry[work.device]
 
     def finish(
         self, conn: Connection, leased: Sequence[DeviceWork], outcome: RunOutcome, wall: datetime
     ) -> None:
         """Save the leased gateways' states and apply the findings, in the caller's transaction."""
-        rows: list[tuple[str, str, Mapping[str, Any]]] = []
+        rows: list[tuple[str, str, str]] = []
         for work in leased:
-            rows.append((work.device, STREAM, work.stream.model_dump(mode="json")))
-            rows += [(work.device, name, work.states[name]) for name in sorted(work.changed)]
-        save_states(conn, rows, wall)
+            rows.append((work.device, STREAM, work.stream.model_dump_json()))
+            rows += [(work.device, name, work.states[name]) for name in work.changed]
+        save_state_texts(conn, rows, wall)
         if outcome.findings:
             outcome.alerts = self.alerts.apply_in(conn, outcome.findings, wall)
 
@@ -199,7 +220,7 @@ class DetectionRunner:
         data = self.asset_data(work, wall, live=live, minutes=minutes, events=events)
         found: list[Finding] = []
         for description in LANE_DETECTORS:
-            if description is GEOFENCE and work.context.region is None:
+            if description is GEOFENCE and work.asset.region is None:
                 continue
             if not live and description is SILENCE and description.key not in work.states:
                 continue  # a replay alone never starts a silence episode
@@ -216,7 +237,7 @@ class DetectionRunner:
         events: Sequence[EventInput] = (),
     ) -> AssetData:
         """The detectors' inputs for one gateway: minutes, events, status, registry, context."""
-        stream, reg, ctx = work.stream, work.registry, work.context
+        stream, reg, ctx = work.stream, work.registry, work.asset
         last_live = max(
             (t for t in (stream.last_live_at, reg.latest_reading_at) if t is not None),
             default=None,
@@ -239,9 +260,10 @@ class DetectionRunner:
     def run_detector(
         self, work: DeviceWork, description: DetectorDescription[Any, Any], data: AssetData
     ) -> list[Finding]:
-        """Evaluate one detector on one gateway and keep its new state."""
-        state = work.states.get(description.key) or None  # "{}" is a row without state yet
-        new_state, found = evaluate_state(description, state, data)
+        """Evaluate one detector on one gateway and keep its new state (JSON text)."""
+        saved = work.states.get(description.key)
+        state = None if saved in (None, "", "{}") else saved  # "{}": a row without state yet
+        new_state, found = evaluate(description, state, data)
         work.states[description.key] = new_state
         work.changed.add(description.key)
         return found

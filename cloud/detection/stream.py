@@ -12,6 +12,8 @@ only under that row's lock, so any worker can take any message of any gateway:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -19,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from cloud.detectors.inputs import EventInput, MinuteSample, StatusInput
-from leasewatch.wire import GatewayStatus, TelemetryBatch
+from leasewatch.wire import GatewayStatus, Reading, TelemetryBatch
 
 STREAM = "_stream"  # detector_state row that is the gateway's lease and stream state
 MAX_RANGES = 64  # seq ranges kept per boot; beyond, the closest ones merge (a gap counts seen)
@@ -98,32 +100,74 @@ def take_seq(state: StreamState, boot: str, seq: int) -> bool:
     return True
 
 
-def _minute(ts: datetime) -> datetime:
-    return ts.astimezone(UTC).replace(second=0, microsecond=0)
-
-
 def fold_batch(state: StreamState, batch: TelemetryBatch, wall: datetime) -> list[EventInput]:
-    """Add a batch's readings to its lane's open minutes; returns its events."""
+    """Add a batch's readings to its lane's open minutes; returns its events.
+
+    The readings are summed per (minute, metric) in plain dicts first and merged into the
+    state once per minute: the state model is touched per minute, not per reading.
+    """
     lane: Lane = "replay" if batch.historical else "live"
-    minutes = state.open.setdefault(lane, {})
-    closed = state.closed.get(lane)
-    for reading in batch.readings:
-        minute = _minute(reading.ts)
-        if closed is not None and minute <= closed:
-            state.late += 1
-            continue
-        partial = minutes.setdefault(minute.isoformat(), Partial(touched=wall))
-        partial.touched = wall
-        count, total, peak = partial.metrics.get(reading.metric, (0, 0.0, reading.value))
-        partial.metrics[reading.metric] = (count + 1, total + reading.value,
-                                           max(peak, reading.value))  # fmt: skip
-        if lane not in state.high or reading.ts > state.high[lane]:
-            state.high[lane] = reading.ts
-    if lane == "live" and batch.readings:
-        newest = max(r.ts for r in batch.readings)
-        if state.last_live_at is None or newest > state.last_live_at:
+    if batch.readings:
+        sums, newest, accepted = _sum_minutes(state, lane, batch.readings)
+        _merge_minutes(state, lane, sums, wall)
+        if accepted is not None and (lane not in state.high or accepted > state.high[lane]):
+            state.high[lane] = accepted
+        if lane == "live" and (state.last_live_at is None or newest > state.last_live_at):
             state.last_live_at, state.boot = newest, batch.boot
     return [EventInput(e.ts, e.kind, e.sensor, e.detail) for e in batch.events]
+
+
+_Sums = dict[int, dict[str, list[float]]]  # minute (epoch s) -> metric -> [count, sum, max]
+
+
+def _sum_minutes(
+    state: StreamState, lane: Lane, readings: Sequence[Reading]
+) -> tuple[_Sums, datetime, datetime | None]:
+    """Sums per minute of the readings its lane has not closed; newest reading, newest taken."""
+    closed = state.closed.get(lane)
+    floor = closed.timestamp() if closed is not None else -math.inf
+    sums: _Sums = {}
+    newest = readings[0].ts
+    accepted: datetime | None = None
+    for reading in readings:
+        ts = reading.ts
+        if ts > newest:  # noqa: PLR1730 - per reading: a max() call costs more
+            newest = ts
+        minute = int(ts.timestamp() // 60) * 60
+        if minute <= floor:
+            state.late += 1
+            continue
+        if accepted is None or ts > accepted:
+            accepted = ts
+        metrics = sums.setdefault(minute, {})
+        value = reading.value
+        acc = metrics.get(reading.metric)
+        if acc is None:
+            metrics[reading.metric] = [1, value, value]
+        else:
+            acc[0] += 1
+            acc[1] += value
+            if value > acc[2]:  # noqa: PLR1730 - per reading: a max() call costs more
+                acc[2] = value
+    return sums, newest, accepted
+
+
+def _merge_minutes(state: StreamState, lane: Lane, sums: _Sums, wall: datetime) -> None:
+    minutes = state.open.setdefault(lane, {})
+    for minute, metrics in sums.items():
+        key = datetime.fromtimestamp(minute, UTC).isoformat()
+        partial = minutes.get(key)
+        if partial is None:
+            partial = minutes[key] = Partial(touched=wall)
+        else:
+            partial.touched = wall
+        for metric, (count, total, peak) in metrics.items():
+            old = partial.metrics.get(metric)
+            partial.metrics[metric] = (
+                (int(count), total, peak)
+                if old is None
+                else (old[0] + int(count), old[1] + total, max(old[2], peak))
+            )
 
 
 def fold_status(state: StreamState, status: GatewayStatus) -> None:

@@ -87,7 +87,8 @@ class Sweep:
             candidates = quiet_devices(conn, before, CHUNK)
             if not candidates:
                 return False
-            leased = self.runner.lease(conn, dict.fromkeys(candidates), wall, skip=True)
+            leased = self.runner.lease(conn, candidates, wall, skip=True)
+            self.runner.load_details(conn, leased)
             for work in leased:
                 outcome.findings += self._judge_quiet(work, wall, outcome)
             self.runner.finish(conn, leased, outcome, wall)
@@ -105,7 +106,8 @@ class Sweep:
             candidates = usage_due(conn, cutoff, CHUNK)
             if not candidates:
                 return False
-            leased = self.runner.lease(conn, dict.fromkeys(candidates), wall, skip=True)
+            leased = self.runner.lease(conn, candidates, wall, skip=True)
+            self.runner.load_details(conn, leased)
             today = wall.date().isoformat()
             for work in leased:
                 if work.stream.sweep_day == today:
@@ -126,7 +128,7 @@ class Sweep:
         )
         rows = [dict(row._mapping) for row in conn.execute(query)]
         days = settled_days(day_usage(rows), wall, SETTLE)
-        ctx = work.context
+        ctx = work.asset
         data = AssetData(work.device, ctx.asset_type, wall, days=tuple(days), holidays=ctx.holidays)
         return self.runner.run_detector(work, UTILIZATION, data)
 
