@@ -87,9 +87,7 @@ def enqueue_band_change(
         )
 
 
-def credit_webhooks(
-    settings: CloudSettings, client: httpx.AsyncClient
-) -> list[WebhookReceiver]:
+def credit_webhooks(settings: CloudSettings, client: httpx.AsyncClient) -> list[WebhookReceiver]:
     """Senders for the credit-system URLs, signed with the risk webhook secret."""
     secret = settings.risk_webhook_secret.get_secret_value().encode()
     senders = []
