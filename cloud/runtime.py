@@ -135,13 +135,16 @@ class CloudRuntime:
         if not self.settings.mqtt_shared_group:
             settings = settings.model_copy(update={"shared_group": ""})
         alerts = AlertStore(self.services.state.engine, receiver_ids(self.settings))
-        self.detector = detection_worker(self.settings, settings, alerts, self.asset_context)
+        registry = self.services.metrics.registry  # one /metrics: ingest and detection
+        self.detector = detection_worker(
+            self.settings, settings, alerts, self.asset_context, registry
+        )
         self._detector_made.set()
         return self.detector
 
 
 def create_ops_app(runtime: CloudRuntime) -> FastAPI:
-    """/healthz (connected to the broker?) and /metrics of an ingest-only process."""
+    """/healthz (connected to the broker?) and /metrics of an ingest or detection process."""
     app = FastAPI(title="LeaseWatch ingestor ops", docs_url=None, redoc_url=None)
 
     @app.get("/healthz")

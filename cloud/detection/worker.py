@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,10 +23,12 @@ import structlog
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import OperationalError
 
 from cloud.alerts.store import AlertStore
 from cloud.detection.context import AssetContextSource
+from cloud.detection.metrics import DetectionMetrics
 from cloud.detection.runner import DetectionRunner, Message, RunOutcome
 from cloud.detection.settings import DetectionSettings
 from cloud.detection.sweep import Sweep
@@ -35,6 +38,7 @@ from leasewatch.wire import (
     STATUS_FILTER,
     TELEMETRY_FILTER,
     RejectedMessageError,
+    TelemetryBatch,
     decode_health,
     decode_status,
     decode_telemetry,
@@ -73,13 +77,18 @@ class DetectionWorker:
     """Consumes gateway messages and runs the detectors on them, any number side by side."""
 
     def __init__(
-        self, cloud: CloudSettings, settings: DetectionSettings, runner: DetectionRunner
+        self,
+        cloud: CloudSettings,
+        settings: DetectionSettings,
+        runner: DetectionRunner,
+        metrics: DetectionMetrics | None = None,
     ) -> None:
         self.cloud = cloud
         self.settings = settings
         self.runner = runner
         self.sweep = Sweep(runner, timedelta(seconds=settings.sweep_s))
         self.counts = DetectionCounts()
+        self.metrics = metrics or DetectionMetrics()
         self.connected = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -111,29 +120,47 @@ class DetectionWorker:
                 self._count(outcome)
 
     async def handle(self, topics_payloads: list[tuple[str, bytes]], stop: asyncio.Event) -> bool:
-        """Decode and process one batch; False when the store stayed down until stop."""
-        messages: list[Message] = []
-        for topic, payload in topics_payloads:
-            try:
-                messages.append(decode(topic, payload))
-            except RejectedMessageError as err:
-                self.counts.rejected += 1  # the ingestor dead-letters it with its reason
-                log.debug("detection skipped an invalid message", topic=topic, reason=err.reason)
+        """Decode and process one batch (in a thread); False when the store stayed down."""
+        began = time.monotonic()
+        messages = await asyncio.to_thread(self.decode_all, topics_payloads)
         if not messages:
             return True
         outcome = await self._in_store(stop, self.runner.process, messages)
         if outcome is None:
             return False
         self._count(outcome)
+        m, committed = self.metrics, time.time()
+        m.batch_size.observe(len(topics_payloads))
+        m.batch_seconds.observe(time.monotonic() - began)
+        for message in messages:
+            if isinstance(message, TelemetryBatch) and not message.historical:
+                m.lag.observe(max(0.0, committed - message.sent_at.timestamp()))
         return True
 
+    def decode_all(self, topics_payloads: list[tuple[str, bytes]]) -> list[Message]:
+        """The valid messages of a batch; invalid ones are counted (the ingestor keeps them)."""
+        messages: list[Message] = []
+        for topic, payload in topics_payloads:
+            try:
+                messages.append(decode(topic, payload))
+            except RejectedMessageError as err:
+                self.counts.rejected += 1
+                self.metrics.rejected.inc()
+                log.debug("detection skipped an invalid message", topic=topic, reason=err.reason)
+        return messages
+
     def _count(self, outcome: RunOutcome) -> None:
-        c = self.counts
+        c, m = self.counts, self.metrics
         c.messages += outcome.messages
         c.duplicates += outcome.duplicates
         c.evaluations += outcome.evaluations
         c.findings += len(outcome.findings)
         c.alerts_opened += len(outcome.alerts.opened)
+        m.messages.inc(outcome.messages)
+        m.duplicates.inc(outcome.duplicates)
+        m.evaluations.inc(outcome.evaluations)
+        m.findings.inc(len(outcome.findings))
+        m.alerts_opened.inc(len(outcome.alerts.opened))
         if outcome.alerts.opened:
             log.info("alerts opened", ids=outcome.alerts.opened)
 
@@ -147,6 +174,7 @@ class DetectionWorker:
                 return await asyncio.to_thread(call, *args, datetime.now(UTC))
             except OperationalError as err:
                 self.counts.store_errors += 1
+                self.metrics.store_errors.inc()
                 attempt += 1
                 delay = min(10.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
                 log.warning("state store unavailable, retrying", error=str(err), retry_in=delay)
@@ -185,7 +213,7 @@ class DetectionWorker:
     async def _connection(self, stop: asyncio.Event) -> None:
         async with self._client() as client:
             queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
-            reader = asyncio.create_task(_read(client, queue))
+            reader = asyncio.create_task(_read(client, queue, self.metrics))
             try:
                 # One SUBSCRIBE for every filter: amqtt holds a later SUBACK behind the retained
                 # statuses the first one delivers, which are acknowledged only once consuming.
@@ -195,6 +223,7 @@ class DetectionWorker:
                 await self._consume(client, queue, stop, reader)
             finally:
                 self.connected.clear()
+                self.metrics.pending.set(0)  # unacknowledged ones come again after a reconnect
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
 
@@ -218,6 +247,7 @@ class DetectionWorker:
             for message in batch:
                 if message.qos > 0:
                     client._client.ack(message.mid, message.qos)
+            self.metrics.pending.dec(len(batch))
 
     async def _collect(
         self, queue: asyncio.Queue[aiomqtt.Message], stop: asyncio.Event
@@ -242,8 +272,11 @@ class DetectionWorker:
         return batch
 
 
-async def _read(client: aiomqtt.Client, queue: asyncio.Queue[aiomqtt.Message]) -> None:
+async def _read(
+    client: aiomqtt.Client, queue: asyncio.Queue[aiomqtt.Message], metrics: DetectionMetrics
+) -> None:
     async for message in client.messages:
+        metrics.pending.inc()
         await queue.put(message)
 
 
@@ -265,9 +298,12 @@ def detection_worker(
     settings: DetectionSettings,
     alerts: AlertStore,
     context: AssetContextSource | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> DetectionWorker:
-    """A worker on the alert store's database, with the settings' (or the given) asset context."""
+    """A worker on the alert store's database, with the settings' (or the given) asset context.
+
+    Its metrics go to `registry` (the process's /metrics) when given, else to one of its own.
+    """
     source = context if context is not None else settings.context_source()
-    return DetectionWorker(
-        cloud, settings, DetectionRunner(alerts.engine, alerts, source, settings.timing())
-    )
+    runner = DetectionRunner(alerts.engine, alerts, source, settings.timing())
+    return DetectionWorker(cloud, settings, runner, DetectionMetrics(registry))

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import aiomqtt
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
@@ -133,6 +135,16 @@ def _fleet_stream(start: datetime, minutes: int) -> list[TelemetryBatch]:
     return out + out  # redelivered copies must change nothing
 
 
+def _metric(worker: DetectionWorker, name: str) -> float:
+    """One sample of the worker's metrics as Prometheus would scrape it."""
+    text = generate_latest(worker.metrics.registry).decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise AssertionError(f"{name} is not exposed")
+
+
 def _alerts(state_url: str) -> set[tuple[str, str, str, str]]:
     state = StateStore(state_url)
     try:
@@ -164,6 +176,11 @@ async def test_two_workers_raise_the_same_alerts_as_one(
         await asyncio.sleep(2)  # a sweep or a late duplicate must not add anything
         assert all(w.counts.messages > 0 for w in pair), "both workers took a share"
         assert sum(w.counts.duplicates for w in pair) == len(messages) // 2
+        for worker in pair:  # the same counts on /metrics, and nothing left unacknowledged
+            assert _metric(worker, "lw_detect_messages_total") == worker.counts.messages
+            assert _metric(worker, "lw_detect_duplicates_total") == worker.counts.duplicates
+            assert _metric(worker, "lw_detect_messages_pending") == 0
+            assert _metric(worker, "lw_detect_lag_seconds_count") > 0
     assert _alerts(one) == _alerts(two) == EXPECTED
 
 
