@@ -32,12 +32,14 @@ from sqlalchemy.engine import make_url
 from cloud.schema import message_ledger
 from cloud.state import StateStore
 from firmware_sim.bench import LocalBroker, local_mosquitto, process_cpu_s
-from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport, run_fleet
-from firmware_sim.scenarios.expand import resolve
+from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport, FleetStats, run_fleet
+from firmware_sim.scenarios.expand import ResolvedScenario, resolve
 from firmware_sim.scenarios.loader import load_scenario
+from firmware_sim.scenarios.run import simulated_assets
 
 LEASEWATCH = str(Path(sys.executable).parent / "leasewatch")
 Key = tuple[str, str, int]
+_WORKER_START_S = 90.0  # a worker took over 30 s to start on a loaded 2-core machine
 
 
 class IngestBenchError(Exception):
@@ -57,6 +59,7 @@ class IngestBenchOptions:
     batch_max: int = 1000
     drain_timeout_s: float = 120.0
     state_url: str | None = None  # an empty database; default: a SQLite file
+    rate: float | None = None  # offered readings/s; None = unpaced
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,22 @@ class IngestBenchResult:
     latency_p50_s: float
     latency_p99_s: float
     worker_cpu_percent: list[float]
+    fleet_retries: int = 0
 
     @property
     def readings_per_s(self) -> float:
         """Readings stored per second, first publish to last store."""
         return self.stored_readings / self.ingest_s if self.ingest_s else 0.0
+
+    @property
+    def offered_per_s(self) -> float:
+        """Readings published per second (the offered load actually achieved)."""
+        return self.sent_readings / self.publish_s if self.publish_s else 0.0
+
+    @property
+    def drain_s(self) -> float:
+        """Seconds the workers needed after the last publish to store everything."""
+        return max(0.0, self.ingest_s - self.publish_s)
 
 
 def _free_port() -> int:
@@ -166,7 +180,7 @@ def _workers(
                         stderr=subprocess.STDOUT,
                     )
                 )
-            _wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+            _wait_http(f"http://127.0.0.1:{port}/healthz", _WORKER_START_S)
         yield processes
     finally:
         for process in processes:
@@ -253,7 +267,7 @@ def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
         ):
             cpu_before = [process_cpu_s(w.pid) or 0.0 for w in workers]
             started = time.time()
-            report_path, publish_s = _publish(broker.target, options, workdir)
+            report_path, publish_s, fleet = _publish(broker.target, options, workdir)
             sent, sent_messages = _sent(report_path)
             _drain(state_url, len(sent), options.drain_timeout_s)
             cpu_after = [process_cpu_s(w.pid) or 0.0 for w in workers]
@@ -267,6 +281,7 @@ def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
         publish_s=publish_s,
         cpu_before=cpu_before,
         cpu_after=cpu_after,
+        fleet_retries=fleet.retries,
     )
 
 
@@ -283,21 +298,33 @@ def _telemetry(options: IngestBenchOptions, workdir: Path) -> Iterator[str]:
 
 def _publish(
     target: BrokerTarget, options: IngestBenchOptions, workdir: Path
-) -> tuple[Path, float]:
+) -> tuple[Path, float, FleetStats]:
     scenario = load_scenario("fleet-load").with_asset_count(options.assets)
     # start the scenario in the recent past: readings are neither too old nor in the future
     recent: date = (datetime.now(UTC) - timedelta(days=scenario.days + 1)).date()
-    scenario = scenario.model_copy(update={"start": recent})
+    resolved = resolve(scenario.model_copy(update={"start": recent}))
     report_path = workdir / "sent.jsonl"
     plan = FleetPlan(
-        speed=None, duration_s=options.duration_s, connections=options.connections,
-        window=options.window, boot_tag="bench", report=report_path,
+        speed=_speed(resolved, options.rate), duration_s=options.duration_s,
+        connections=options.connections, window=options.window, boot_tag="bench",
+        report=report_path,
     )  # fmt: skip
     report = FleetReport(report_path)
     began = time.monotonic()
-    asyncio.run(run_fleet(resolve(scenario), target, plan, report))
-    report.close()
-    return report_path, time.monotonic() - began
+    stats = asyncio.run(run_fleet(resolved, target, plan, report))
+    return report_path, time.monotonic() - began, stats
+
+
+def _speed(resolved: ResolvedScenario, rate: float | None) -> float | None:
+    """Simulated seconds per real second that offer `rate` readings/s (None: unpaced)."""
+    if rate is None:
+        return None
+    sample = simulated_assets(resolved, boot_tag="probe")[:50]
+    messages = [m for a in sample for m in a.gateway.window(0) if m.kind == "telemetry"]
+    per_window = sum(m.readings for m in messages) / len(sample)
+    if per_window <= 0:
+        raise IngestBenchError("the scenario's first window has no readings to pace by")
+    return rate * resolved.scenario.batch_s / (per_window * len(resolved.assets))
 
 
 def _result(
@@ -310,6 +337,7 @@ def _result(
     publish_s: float,
     cpu_before: list[float],
     cpu_after: list[float],
+    fleet_retries: int,
 ) -> IngestBenchResult:
     latencies = [ledger[k][1] - at for k, (_, at) in sent.items() if k in ledger]
     last_stored = max((at for _, at in ledger.values()), default=started)
@@ -330,4 +358,5 @@ def _result(
             round(100 * (after - before) / ingest_s, 1)
             for before, after in zip(cpu_before, cpu_after, strict=True)
         ],
+        fleet_retries=fleet_retries,
     )

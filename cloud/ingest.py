@@ -47,6 +47,9 @@ from leasewatch.wire import (
 log = structlog.get_logger(__name__)
 
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+# A SUBACK comes after the session's queued messages (up to Receive Maximum of them): on a
+# loaded machine a restarted worker timed out at aiomqtt's default of 10 s, again and again.
+SUBSCRIBE_TIMEOUT_S = 60.0
 
 
 _T = TypeVar("_T")
@@ -116,9 +119,10 @@ class Ingestor:
         for health in healths:
             await self._state(stop, self.state.record_health, health, now)
         stored_at = datetime.now(UTC)  # the ledger's received_at: when the readings were stored
-        result = await self._state(
-            stop, self.state.record_stored, list(fresh.values()), repeated, stored_at
-        )
+        with self.metrics.state_seconds.time():
+            result = await self._state(
+                stop, self.state.record_stored, list(fresh.values()), repeated, stored_at
+            )
         await self._state(stop, self.state.record_rejections, rejections)
         duplicates = repeated + result.duplicates
         self._count(result.stored, duplicates, len(messages), now)
@@ -303,6 +307,7 @@ class Ingestor:
             clean_start=False if v5 else MQTT_CLEAN_START_FIRST_ONLY,
             properties=properties,
             tls_context=tls if s.mqtt_tls else None,
+            timeout=SUBSCRIBE_TIMEOUT_S,
         )
         # PUBACK only once the message is stored: paho's manual acknowledgement, set before CONNECT
         client._client.manual_ack_set(True)
@@ -354,6 +359,7 @@ class Ingestor:
                 reader.result()  # re-raises the MqttError that ended the connection
                 raise aiomqtt.MqttError("the broker closed the message stream")
             batch = await self._collect(queue, stop)
+            self.metrics.pending.set(len(batch) + queue.qsize())
             if not batch:
                 continue
             inbound = [
@@ -366,6 +372,7 @@ class Ingestor:
             for message in batch:
                 if message.qos > 0:
                     client._client.ack(message.mid, message.qos)
+            self.metrics.acknowledged.inc(len(batch))
 
     async def _collect(
         self, queue: asyncio.Queue[aiomqtt.Message], stop: asyncio.Event

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class IngestMetrics:
@@ -45,4 +45,19 @@ class IngestMetrics:
         )
         self.store_seconds = Histogram(
             "lw_ingest_store_write_seconds", "Telemetry store write latency", registry=self.registry
+        )
+        self.state_seconds = Histogram(
+            "lw_ingest_state_write_seconds",
+            "State store transaction latency (ledger, rollups, registry) per batch",
+            registry=self.registry,
+        )
+        self.acknowledged = Counter(
+            "lw_ingest_messages_acknowledged",
+            "MQTT messages acknowledged to the broker (after they were stored)",
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "lw_ingest_messages_pending",
+            "Messages this worker received and has not acknowledged yet (its share of the lag)",
+            registry=self.registry,
         )

@@ -74,6 +74,12 @@ async def test_bad_input_is_rejected_with_a_counted_reason_and_ingestion_goes_on
     assert "finite" in by_reason["invalid_payload"]["detail"]
     for reason in bad:
         assert f'lw_ingest_rejected_total{{reason="{reason}"}} 1.0' in metrics
+    for exposed in (  # lag in the worker, state-store latency, what went back to the broker
+        "lw_ingest_messages_pending ",
+        "lw_ingest_state_write_seconds_count ",
+        "lw_ingest_messages_acknowledged_total ",
+    ):
+        assert exposed in metrics
 
 
 async def _metrics_text(api_url: str) -> str:
