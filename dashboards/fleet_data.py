@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, get_args
 
@@ -100,7 +100,7 @@ def _aware(ts: datetime | None) -> datetime | None:
 _NEWEST_SQL = """
 WITH RECURSIVE sensors(device, sensor) AS (
   SELECT d.device, (SELECT MIN(r.sensor) FROM rollups r WHERE r.device = d.device)
-  FROM devices d
+  FROM devices d {only}
   UNION ALL
   SELECT s.device,
     (SELECT MIN(r.sensor) FROM rollups r WHERE r.device = s.device AND r.sensor > s.sensor)
@@ -117,11 +117,14 @@ FROM sensors s CROSS JOIN wanted w WHERE s.sensor IS NOT NULL
 
 
 def latest_values(
-    conn: Connection, wanted: Sequence[tuple[Sequence[str], int, datetime]]
+    conn: Connection,
+    wanted: Sequence[tuple[Sequence[str], int, datetime]],
+    only: Sequence[str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """The mean of the newest bucket per (device, metric), for each (metrics, resolution, since).
 
-    device -> metric -> mean; a metric several sensors report takes the first sensor's.
+    device -> metric -> mean, for every device or `only` these; a metric several sensors
+    report takes the first sensor's.
     """
     rows: list[str] = []
     params: list[BindParameter[Any]] = []
@@ -134,7 +137,12 @@ def latest_values(
                 bindparam(f"r{n}", resolution, type_=Integer()),
                 bindparam(f"s{n}", since, type_=DateTime(timezone=True)),
             ]
-    query = text(_NEWEST_SQL.format(wanted=" UNION ALL ".join(rows))).bindparams(*params)
+    where = ""
+    if only is not None:
+        where = "WHERE d.device IN :only"
+        params.append(bindparam("only", list(only), expanding=True))
+    sql = _NEWEST_SQL.format(wanted=" UNION ALL ".join(rows), only=where)
+    query = text(sql).bindparams(*params)
     found: dict[str, dict[str, float]] = {}
     for device, metric, mean in conn.execute(query):
         if mean is not None:
@@ -167,20 +175,14 @@ def _open_alerts(conn: Connection) -> dict[str, tuple[int, int, int]]:
 def asset_statuses(
     engine: Engine, now: datetime, windows: FleetWindows = FleetWindows()
 ) -> list[AssetStatus]:
-    """Every registered asset with its state, newest position and open alerts, by device id."""
+    """Every registered asset with its state and open alerts, by device id (no position)."""
     rank_names = {rank: str(sev) for sev, rank in SEVERITY_RANK.items()}
     d = devices.c
     with engine.connect() as conn:
         registry = conn.execute(
             select(d.device, d.status, d.latest_reading_at).order_by(d.device)
         ).all()
-        measured = latest_values(
-            conn,
-            [
-                (STATE_METRICS, 60, now - windows.state_lookback),
-                (list(POSITION_METRICS), 3600, now - windows.position_lookback),
-            ],
-        )
+        measured = latest_values(conn, [(STATE_METRICS, 60, now - windows.state_lookback)])
         open_alerts = _open_alerts(conn)
     found = []
     for device, status, reading_at in registry:
@@ -189,14 +191,13 @@ def asset_statuses(
         stale = latest is None or latest < now - windows.silent_after
         silent = status == "offline" or stale or silences > 0
         values = measured.get(device, {})
-        position = {POSITION_METRICS[m]: v for m, v in values.items() if m in POSITION_METRICS}
         found.append(
             AssetStatus(
                 device,
                 "silent" if silent else machine_state(values),
                 latest,
-                position.get("lat"),
-                position.get("lon"),
+                None,
+                None,
                 count,
                 rank_names.get(rank) if count else None,
             )
@@ -258,6 +259,24 @@ def _matches(asset: AssetStatus, wanted: FleetFilter) -> bool:
     return True
 
 
+def with_positions(
+    engine: Engine, assets: Sequence[AssetStatus], since: datetime
+) -> list[AssetStatus]:
+    """The assets with their newest position (mean of the newest 1-hour lat/lon bucket)."""
+    if not assets:
+        return []
+    with engine.connect() as conn:
+        found = latest_values(
+            conn, [(list(POSITION_METRICS), 3600, since)], [a.device for a in assets]
+        )
+    placed = []
+    for asset in assets:
+        values = found.get(asset.device, {})
+        position = {POSITION_METRICS[m]: v for m, v in values.items()}
+        placed.append(replace(asset, lat=position.get("lat"), lon=position.get("lon")))
+    return placed
+
+
 def fleet_view(
     engine: Engine, wanted: FleetFilter, now: datetime, visible: set[str] | None = None
 ) -> FleetView:
@@ -269,7 +288,8 @@ def fleet_view(
     counts = Counter(s.state for s in statuses)
     matching = [s for s in statuses if _matches(s, wanted)]
     first = wanted.page * wanted.per_page
-    shown = matching[first : first + wanted.per_page]
+    since = now - FleetWindows().position_lookback
+    shown = with_positions(engine, matching[first : first + wanted.per_page], since)
     last_day = now.date()
     days = [last_day - timedelta(days=n) for n in range(wanted.days - 1, -1, -1)]
     return FleetView(

@@ -139,9 +139,9 @@ def _scores(state: StateStore, now: datetime) -> None:
     and a band change that put it on the watchlist."""
     assessor = RiskAssessor(state.engine, load_rules())
     for days_ago in (14, 7, 0):
-        served = assessor.lease(LEASE, now - timedelta(days=days_ago))
-        assessor.record(served, caller="test", purpose="review", served_at=now)
-    assessor.record(assessor.lessee(LESSEE, now), caller="test", purpose="review", served_at=now)
+        as_of = now - timedelta(days=days_ago)
+        assessor.serve(("lease", LEASE), as_of, caller="test", purpose="review", served_at=now)
+    assessor.serve(("lessee", LESSEE), now, caller="test", purpose="review", served_at=now)
     Rescorer(state.engine, load_rules(), ()).rescore([LEASE], now)
     with state.engine.begin() as conn:
         conn.execute(
