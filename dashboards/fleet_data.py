@@ -143,6 +143,10 @@ def latest_values(
         params.append(bindparam("only", list(only), expanding=True))
     sql = _NEWEST_SQL.format(wanted=" UNION ALL ".join(rows), only=where)
     query = text(sql).bindparams(*params)
+    if conn.dialect.name == "postgresql":
+        # the planner cannot estimate a recursive CTE and guesses millions of rows, so JIT
+        # compiles it: measured 0.8 s of compiling for a 0.7 s query
+        conn.execute(text("SET LOCAL jit = off"))
     found: dict[str, dict[str, float]] = {}
     for device, metric, mean in conn.execute(query):
         if mean is not None:
