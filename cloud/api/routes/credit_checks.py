@@ -7,11 +7,11 @@ from typing import Annotated, Self
 from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, model_validator
 
-from cloud.api.deps import Authenticated
-from cloud.api.routes.risk import AssessorDep, ScorePublic, as_of_or_now, serve
+from cloud.api.deps import ReadRisk
+from cloud.api.routes.risk import AssessorDep, RiskCaller, ScorePublic, as_of_or_now, serve
 from cloud.leasing.models import EntityId
 
-router = APIRouter(prefix="/v1/credit-checks", tags=["credit checks"], dependencies=[Authenticated])
+router = APIRouter(prefix="/v1/credit-checks", tags=["credit checks"], dependencies=[ReadRisk])
 
 
 class CreditCheckRequest(BaseModel):
@@ -32,13 +32,18 @@ class CreditCheckRequest(BaseModel):
 
 
 @router.post("", response_model=ScorePublic)
-def credit_check(assessor: AssessorDep, body: CreditCheckRequest) -> ScorePublic:
-    """Signals, score, band, ranked reasons, data completeness and model version (audited)."""
+def credit_check(
+    assessor: AssessorDep, caller: RiskCaller, body: CreditCheckRequest
+) -> ScorePublic:
+    """Signals, score, band, ranked reasons, data completeness and model version (audited).
+
+    The audit names the authenticated caller, and what it says it acts for (`requested_by`).
+    """
     return serve(
         assessor,
         lease_id=body.lease_id,
         lessee_id=body.lessee_id,
         as_of=as_of_or_now(body.as_of),
-        caller=body.requested_by,
+        caller=f"{caller.user} ({body.requested_by})"[:128],
         purpose="credit_check",
     )

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from cloud.api.deps import Authenticated
+from cloud.api.deps import ManageLeases, ReadLeases
 from cloud.api.problems import Problem
 from cloud.api.routes.lessees import LeasingStoreDep, Limit, problem
 from cloud.leasing.importer import ImportFileError, ImportFormat, ImportReport, import_leases
@@ -22,7 +22,7 @@ from cloud.leasing.models import (
 )
 from cloud.leasing.store import LeasingError
 
-router = APIRouter(prefix="/v1/leases", tags=["leases"], dependencies=[Authenticated])
+router = APIRouter(prefix="/v1/leases", tags=["leases"])
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
@@ -32,7 +32,7 @@ class LeaseWithAssets(Lease):
     assets: list[Asset]
 
 
-@router.get("", response_model=list[Lease])
+@router.get("", response_model=list[Lease], dependencies=[ReadLeases])
 def list_leases(
     store: LeasingStoreDep,
     lessee_id: EntityId | None = None,
@@ -44,7 +44,7 @@ def list_leases(
     return store.list_leases(lessee_id=lessee_id, status=status, after=after, limit=limit)
 
 
-@router.post("", response_model=Lease, status_code=201)
+@router.post("", response_model=Lease, status_code=201, dependencies=[ManageLeases])
 def create_lease(store: LeasingStoreDep, body: LeaseIn) -> Lease:
     """Create a lease of a known lessee (409 lease_exists, 404 lessee_not_found)."""
     try:
@@ -53,7 +53,7 @@ def create_lease(store: LeasingStoreDep, body: LeaseIn) -> Lease:
         raise problem(err) from err
 
 
-@router.post("/import", response_model=ImportReport)
+@router.post("/import", response_model=ImportReport, dependencies=[ManageLeases])
 async def import_file(
     store: LeasingStoreDep,
     request: Request,
@@ -86,7 +86,7 @@ def _format_of(content_type: str) -> ImportFormat:
     )
 
 
-@router.get("/{lease_id}", response_model=LeaseWithAssets)
+@router.get("/{lease_id}", response_model=LeaseWithAssets, dependencies=[ReadLeases])
 def get_lease(store: LeasingStoreDep, lease_id: EntityId) -> LeaseWithAssets:
     """One lease with its assets (404 lease_not_found)."""
     try:
@@ -96,7 +96,7 @@ def get_lease(store: LeasingStoreDep, lease_id: EntityId) -> LeaseWithAssets:
     return LeaseWithAssets(**lease.model_dump(), assets=store.lease_assets(lease_id))
 
 
-@router.patch("/{lease_id}", response_model=Lease)
+@router.patch("/{lease_id}", response_model=Lease, dependencies=[ManageLeases])
 def update_lease(store: LeasingStoreDep, lease_id: EntityId, body: LeaseUpdate) -> Lease:
     """Change some terms of a lease; the whole lease must stay valid (422 otherwise)."""
     try:
@@ -107,7 +107,7 @@ def update_lease(store: LeasingStoreDep, lease_id: EntityId, body: LeaseUpdate) 
         raise Problem(422, "invalid_lease", str(err)) from err
 
 
-@router.put("/{lease_id}/assets/{asset_id}", response_model=Asset)
+@router.put("/{lease_id}/assets/{asset_id}", response_model=Asset, dependencies=[ManageLeases])
 def put_asset(
     store: LeasingStoreDep, lease_id: EntityId, asset_id: EntityId, body: AssetIn
 ) -> Asset:
@@ -120,7 +120,7 @@ def put_asset(
         raise problem(err) from err
 
 
-@router.get("/{lease_id}/assets", response_model=list[Asset])
+@router.get("/{lease_id}/assets", response_model=list[Asset], dependencies=[ReadLeases])
 def lease_assets(store: LeasingStoreDep, lease_id: EntityId) -> list[Asset]:
     """The assets of a lease."""
     get_lease(store, lease_id)

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from cloud.api.deps import Authenticated, ServicesDep
+from cloud.api.deps import ManageLeases, ReadLeases, ServicesDep
 from cloud.api.problems import Problem
 from cloud.leasing.models import EntityId, Lease, Lessee, LesseeIn
 from cloud.leasing.store import LeasingError, LeasingStore
 
-router = APIRouter(prefix="/v1/lessees", tags=["lessees"], dependencies=[Authenticated])
+router = APIRouter(prefix="/v1/lessees", tags=["lessees"])
 
 
 def get_leasing_store(services: ServicesDep) -> LeasingStore:
@@ -30,7 +30,7 @@ def problem(err: LeasingError) -> Problem:
     return Problem(err.status, err.code, f"{err}{field}")
 
 
-@router.get("", response_model=list[Lessee])
+@router.get("", response_model=list[Lessee], dependencies=[ReadLeases])
 def list_lessees(
     store: LeasingStoreDep, after: str | None = None, limit: Limit = 100
 ) -> list[Lessee]:
@@ -38,13 +38,13 @@ def list_lessees(
     return store.list_lessees(after, limit)
 
 
-@router.post("", response_model=Lessee, status_code=201)
+@router.post("", response_model=Lessee, status_code=201, dependencies=[ManageLeases])
 def put_lessee(store: LeasingStoreDep, body: LesseeIn) -> Lessee:
     """Create a lessee, or replace the name and reference of a known one."""
     return store.put_lessee(body, datetime.now(UTC))
 
 
-@router.get("/{lessee_id}", response_model=Lessee)
+@router.get("/{lessee_id}", response_model=Lessee, dependencies=[ReadLeases])
 def get_lessee(store: LeasingStoreDep, lessee_id: EntityId) -> Lessee:
     """One lessee (404 lessee_not_found)."""
     try:
@@ -53,7 +53,7 @@ def get_lessee(store: LeasingStoreDep, lessee_id: EntityId) -> Lessee:
         raise problem(err) from err
 
 
-@router.get("/{lessee_id}/leases", response_model=list[Lease])
+@router.get("/{lessee_id}/leases", response_model=list[Lease], dependencies=[ReadLeases])
 def lessee_leases(
     store: LeasingStoreDep, lessee_id: EntityId, after: str | None = None, limit: Limit = 100
 ) -> list[Lease]:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 
-from cloud.api.deps import Authenticated, ServicesDep
+from cloud.api.deps import Caller, ReadRisk, ServicesDep
 from cloud.api.problems import Problem
 from cloud.leasing.assessment import Assessment, RiskAssessor, score_history
 from cloud.leasing.models import EntityId
@@ -21,7 +21,9 @@ from cloud.risk.model import Band, LeaseSignals
 from cloud.risk.rules import ScoringRules, load_rules
 from cloud.risk.scoring import lease_subject, lessee_subject
 
-router = APIRouter(prefix="/v1/risk", tags=["risk"], dependencies=[Authenticated])
+router = APIRouter(prefix="/v1/risk", tags=["risk"], dependencies=[ReadRisk])
+#: The caller of a risk route (a role holding read_risk), recorded in the audit trail.
+RiskCaller = Annotated[Caller, ReadRisk]
 
 
 @lru_cache(maxsize=4)
@@ -123,18 +125,22 @@ def serve(
 
 
 @router.get("/leases/{lease_id}", response_model=ScorePublic)
-def lease_score(assessor: AssessorDep, lease_id: EntityId, as_of: AsOf = None) -> ScorePublic:
+def lease_score(
+    assessor: AssessorDep, caller: RiskCaller, lease_id: EntityId, as_of: AsOf = None
+) -> ScorePublic:
     """A lease's score as of a time, with its reasons and signals (recorded in the audit)."""
     when = as_of_or_now(as_of)
-    return serve(assessor, lease_id=lease_id, lessee_id=None, as_of=when, caller="api",
+    return serve(assessor, lease_id=lease_id, lessee_id=None, as_of=when, caller=caller.user,
                  purpose="risk_api")  # fmt: skip
 
 
 @router.get("/lessees/{lessee_id}", response_model=ScorePublic)
-def lessee_score(assessor: AssessorDep, lessee_id: EntityId, as_of: AsOf = None) -> ScorePublic:
+def lessee_score(
+    assessor: AssessorDep, caller: RiskCaller, lessee_id: EntityId, as_of: AsOf = None
+) -> ScorePublic:
     """A lessee's score over its active leases as of a time (recorded in the audit)."""
     when = as_of_or_now(as_of)
-    return serve(assessor, lease_id=None, lessee_id=lessee_id, as_of=when, caller="api",
+    return serve(assessor, lease_id=None, lessee_id=lessee_id, as_of=when, caller=caller.user,
                  purpose="risk_api")  # fmt: skip
 
 

@@ -148,7 +148,10 @@ def test_a_credit_check_answers_the_contract_and_is_audited(
     assert lessee["reasons"][0]["code"] == "worst_lease"
     history = client.get("/v1/risk/leases/LS-1/history").json()
     assert [h["id"] for h in history] == [check["audit_id"]]
-    assert (history[0]["caller"], history[0]["purpose"]) == ("credit-check", "credit_check")
+    assert (history[0]["caller"], history[0]["purpose"]) == (
+        "bootstrap-admin (credit-check)",
+        "credit_check",
+    ), "the audit names the authenticated caller and whom it acts for"
     assert history[0]["inputs"]["leases"][0]["devices"] == ["gw-0001"]
     assert history[0]["score"] == check["score"]
     with state.engine.connect() as conn:
