@@ -44,6 +44,7 @@ class FaultOutcome:
     stored: int = 0
     lost: int = 0
     lost_resubscribing: int = 0  # of `lost`: sent while the ingestors had not subscribed again
+    lost_rejected: int = 0  # of `lost`: in a message the ingestor rejected (a dead letter)
     duplicated: int = 0
     sent_messages: int = 0
     lost_messages: int = 0
@@ -181,6 +182,7 @@ def _count_poll(row: FaultOutcome, phase: Phase, poll: Poll, lookup: _Lookup) ->
         else:
             row.lost += 1
             row.lost_resubscribing += any(m in lookup.resubscribing for m in carried_by)
+            row.lost_rejected += any(m in lookup.stored.dead_lettered for m in carried_by)
         row.duplicated += max(0, len(in_ledger) - 1)
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
 
-from cloud.schema import alerts, duplicate_counts, message_ledger, rejection_counts
+from cloud.schema import alerts, dead_letters, duplicate_counts, message_ledger, rejection_counts
 from leasewatch.chaos.stack import Stack
 from leasewatch.chaos.wire_record import MessageKey, ReadingKey
+from leasewatch.wire import RejectedMessageError, decode_telemetry
 
 METRIC_PREFIX = "lw_"
 
@@ -42,6 +43,8 @@ class StoredState:
     alerts: list[OpenedAlert] = field(default_factory=list)
     readings: set[ReadingKey] = field(default_factory=set)
     held_at_end: dict[str, int] = field(default_factory=dict)  # device -> readings
+    dead_lettered: dict[MessageKey, str] = field(default_factory=dict)  # -> reject reason
+    unreadable_dead_letters: int = 0  # cut short (payload limit) or not telemetry
 
 
 def _utc(at: datetime) -> datetime:
@@ -67,8 +70,23 @@ def read_state_store(state_url: str, into: StoredState) -> None:
             a = alerts.c
             rows = conn.execute(select(a.device, a.detector, a.key, a.opened_at))
             into.alerts = [OpenedAlert(d, det, k, _utc(at)) for d, det, k, at in rows]
+            dead = dead_letters.c
+            for reason, topic, payload in conn.execute(
+                select(dead.reason, dead.topic, dead.payload)
+            ):
+                _dead_letter(into, reason, topic, bytes(payload))
     finally:
         engine.dispose()
+
+
+def _dead_letter(into: StoredState, reason: str, topic: str, payload: bytes) -> None:
+    """Which message a dead letter was, when it can be read back."""
+    try:
+        batch = decode_telemetry(topic, payload)
+    except (RejectedMessageError, ValueError):
+        into.unreadable_dead_letters += 1
+        return
+    into.dead_lettered[(batch.device, batch.boot, batch.seq)] = reason
 
 
 def read_telemetry(stack: Stack, devices: list[str], into: StoredState) -> None:

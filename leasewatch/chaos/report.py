@@ -19,9 +19,12 @@ def _alerts(row: FaultOutcome) -> str:
 
 
 def _lost(row: FaultOutcome) -> str:
-    if not row.lost_resubscribing:
-        return str(row.lost)
-    return f"{row.lost} ({row.lost_resubscribing} sent while ingestors resubscribed)"
+    causes = []
+    if row.lost_resubscribing:
+        causes.append(f"{row.lost_resubscribing} sent while ingestors resubscribed")
+    if row.lost_rejected:
+        causes.append(f"{row.lost_rejected} rejected by the ingestor")
+    return f"{row.lost} ({'; '.join(causes)})" if causes else str(row.lost)
 
 
 def outcome_table(report: ChaosReport) -> Table:
@@ -47,7 +50,8 @@ def figures(report: ChaosReport) -> list[str]:
     return [
         f"readings still held in gateway buffers at the end: {report.held_at_end}",
         f"re-deliveries the ledger recognised and dropped: {report.redeliveries}",
-        f"rejections by reason: {report.rejections or 'none'}",
+        f"rejections by reason: {report.rejections or 'none'}"
+        f" (dead letters not readable as telemetry: {report.unreadable_dead_letters})",
         f"ledger readings beyond the distinct stored readings: {report.stored_twice}",
         f"sent readings matching no served poll: {report.unmatched_readings}",
         f"undecodable publishes: {report.undecodable}; tap errors: {report.tap_errors}",

@@ -41,6 +41,7 @@ class ChaosReport:
     unmatched_readings: int
     undecodable: int
     tap_errors: int
+    unreadable_dead_letters: int
     evicted_or_dropped: dict[str, int] = field(default_factory=dict)
     alerts_measured: bool = True
 
@@ -85,6 +86,7 @@ async def run_chaos(options: ChaosOptions, workdir: Path) -> ChaosReport:
         unmatched_readings=len(unmatched),
         undecodable=stack.wire.undecodable,
         tap_errors=sum(g.relay.tap_errors for g in stack.gateways),
+        unreadable_dead_letters=state.unreadable_dead_letters,
         evicted_or_dropped={d: h.evicted_readings for d, h in stack.wire.health.items()},
     )
 
