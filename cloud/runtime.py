@@ -22,6 +22,7 @@ from cloud.detection.context import AssetContextSource
 from cloud.detection.settings import DetectionSettings, load_detection_settings
 from cloud.detection.worker import DetectionWorker, detection_worker
 from cloud.ingest import Ingestor
+from cloud.leasing.asset_context import LeasingContextSource
 from cloud.leasing.rescore import run_rescoring
 from cloud.metrics import IngestMetrics
 from cloud.settings import CloudSettings
@@ -54,7 +55,7 @@ class CloudRuntime:
 
     settings: CloudSettings
     detection: DetectionSettings | None = None  # None: read LEASEWATCH_DETECT_* when detecting
-    asset_context: AssetContextSource | None = None  # None: LEASEWATCH_DETECT_CONTEXT_FILE
+    asset_context: AssetContextSource | None = None  # None: leasing store, then the context file
     services: Services = field(init=False)
     ingestor: Ingestor = field(init=False)
     detector: DetectionWorker | None = field(init=False, default=None)
@@ -136,9 +137,12 @@ class CloudRuntime:
             settings = settings.model_copy(update={"shared_group": ""})
         alerts = AlertStore(self.services.state.engine, receiver_ids(self.settings))
         registry = self.services.metrics.registry  # one /metrics: ingest and detection
-        self.detector = detection_worker(
-            self.settings, settings, alerts, self.asset_context, registry
+        # Gateways on an asset of the leasing store get its type and their lease's region;
+        # others what the context file (or the defaults) says.
+        context = self.asset_context or LeasingContextSource(
+            self.services.state.engine, settings.context_source()
         )
+        self.detector = detection_worker(self.settings, settings, alerts, context, registry)
         self._detector_made.set()
         return self.detector
 
