@@ -11,8 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cloud.risk import cache
 from cloud.risk.backtest import BacktestConfig, run_backtest
+from cloud.risk.cache import CacheError
 from cloud.risk.metrics import BacktestReport, report
+from cloud.risk.pipeline import default_workers
 from cloud.risk.rules import RulesError, load_rules
 from firmware_sim.scenarios.loader import ScenarioError
 
@@ -23,35 +26,59 @@ def _fmt(value: float | None, pattern: str = ".3f") -> str:
     return "-" if value is None else format(value, pattern)
 
 
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    table = Table(title=title)
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _print(result: BacktestReport, console: Console) -> None:
-    summary = Table(title=f"Risk backtest: {result.scenario}")
-    summary.add_column("figure")
-    summary.add_column("value", justify="right")
     causes = ", ".join(f"{k} {v}" for k, v in result.arrears_by_cause.items()) or "-"
-    rows = [
+    leads = [
+        (f"lease-level AUC, {lead} d before arrears", f"{_fmt(value)} ({cases} leases)")
+        for (lead, value), cases in zip(
+            result.lease_auc.items(), result.lease_auc_cases.values(), strict=True
+        )
+    ]
+    alerts = [
+        (f"alerts at {a.band}+ per 100 leases a year", f"{a.per_100_leases_per_year:.1f}")
+        for a in result.alerts
+    ]
+    console.print(_table(f"Risk backtest: {result.scenario}", ("figure", "value"), [
         ("leases", str(result.leases)),
         ("leases in arrears", f"{result.leases_in_arrears} ({causes})"),
         ("lease-weeks scored (positives)", f"{result.observations} ({result.positives})"),
-        ("ROC AUC", _fmt(result.auc)),
+        ("lease-week ROC AUC", _fmt(result.auc)),
+        *leads,
         ("median lead time", f"{_fmt(result.median_lead_days, '.0f')} days"),
         ("arrears leases caught at high+", f"{result.caught} of {result.leases_in_arrears}"),
-        ("alerts per 100 leases", f"{result.alerts_per_100_leases:.1f} in {result.scored_days} d"),
+        *alerts,
         ("run time", f"{sum(result.timings_s.values()):.0f} s"),
-    ]
-    for name, value in rows:
-        summary.add_row(name, value)
-    console.print(summary)
-    signals = Table(title="Per signal: which carry the ranking")
-    for column in ("signal", "AUC alone", "AUC without it", "lease-weeks with points"):
-        signals.add_column(column, justify="left" if column == "signal" else "right")
-    for row in result.signals:
-        signals.add_row(
-            row.signal,
-            _fmt(row.auc_alone),
-            _fmt(row.auc_without),
-            str(row.observations_with_points),
-        )
-    console.print(signals)
+    ]))  # fmt: skip
+    console.print(_table("Per cause", (
+        "cause", "leases", "lease-week AUC", "lease AUC", "caught", "median lead d"
+    ), [
+        (c.cause, str(c.leases), _fmt(c.lease_week_auc), _fmt(c.lease_auc), str(c.caught),
+         _fmt(c.median_lead_days, ".0f"))
+        for c in result.causes
+    ]))  # fmt: skip
+    console.print(_table("Alerts (entries while paying)", (
+        "band", "alerts", "per 100 leases a year", "followed by arrears"
+    ), [
+        (a.band, str(a.alerts), f"{a.per_100_leases_per_year:.1f}",
+         _fmt(a.followed_by_arrears, ".2f"))
+        for a in result.alerts
+    ]))  # fmt: skip
+    console.print(_table("Per signal: which carry the ranking", (
+        "signal", "AUC alone", "AUC without it", "lease AUC without", "lease-weeks with points"
+    ), [
+        (r.signal, _fmt(r.auc_alone), _fmt(r.auc_without), _fmt(r.lease_auc_without),
+         str(r.observations_with_points))
+        for r in result.signals
+    ]))  # fmt: skip
 
 
 @app.command()
@@ -70,6 +97,14 @@ def backtest(
     rules: Annotated[
         Path | None, typer.Option(help="Scoring rules TOML (default: the packaged rules).")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes for the per-asset detectors.")
+    ] = default_workers(),
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep detector histories here [default: ~/.cache/leasewatch/risk]."),
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every run.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Run a scenario through the detectors, score every lease weekly, rank against arrears."""
@@ -79,10 +114,13 @@ def backtest(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     console = Console(stderr=True)
-    config = BacktestConfig(scenario=scenario, assets=assets, seed=seed, step_days=step_days)
+    config = BacktestConfig(
+        scenario=scenario, assets=assets, seed=seed, step_days=step_days, workers=workers,
+        cache_dir=None if no_cache else (cache_dir or cache.default_dir()),
+    )  # fmt: skip
     try:
         run = run_backtest(config, chosen, progress=console.log)
-    except (ScenarioError, ValueError) as err:
+    except (ScenarioError, ValueError, CacheError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     result = report(run, horizon_days=horizon_days)

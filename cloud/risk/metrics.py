@@ -1,15 +1,16 @@
-"""How well a backtest's scores ranked the leases that went into arrears.
+"""How well a backtest's scores ranked the leases that went into arrears (see `ranking`).
 
-- AUC: over every (lease, as-of day) observation, the chance that one whose lease falls into
-  arrears within `horizon_days` after it scores above one whose lease does not. Observations
-  of leases already in arrears, and those whose horizon runs past the scenario's end (outcome
-  unknown), are left out. Mann-Whitney U (scipy), ties counted half.
-- Lead time: per lease that fell into arrears, the days from the first as-of day in the
-  `lookback_days` before it with band high or worse to the arrears date; median over the
-  leases caught (with the share caught).
-- Alerts: entries into band high or worse (from a better band, or at the first as-of day),
-  per 100 leases over the scored period.
-- Per signal: the AUC of one signal's points alone, and of the score without it.
+- Lease-week AUC, overall and per cause: observations of leases already in arrears, and those
+  whose horizon runs past the scenario's end (outcome unknown), are left out.
+- Lease-level matched AUC at `LEADS` days before the arrears, overall and per cause.
+- Lead time: per lease that fell into arrears, the days from the first scoring day in the
+  `lookback_days` before it with band high or worse to the arrears date; median (with how many
+  arrears leases were caught at all).
+- Alerts: entries into a band or worse while the lease is still paying (from a better band, or
+  at the first scoring day), per 100 leases per year, and the share followed by arrears within
+  the horizon; for each band a risk team could act on (high, critical).
+- Per signal: the lease-week AUC of one signal's points alone, and of the score without it
+  (lease-week and lease-level at the first lead).
 """
 
 from __future__ import annotations
@@ -20,12 +21,21 @@ from datetime import timedelta
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import mannwhitneyu  # type: ignore[import-untyped]
 
 from cloud.risk.backtest import SIGNALS, BacktestRun
 from cloud.risk.model import Band
+from cloud.risk.ranking import (
+    FloatArray,
+    Panel,
+    auc,
+    auc_by_cause,
+    lead_days,
+    matched_auc,
+    panel_of,
+)
 
-HIGH = Band.HIGH.rank
+LEADS = (30, 60)
+ALERT_BANDS = (Band.HIGH, Band.CRITICAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +45,30 @@ class SignalRow:
     signal: str
     auc_alone: float | None
     auc_without: float | None
+    lease_auc_without: float | None
     observations_with_points: int
+
+
+@dataclass(frozen=True, slots=True)
+class CauseRow:
+    """How the leases in arrears of one cause were ranked and caught."""
+
+    cause: str
+    leases: int
+    lease_week_auc: float | None
+    lease_auc: float | None  # matched, at the first of LEADS
+    caught: int
+    median_lead_days: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """Entries into a band or worse: how many, how often, how many were followed by arrears."""
+
+    band: str
+    alerts: int
+    per_100_leases_per_year: float
+    followed_by_arrears: float | None  # share of alerts with arrears within the horizon
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,82 +82,74 @@ class BacktestReport:
     observations: int
     positives: int
     auc: float | None
+    lease_auc: dict[int, float | None]  # lead days -> matched lease-level AUC
+    lease_auc_cases: dict[int, int]
     median_lead_days: float | None
     caught: int
-    alerts_per_100_leases: float
+    alerts: tuple[AlertRow, ...]
     scored_days: int
+    causes: tuple[CauseRow, ...]
     signals: tuple[SignalRow, ...]
     timings_s: dict[str, float]
 
 
-def auc(scores: npt.NDArray[np.float64], positive: npt.NDArray[np.bool_]) -> float | None:
-    """ROC AUC of `scores` for `positive` (None when either class is empty)."""
-    pos, neg = scores[positive], scores[~positive]
-    if not len(pos) or not len(neg):
-        return None
-    statistic = mannwhitneyu(pos, neg, alternative="two-sided").statistic
-    return float(statistic) / (len(pos) * len(neg))
-
-
-def _arrears_days(run: BacktestRun) -> npt.NDArray[np.float64]:
-    """Per observation: days from its as-of to its lease's arrears (inf: none in the scenario)."""
-    start = run.start
-    days = {
-        lease: (o.arrears_at - start) / timedelta(days=1) if o.arrears_at else np.inf
+def _arrears(run: BacktestRun) -> dict[str, float]:
+    """Per lease: the scenario day its arrears began (inf: none in the scenario)."""
+    return {
+        lease: (o.arrears_at - run.start) / timedelta(days=1) if o.arrears_at else np.inf
         for lease, o in run.outcomes.items()
     }
-    return np.array([days[lease] for lease in run.observations.leases], dtype=np.float64)
 
 
 def _labels(
-    run: BacktestRun, horizon_days: float
+    run: BacktestRun, arrears: dict[str, float], horizon_days: float
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """Which observations count, and which of them are positive."""
     as_of = np.array(run.observations.days, dtype=np.float64)
-    arrears = _arrears_days(run)
-    ahead = arrears - as_of
+    ahead = np.array([arrears[x] for x in run.observations.leases]) - as_of
     within = as_of + horizon_days <= run.resolved.scenario.days
     known = (ahead > 0) & (within | (ahead <= horizon_days))
     return known, ahead <= horizon_days
 
 
-def _lead_days(run: BacktestRun, lookback_days: float) -> list[float]:
-    first_high: dict[str, int] = {}
-    start = run.start
-    obs = run.observations
-    for lease, day, band in zip(obs.leases, obs.days, obs.bands, strict=True):
-        outcome = run.outcomes[lease].arrears_at
-        if outcome is None or band < HIGH or lease in first_high:
-            continue
-        before = (outcome - start) / timedelta(days=1) - day
-        if 0 < before <= lookback_days:
-            first_high[lease] = day
-    return [
-        (run.outcomes[lease].arrears_at - start) / timedelta(days=1) - day  # type: ignore[operator]
-        for lease, day in first_high.items()
-    ]
-
-
-def _alerts(run: BacktestRun) -> int:
-    previous: dict[str, int] = {}
-    count = 0
-    for lease, band in zip(run.observations.leases, run.observations.bands, strict=True):
-        count += band >= HIGH and previous.get(lease, -1) < HIGH
-        previous[lease] = band
-    return count
+def _alerts(panel: Panel, bands: FloatArray, horizon: float, years: float) -> tuple[AlertRow, ...]:
+    leases = len(panel.arrears)
+    rows = []
+    for band in ALERT_BANDS:
+        at = np.nan_to_num(bands, nan=-1.0) >= band.rank
+        before = np.concatenate([np.zeros((leases, 1), dtype=bool), at[:, :-1]], axis=1)
+        paying = panel.days[None, :] < panel.arrears[:, None]
+        entries = at & ~before & paying
+        ahead = panel.arrears[:, None] - panel.days[None, :]
+        followed = entries & (ahead <= horizon)
+        count = int(entries.sum())
+        rows.append(
+            AlertRow(
+                str(band), count, 100.0 * count / leases / years if leases and years else 0.0,
+                float(followed.sum()) / count if count else None,
+            )
+        )  # fmt: skip
+    return tuple(rows)
 
 
 def _signal_rows(
-    points: npt.NDArray[np.float64], positive: npt.NDArray[np.bool_]
+    points: FloatArray, labels: npt.NDArray[np.bool_], lease_auc_without: list[float | None]
 ) -> tuple[SignalRow, ...]:
     rows = []
     for index, signal in enumerate(SIGNALS):
         alone = points[:, index]
         without = np.minimum(np.delete(points, index, axis=1).sum(axis=1), 100.0)
         rows.append(
-            SignalRow(signal, auc(alone, positive), auc(without, positive), int((alone > 0).sum()))
-        )
+            SignalRow(
+                signal, auc(alone, labels), auc(without, labels), lease_auc_without[index],
+                int((alone > 0).sum()),
+            )
+        )  # fmt: skip
     return tuple(rows)
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def report(
@@ -132,28 +157,59 @@ def report(
 ) -> BacktestReport:
     """The figures of a backtest run."""
     obs = run.observations
-    known, positive = _labels(run, horizon_days)
-    scores = np.array(obs.scores, dtype=np.float64)[known]
+    arrears = _arrears(run)
+    causes = {lease: o.cause for lease, o in run.outcomes.items()}
+    known, positive = _labels(run, arrears, horizon_days)
+    scores = np.array(obs.scores, dtype=np.float64)
+    all_points = np.array(obs.points, dtype=np.float64).reshape(-1, len(SIGNALS))
     labels = positive[known]
-    points = np.array(obs.points, dtype=np.float64).reshape(-1, len(SIGNALS))[known]
+    cause_of = np.array([causes[x] for x in obs.leases])[known]
+    panel = panel_of(obs.leases, obs.days, scores, arrears, causes)
+    bands = panel_of(obs.leases, obs.days, np.array(obs.bands, dtype=np.float64), arrears, causes)
+    high = (np.nan_to_num(bands.scores) >= Band.HIGH.rank).astype(np.float64)
+    leads = lead_days(panel, high, lookback_days)
+    matched = {lead: matched_auc(panel, lead, horizon_days) for lead in LEADS}
+    without = []
+    for index in range(len(SIGNALS)):
+        rest = np.minimum(np.delete(all_points, index, axis=1).sum(axis=1), 100.0)
+        part = panel_of(obs.leases, obs.days, rest, arrears, causes)
+        without.append(matched_auc(part, LEADS[0], horizon_days).auc)
     in_arrears = [o for o in run.outcomes.values() if o.arrears_at is not None]
-    causes: dict[str, int] = {}
+    by_cause: dict[str, int] = {}
     for outcome in in_arrears:
-        causes[outcome.cause] = causes.get(outcome.cause, 0) + 1
-    leads = _lead_days(run, lookback_days)
-    leases = len(run.outcomes)
+        by_cause[outcome.cause] = by_cause.get(outcome.cause, 0) + 1
+    week_auc = auc_by_cause(scores[known], labels, cause_of)
+    cause_rows = tuple(
+        CauseRow(
+            cause, count, week_auc.get(cause),
+            matched_auc(panel, LEADS[0], horizon_days, cause).auc,
+            len(leads.get(cause, [])), _median(leads.get(cause, [])),
+        )
+        for cause, count in sorted(by_cause.items())
+    )  # fmt: skip
+    scored_days = max(obs.days) - min(obs.days) + run_step(obs.days) if obs.days else 0
+    every_lead = [x for found in leads.values() for x in found]
     return BacktestReport(
         scenario=run.resolved.scenario.name,
-        leases=leases,
+        leases=len(run.outcomes),
         leases_in_arrears=len(in_arrears),
-        arrears_by_cause=dict(sorted(causes.items())),
+        arrears_by_cause=dict(sorted(by_cause.items())),
         observations=int(known.sum()),
         positives=int(labels.sum()),
-        auc=auc(scores, labels),
-        median_lead_days=statistics.median(leads) if leads else None,
-        caught=len(leads),
-        alerts_per_100_leases=100.0 * _alerts(run) / leases if leases else 0.0,
-        scored_days=max(obs.days) - min(obs.days) + 1 if obs.days else 0,
-        signals=_signal_rows(points, labels),
+        auc=auc(scores[known], labels),
+        lease_auc={lead: m.auc for lead, m in matched.items()},
+        lease_auc_cases={lead: m.cases for lead, m in matched.items()},
+        median_lead_days=_median(every_lead),
+        caught=len(every_lead),
+        alerts=_alerts(panel, bands.scores, horizon_days, scored_days / 365.0),
+        scored_days=scored_days,
+        causes=cause_rows,
+        signals=_signal_rows(all_points[known], labels, without),
         timings_s=dict(run.timings),
     )
+
+
+def run_step(days: list[int]) -> int:
+    """The spacing of the scoring days (1 when scored once)."""
+    distinct = sorted(set(days))
+    return distinct[1] - distinct[0] if len(distinct) > 1 else 1

@@ -62,6 +62,17 @@ class LeaseSignals:
     data_completeness: float | None
     #: Days since the lease started (new leases have little history to judge).
     lease_age_days: float
+    #: The peer group's (same asset type and region) median of the same two ratios over the
+    #: same windows (None: fewer than 5 peers known). When the whole group dips, it is the
+    #: season, not the lessee: the score judges the lease's ratio over min(1, the peers').
+    peer_utilization_vs_contract: float | None = None
+    peer_utilization_vs_baseline: float | None = None
+    #: Assets in the peer group the medians were taken over (0: no peer figures).
+    peer_group_size: int = 0
+    #: Full weeks, newest first, in which season-adjusted use stayed below 80% of the lease's
+    #: baseline (the 8 weeks before the last quarter), and the use over those weeks (0..1).
+    weeks_below_baseline: int = 0
+    sustained_use: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

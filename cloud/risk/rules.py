@@ -29,6 +29,12 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _above(upper: tuple[str, float], lower: tuple[str, float]) -> None:
+    """Refuse `upper` at or below `lower`, naming both keys."""
+    if upper[1] <= lower[1]:
+        raise ValueError(f"{upper[0]} must be above {lower[0]} ({lower[1]})")
+
+
 class Ramp(_Frozen):
     """Points that grow linearly from 0 at `ok` to `weight` at `full` (either direction)."""
 
@@ -52,6 +58,43 @@ class CapacityRamp(Ramp):
     """A ramp on the largest open drop, with a floor any open warning carries."""
 
     floor: float = Field(ge=0.0, le=1.0)
+
+
+class PeerRule(_Frozen):
+    """Below this peer level the whole group is laid up: use-based ratios are not judged."""
+
+    pause: float = Field(ge=0.0, lt=1.0)
+
+    def adjusted(self, ratio: float | None, peer: float | None) -> tuple[float | None, bool]:
+        """(ratio over min(1, the peers'), whether the peers paused); as is without peers."""
+        if ratio is None or peer is None:
+            return ratio, False
+        if peer < self.pause:
+            return None, True
+        return ratio / min(1.0, peer), False
+
+
+class SustainedRule(_Frozen):
+    """Points for weeks of use below baseline: grow with the weeks, scaled by how deep."""
+
+    weight: float = Points
+    ok_weeks: float = Field(ge=0.0)
+    full_weeks: float = Field(gt=0.0)
+    ok_use: float = Field(gt=0.0, le=1.0)
+    full_use: float = Field(ge=0.0, lt=1.0)
+    depth_floor: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        _above(("full_weeks", self.full_weeks), ("ok_weeks", self.ok_weeks))
+        _above(("ok_use", self.ok_use), ("full_use", self.full_use))
+        return self
+
+    def points(self, weeks: int, use: float | None) -> float:
+        """weight x (weeks share) x max(depth_floor, depth share)."""
+        share = min(1.0, max(0.0, (weeks - self.ok_weeks) / (self.full_weeks - self.ok_weeks)))
+        depth = 0.0 if use is None else (self.ok_use - use) / (self.ok_use - self.full_use)
+        return self.weight * share * max(self.depth_floor, min(1.0, depth))
 
 
 class CountRule(_Frozen):
@@ -116,10 +159,8 @@ class BandRule(_Frozen):
 
     @model_validator(mode="after")
     def _increasing(self) -> Self:
-        if self.high <= self.medium:
-            raise ValueError(f"high must be above medium ({self.medium})")
-        if self.critical <= self.high:
-            raise ValueError(f"critical must be above high ({self.high})")
+        _above(("high", self.high), ("medium", self.medium))
+        _above(("critical", self.critical), ("high", self.high))
         return self
 
     def band(self, score: float) -> Band:
@@ -147,6 +188,8 @@ class ScoringRules(_Frozen):
     utilization_vs_contract: Ramp
     utilization_vs_baseline: Ramp
     capacity_warning: CapacityRamp
+    sustained_decline: SustainedRule
+    peers: PeerRule
     faults: FaultRule
     silence: Ramp
     tamper: CountRule

@@ -2,7 +2,9 @@
 
 A lease's score is the sum of its signals' points (see `rules.toml`), capped at 100. Each signal
 with points becomes a `Reason` with a one-sentence summary and the numbers behind it; reasons
-are ranked by points. Utilization-based points (vs contract, vs baseline, capacity warnings) are
+are ranked by points. Use ratios are judged against the peer group's (a season dips the whole
+group); a group laid up suspends them (`peer_group_dip`, 0 points). Utilization-based points
+(vs contract, vs baseline, sustained drops, capacity warnings) are
 scaled down when the data is incomplete (a poor link must not look like an idle machine) and
 for young leases (little history to judge); either shows as an informational reason (0 points).
 """
@@ -22,6 +24,8 @@ REASON_CODES = (
     "utilization_below_contract",
     "utilization_below_baseline",
     "capacity_warning",
+    "sustained_decline",
+    "peer_group_dip",
     "fault_burden",
     "asset_silent",
     "tamper",
@@ -54,53 +58,107 @@ def _pct(share: float) -> str:
 
 
 def _ratio_reason(
-    code: str, ramp: Ramp, ratio: float | None, factor: float, summary: str
+    code: str, ramp: Ramp, ratios: tuple[float | None, float | None], factor: float, summary: str
 ) -> Reason | None:
-    """A reason for a utilization ratio below its ramp's `ok`, scaled by `factor`."""
-    if ratio is None:
+    """A reason for a (season-adjusted) utilization ratio below its ramp's `ok`."""
+    ratio, adjusted = ratios
+    if adjusted is None or ratio is None:
         return None
-    points = ramp.weight * ramp.share(ratio) * factor
+    points = ramp.weight * ramp.share(adjusted) * factor
     if points <= 0.0:
         return None
-    evidence: Evidence = {"ratio": round(ratio, 3), "ok": ramp.ok, "discount_factor": factor}
-    return Reason(code, points, summary.format(pct=_pct(ratio)), evidence)
+    evidence: Evidence = {
+        "ratio": round(ratio, 3),
+        "season_adjusted_ratio": round(adjusted, 3),
+        "ok": ramp.ok,
+        "discount_factor": factor,
+    }
+    return Reason(code, points, summary.format(pct=_pct(ratio), adj=_pct(adjusted)), evidence)
+
+
+def _peer_note(s: LeaseSignals, paused: bool, peer: float | None) -> Reason | None:
+    """Informational: the peer group was laid up, so use-based ratios were not judged."""
+    if not paused or peer is None:
+        return None
+    summary = (
+        f"The peer group ({s.peer_group_size} assets of the same type and region) ran at "
+        f"{_pct(peer)} of its baseline: the season, not the lessee; use ratios not judged."
+    )
+    evidence: Evidence = {"peer_ratio": round(peer, 3), "peer_group_size": s.peer_group_size}
+    return Reason("peer_group_dip", 0.0, summary, evidence)
+
+
+def _sustained_reason(s: LeaseSignals, rules: ScoringRules, factor: float) -> Reason | None:
+    """Weeks of use below baseline: a sustained drop, not a dip."""
+    points = rules.sustained_decline.points(s.weeks_below_baseline, s.sustained_use) * factor
+    if points <= 0.0:
+        return None
+    use = s.sustained_use or 0.0
+    summary = (
+        f"Use has stayed below 80% of its baseline for {s.weeks_below_baseline} week(s) "
+        f"running, at {_pct(use)} of it (season-adjusted)."
+    )
+    evidence: Evidence = {
+        "weeks": s.weeks_below_baseline,
+        "use_vs_baseline": round(use, 3),
+        "discount_factor": factor,
+    }
+    return Reason("sustained_decline", points, summary, evidence)
+
+
+def _capacity_reason(s: LeaseSignals, rules: ScoringRules, factor: float) -> Reason | None:
+    if s.capacity_warnings <= 0:
+        return None
+    rule = rules.capacity_warning
+    drop = s.capacity_drop or 0.0
+    points = rule.weight * max(rule.floor, rule.share(drop)) * factor
+    summary = (
+        f"{s.capacity_warnings} open capacity warning(s): use fell by up to {_pct(drop)} "
+        "and stayed down."
+    )
+    evidence: Evidence = {
+        "warnings": s.capacity_warnings,
+        "largest_drop": round(drop, 3),
+        "discount_factor": factor,
+    }
+    return Reason("capacity_warning", points, summary, evidence)
 
 
 def _usage_reasons(s: LeaseSignals, rules: ScoringRules, factor: float) -> list[Reason]:
-    """Utilization vs contract, vs baseline and capacity warnings, scaled by `factor`."""
+    """Use vs contract and baseline (against the peers), sustained drops, capacity warnings."""
     factor = round(factor, 3)
+    contract, contract_paused = rules.peers.adjusted(
+        s.utilization_vs_contract, s.peer_utilization_vs_contract
+    )
+    baseline, baseline_paused = rules.peers.adjusted(
+        s.utilization_vs_baseline, s.peer_utilization_vs_baseline
+    )
     found = [
         _ratio_reason(
             "utilization_below_contract",
             rules.utilization_vs_contract,
-            s.utilization_vs_contract,
+            (s.utilization_vs_contract, contract),
             factor,
             f"The assets ran {{pct}} of the hours the contract expects over the last "
-            f"{s.window_days} days.",
+            f"{s.window_days} days ({{adj}} against their peers').",
         ),
         _ratio_reason(
             "utilization_below_baseline",
             rules.utilization_vs_baseline,
-            s.utilization_vs_baseline,
+            (s.utilization_vs_baseline, baseline),
             factor,
-            "Use in the last 14 days was {pct} of the assets' own baseline.",
+            "Use in the last 14 days was {pct} of the assets' own baseline "
+            "({adj} against their peers').",
         ),
+        _sustained_reason(s, rules, factor),
+        _capacity_reason(s, rules, factor),
+        _peer_note(s, baseline_paused or contract_paused, _paused_peer(s, baseline_paused)),
     ]
-    if s.capacity_warnings > 0:
-        rule = rules.capacity_warning
-        drop = s.capacity_drop or 0.0
-        points = rule.weight * max(rule.floor, rule.share(drop)) * factor
-        summary = (
-            f"{s.capacity_warnings} open capacity warning(s): use fell by up to {_pct(drop)} "
-            "and stayed down."
-        )
-        evidence: Evidence = {
-            "warnings": s.capacity_warnings,
-            "largest_drop": round(drop, 3),
-            "discount_factor": factor,
-        }
-        found.append(Reason("capacity_warning", points, summary, evidence))
     return [r for r in found if r is not None]
+
+
+def _paused_peer(s: LeaseSignals, baseline_paused: bool) -> float | None:
+    return s.peer_utilization_vs_baseline if baseline_paused else s.peer_utilization_vs_contract
 
 
 def _fault_reason(s: LeaseSignals, rules: ScoringRules) -> Reason | None:

@@ -11,7 +11,8 @@ import pytest
 
 from cloud.detectors.scoring import scenario_labels
 from cloud.risk.backtest import BacktestConfig, BacktestRun, run_backtest
-from cloud.risk.metrics import auc, report
+from cloud.risk.metrics import report
+from cloud.risk.ranking import auc, matched_auc, panel_of
 from cloud.risk.rules import ScoringRules
 from firmware_sim.repayment import draw_outcomes
 
@@ -134,3 +135,46 @@ def test_first_day_past_the_scenario_is_refused(tmp_path: Path, rules: ScoringRu
     path.write_text(QUIET, encoding="utf-8")
     with pytest.raises(ValueError, match="past the scenario's 63 days"):
         run_backtest(BacktestConfig(scenario=str(path), first_day=70), rules)
+
+
+def test_matched_auc_compares_each_arrears_lease_with_the_clean_leases_that_day() -> None:
+    days = [0, 7, 14, 21]
+    scores = {
+        "bad": [10.0, 20.0, 60.0, 80.0],  # arrears on day 50: taken on day 14 at lead 30
+        "late": [90.0, 90.0, 90.0, 90.0],  # arrears on day 200: clean within the horizon
+        "good": [30.0, 50.0, 50.0, 50.0],
+        "calm": [0.0, 0.0, 70.0, 0.0],
+    }
+    leases = [lease for lease in scores for _ in days]
+    flat = np.array([s for lease in scores for s in scores[lease]])
+    arrears = {"bad": 50.0, "late": 200.0, "good": np.inf, "calm": np.inf}
+    causes = {lease: "base_rate" if lease in ("bad", "late") else "none" for lease in scores}
+    panel = panel_of(leases, days * 4, flat, arrears, causes)
+    found = matched_auc(panel, lead_days=30.0, horizon_days=90.0)
+    assert found.cases == 1  # "late" has its arrears past the last scoring day + lead
+    assert found.auc == pytest.approx(1 / 3)  # day 14: 60 beats good (50), loses to late, calm
+    assert matched_auc(panel, lead_days=30.0, horizon_days=90.0, cause="tamper").cases == 0
+
+
+def test_alerts_are_entries_while_paying_per_100_leases_a_year(
+    utilization_run: BacktestRun,
+) -> None:
+    result = report(utilization_run)
+    obs = utilization_run.observations
+    arrears = {
+        lease: (o.arrears_at - utilization_run.start) / timedelta(days=1)
+        for lease, o in utilization_run.outcomes.items()
+        if o.arrears_at is not None
+    }
+    previous: dict[str, int] = {}
+    entries = 0
+    for lease, day, band in zip(obs.leases, obs.days, obs.bands, strict=True):
+        entries += band >= 2 and previous.get(lease, -1) < 2 and day < arrears.get(lease, 1e9)
+        previous[lease] = band
+    high = result.alerts[0]
+    assert (high.band, high.alerts) == ("high", entries)
+    years = result.scored_days / 365.0
+    assert high.per_100_leases_per_year == pytest.approx(100.0 * entries / 40 / years)
+    assert result.alerts[1].alerts <= high.alerts
+    assert sum(row.leases for row in result.causes) == result.leases_in_arrears
+    assert result.lease_auc_cases[30] > 0

@@ -176,3 +176,33 @@ def test_lessee_without_leases_and_with_future_scores(rules: ScoringRules) -> No
     future = score_lease(signals(as_of=AS_OF + timedelta(days=1)), rules)
     with pytest.raises(ValueError, match="dated after"):
         score_lessee("C-1", [future], rules, AS_OF)
+
+
+def test_without_peer_figures_the_ratios_score_as_they_are(rules: ScoringRules) -> None:
+    lease = signals(utilization_vs_baseline=0.5)
+    reason = {r.code: r for r in score_lease(lease, rules).reasons}["utilization_below_baseline"]
+    assert reason.evidence["season_adjusted_ratio"] == reason.evidence["ratio"] == 0.5
+    assert reason.points == pytest.approx(40.0 * (0.85 - 0.5) / (0.85 - 0.35), abs=0.01)
+
+
+def test_a_laid_up_peer_group_suspends_the_use_ratios(rules: ScoringRules) -> None:
+    laid_up = {"peer_utilization_vs_contract": 0.35, "peer_utilization_vs_baseline": 0.25}
+    lease = signals(
+        utilization_vs_contract=0.3, utilization_vs_baseline=0.3, peer_group_size=140, **laid_up
+    )
+    score = score_lease(lease, rules)
+    assert score.score == 0.0
+    note = {r.code: r for r in score.reasons}["peer_group_dip"]
+    assert note.evidence == {"peer_ratio": 0.25, "peer_group_size": 140}
+    assert "140 assets" in note.summary
+
+
+def test_sustained_points_grow_with_weeks_and_depth(rules: ScoringRules) -> None:
+    def points(weeks: int, use: float) -> float:
+        lease = signals(weeks_below_baseline=weeks, sustained_use=use)
+        found = {r.code: r.points for r in score_lease(lease, rules).reasons}
+        return found.get("sustained_decline", 0.0)
+
+    assert points(1, 0.2) == 0.0
+    assert 0.0 < points(2, 0.6) < points(4, 0.6) < points(4, 0.3) < points(5, 0.3)
+    assert points(5, 0.3) == points(9, 0.3) == rules.sustained_decline.weight
