@@ -13,6 +13,7 @@ and a pass re-checks under the lock, so two workers sweeping together do the wor
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, and_, select
 from sqlalchemy.orm import aliased
@@ -107,30 +108,42 @@ class Sweep:
             if not candidates:
                 return False
             leased = self.runner.lease(conn, candidates, wall, skip=True)
-            self.runner.load_details(conn, leased)
             today = wall.date().isoformat()
-            for work in leased:
-                if work.stream.sweep_day == today:
-                    continue
+            due = [w for w in leased if w.stream.sweep_day != today]
+            self.runner.load_details(conn, due)
+            rows = running_rollups(conn, [w.device for w in due], cutoff - SETTLE)
+            for work in due:
                 work.stream.sweep_day = today
-                outcome.findings += self._judge_usage(conn, work, wall)
+                outcome.findings += self._judge_usage(work, rows.get(work.device, []), wall)
                 outcome.evaluations += 1
             self.runner.finish(conn, leased, outcome, wall)
         return len(leased) == CHUNK  # a gateway another worker holds waits for the next pass
 
-    def _judge_usage(self, conn: Connection, work: DeviceWork, wall: datetime) -> list[Finding]:
-        midnight = settle_time(wall) - SETTLE
-        r = rollups.c
-        query = (
-            select(r.metric, r.bucket, r.count, r.sum)
-            .where(r.device == work.device, r.resolution_s == 3600, r.metric == "running")
-            .where(r.bucket >= midnight - UTILIZATION.window, r.bucket < midnight)
-        )
-        rows = [dict(row._mapping) for row in conn.execute(query)]
+    def _judge_usage(
+        self, work: DeviceWork, rows: list[dict[str, Any]], wall: datetime
+    ) -> list[Finding]:
         days = settled_days(day_usage(rows), wall, SETTLE)
         ctx = work.asset
         data = AssetData(work.device, ctx.asset_type, wall, days=tuple(days), holidays=ctx.holidays)
         return self.runner.run_detector(work, UTILIZATION, data)
+
+
+def running_rollups(
+    conn: Connection, devices: list[str], midnight: datetime
+) -> dict[str, list[dict[str, Any]]]:
+    """The 1-hour `running` rollups of these gateways in the window before `midnight`, one query."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    if not devices:
+        return found
+    r = rollups.c
+    query = (
+        select(r.device, r.metric, r.bucket, r.count, r.sum)
+        .where(r.device.in_(devices), r.resolution_s == 3600, r.metric == "running")
+        .where(r.bucket >= midnight - UTILIZATION.window, r.bucket < midnight)
+    )
+    for row in conn.execute(query):
+        found.setdefault(row.device, []).append(dict(row._mapping))
+    return found
 
 
 _NEVER = timedelta(days=3650)  # no reading passes a minute by this much: only idleness closes

@@ -6,11 +6,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from cloud.alerts.store import AlertStore
 from cloud.detection.context import FileContextSource
 from cloud.detection.runner import DetectionRunner, Timing
 from cloud.detection.sweep import Sweep
+from cloud.detector_state import load_detector_state
+from cloud.schema import rollups
 from cloud.state import StateStore
 from tests.cloud.detection.gateways import Gateway, minute_start
 
@@ -72,3 +75,30 @@ def test_sweep_opens_one_silence_per_gateway(runner: DetectionRunner) -> None:
     assert [(a.key, a.status, a.evidence["cause"]) for a in silences] == [
         ("gateway", "open", "power_cut")
     ]
+
+
+def test_daily_utilization_pass_reads_each_gateways_rollups_once(runner: DetectionRunner) -> None:
+    wall = minute_start().replace(hour=3, minute=0)  # past today's settle time
+    midnight = wall.replace(hour=0)
+    hours = {"gw-1": 8, "gw-2": 3}  # running hours on each of the last 7 days
+    rows = [
+        {"device": device, "sensor": "plc", "metric": "running", "resolution_s": 3600,
+         "bucket": midnight - timedelta(days=day, hours=hour), "unit": "", "count": 60,
+         "sum": 60.0 if hour <= ran else 0.0, "min": 0.0, "max": 1.0}
+        for device, ran in hours.items()
+        for day in range(7)
+        for hour in range(1, 25)
+    ]  # fmt: skip
+    with runner.engine.begin() as conn:
+        conn.execute(insert(rollups), rows)
+    for device in hours:  # gateways the worker has seen
+        gw = Gateway(device)
+        runner.process(gw.stream(wall - timedelta(minutes=3), wall - timedelta(minutes=2)), wall)
+    sweep = Sweep(runner, timedelta(seconds=30))
+    first = sweep.run_once(wall)
+    again = sweep.run_once(wall + timedelta(minutes=1))
+    assert (first.evaluations, again.evaluations) == (len(hours), 0)  # once a day per gateway
+    with runner.engine.connect() as conn:
+        states = {d: load_detector_state(conn, d, "utilization") for d in hours}
+    assert all(state is not None for state in states.values())
+    assert states["gw-1"] != states["gw-2"]  # each took its own days
