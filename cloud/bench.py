@@ -91,6 +91,12 @@ class IngestBenchResult:
         return self.sent_readings / self.publish_s if self.publish_s else 0.0
 
     @property
+    def readings_per_cpu_s(self) -> float:
+        """Readings stored per CPU-second of all workers (comparable on a shared machine)."""
+        cpu_s = sum(self.worker_cpu_percent) / 100 * self.ingest_s
+        return self.stored_readings / cpu_s if cpu_s else 0.0
+
+    @property
     def drain_s(self) -> float:
         """Seconds the workers needed after the last publish to store everything."""
         return max(0.0, self.ingest_s - self.publish_s)

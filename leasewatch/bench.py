@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -78,6 +79,8 @@ def ingest_table(result: IngestBenchResult) -> Table:
          f"{result.offered_per_s:,.0f}; {result.drain_s:.1f} s", ""),
         ("fleet retries (not delivered / no PUBACK)", f"{result.fleet_retries}", ""),
         ("worker CPU (% of one core)", ", ".join(f"{c}%" for c in result.worker_cpu_percent), ""),
+        ("readings per worker CPU-second", f"{result.readings_per_cpu_s:,.0f}", ""),
+        ("machine load average (1 min, at the end)", f"{os.getloadavg()[0]:.1f}", ""),
     ]  # fmt: skip
     for row in rows:
         table.add_row(*row)
