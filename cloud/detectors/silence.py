@@ -147,17 +147,6 @@ class SilenceDetector:
         found += self._parked(now, quiet)
         return found + self._removed(now)
 
-    def _zero(self, sample: MinuteSample) -> None:
-        """Count samples whose vibration and current both read zero (after they read more)."""
-        s, t = self.state, self.t
-        vibration = sample.values.get("vibration_rms")
-        current = sample.values.get("motor_current")
-        if vibration is None or current is None:
-            return
-        zero = vibration <= t.zero_vibration and current <= t.zero_current
-        s.sensors_felt = s.sensors_felt or not zero
-        s.zero_run = s.zero_run + 1 if zero and s.sensors_felt else 0
-
     def _removed(self, now: datetime) -> list[Finding]:
         """Sensors removed while the gateway stays online: a tamper finding of its own."""
         s, t = self.state, self.t
@@ -182,16 +171,7 @@ class SilenceDetector:
     def _take(self, inputs: SilenceInputs) -> None:
         """Fold new samples, events and positions into the state."""
         s = self.state
-        for sample in inputs.minutes:
-            if s.silence is not None and sample.ts > s.silence.since:
-                s.silence.covered += 1
-            if s.last_seen is None or sample.ts > s.last_seen:
-                s.last_seen = sample.ts
-                s.running = sample.running()
-            if sample.running():
-                s.last_running_at = max(s.last_running_at or sample.ts, sample.ts)
-            self._day(sample, inputs.holidays)
-            self._zero(sample)
+        self._samples(inputs.minutes, inputs.holidays)
         if inputs.last_live_at is not None and (
             s.last_seen is None or inputs.last_live_at > s.last_seen
         ):
@@ -204,6 +184,33 @@ class SilenceDetector:
             s.near_home = distance_km((last.lat, last.lon), inputs.home) <= self.t.home_km
         if s.silence is None and inputs.boot is not None:
             s.boot = inputs.boot
+
+    def _samples(self, minutes: tuple[MinuteSample, ...], holidays: frozenset[date]) -> None:
+        """Fold samples in order, the per-sample fields kept in locals and stored once.
+
+        (A pydantic assignment costs far more than a local one, and this runs per sample.)
+        """
+        if not minutes:
+            return
+        s, t = self.state, self.t
+        since = s.silence.since if s.silence is not None else None
+        covered = 0
+        last_seen, running, last_running = s.last_seen, s.running, s.last_running_at
+        felt, zero_run = s.sensors_felt, s.zero_run
+        for sample in minutes:
+            ts, ran = sample.ts, sample.running()
+            if since is not None and ts > since:
+                covered += 1
+            if last_seen is None or ts > last_seen:
+                last_seen, running = ts, ran
+            if ran:
+                last_running = ts if last_running is None else max(last_running, ts)
+            self._day(sample, ran, holidays)
+            felt, zero_run = _zero_step(sample, felt, zero_run, t)
+        if s.silence is not None and covered:
+            s.silence.covered += covered
+        s.last_seen, s.running, s.last_running_at = last_seen, running, last_running
+        s.sensors_felt, s.zero_run = felt, zero_run
 
     def _open(self, status: StatusInput | None, now: datetime) -> Finding:
         s, t = self.state, self.t
@@ -254,7 +261,7 @@ class SilenceDetector:
         }  # fmt: skip
         return self._finding(episode, now, open_=False, evidence=evidence)
 
-    def _day(self, sample: MinuteSample, holidays: frozenset[date]) -> None:
+    def _day(self, sample: MinuteSample, ran: bool | None, holidays: frozenset[date]) -> None:
         """Track the sample's UTC day; judge the previous day when a new one starts."""
         s = self.state
         today = sample.ts.date()
@@ -265,7 +272,8 @@ class SilenceDetector:
         if today == s.day:
             if sample.ts.hour not in s.day_hours:
                 s.day_hours.append(sample.ts.hour)
-            s.day_ran = s.day_ran or bool(sample.running())
+            if ran and not s.day_ran:
+                s.day_ran = True
 
     def _close_day(self, day: date, holidays: frozenset[date]) -> None:
         """A working day without running adds to the missed run; any running resets it."""
@@ -337,6 +345,19 @@ class SilenceDetector:
             since=episode.since, at=now, summary=summary, evidence=evidence,
             confidence=episode.confidence,
         )  # fmt: skip
+
+
+def _zero_step(
+    sample: MinuteSample, felt: bool, zero_run: int, t: SilenceThresholds
+) -> tuple[bool, int]:
+    """Samples in a row whose vibration and current both read zero (after they read more)."""
+    vibration = sample.values.get("vibration_rms")
+    current = sample.values.get("motor_current")
+    if vibration is None or current is None:
+        return felt, zero_run
+    zero = vibration <= t.zero_vibration and current <= t.zero_current
+    felt = felt or not zero
+    return felt, zero_run + 1 if zero and felt else 0
 
 
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
