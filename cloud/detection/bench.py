@@ -297,7 +297,8 @@ def summary(result: DetectBenchResult) -> list[tuple[str, str, str]]:
         ),
         (
             "machine load (1 min, before / after)",
-            f"{result.load_average[0]:.1f} / {result.load_average[1]:.1f} on {os.cpu_count()} cores",
+            f"{result.load_average[0]:.1f} / {result.load_average[1]:.1f}"
+            f" on {os.cpu_count()} cores",
             "",
         ),
     ]
