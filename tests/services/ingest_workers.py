@@ -95,10 +95,20 @@ class IngestWorker:
         """The process id while it runs."""
         return self._process.pid if self._process is not None else None
 
-    def start(self) -> None:
-        """Launch the process (a fresh ops port each time) and wait until it is subscribed."""
+    def start(self, attempts: int = 3) -> None:
+        """Launch the process and wait until it is subscribed; a fresh ops port each attempt."""
+        # another process may take the chosen port before the worker binds it: try again
         if self._process is not None and self._process.poll() is None:
             raise RuntimeError(f"{self.client_id} is already running")
+        for _ in range(attempts):
+            self._launch()
+            if self._wait_connected(START_TIMEOUT_S):
+                return
+            if "Address already in use" not in self.log_tail(5):
+                break
+        pytest.fail(f"{self.client_id} did not connect:\n{self.log_tail()}", pytrace=False)
+
+    def _launch(self) -> None:
         self.ops_port = free_port()
         env = worker_env(
             self._broker,
@@ -119,20 +129,19 @@ class IngestWorker:
                 stderr=subprocess.STDOUT,
             )
         self.starts += 1
-        self.wait_connected(START_TIMEOUT_S)
 
-    def wait_connected(self, timeout: float) -> None:
-        """Block until /healthz says the worker is connected to the broker, or fail the test."""
+    def _wait_connected(self, timeout: float) -> bool:
+        """Whether /healthz said the worker is connected to the broker within `timeout`."""
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.ops_port}/healthz"
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
-                break
+                return False
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(url, timeout=1).status_code == httpx.codes.OK:
-                    return
+                    return True
             time.sleep(0.1)
-        pytest.fail(f"{self.client_id} did not connect:\n{self.log_tail()}", pytrace=False)
+        return False
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, nothing acknowledged that was not already."""
