@@ -1,0 +1,1 @@
+"""Commands to gateways: stored requests, MQTT delivery and the gateways' acknowledgements."""
