@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 
@@ -61,11 +61,17 @@ def _require_finite(value: float) -> float:
 FiniteFloat = Annotated[float, AfterValidator(_require_finite)]
 
 
+_ZERO = timedelta(0)
+
+
 def _to_millis(ts: datetime) -> datetime:
     """Truncate to whole milliseconds in UTC, the resolution every store keeps."""
-    if ts.tzinfo is UTC and ts.microsecond % 1000 == 0:
-        return ts  # the common case on the ingest path: already exact
-    return ts.astimezone(UTC).replace(microsecond=ts.microsecond // 1000 * 1000)
+    micros = ts.microsecond - ts.microsecond % 1000
+    if ts.tzinfo is UTC and micros == ts.microsecond:
+        return ts  # already exact (models built in Python)
+    if ts.utcoffset() == _ZERO:  # parsed "...Z": pydantic's own UTC object, not datetime.UTC
+        return ts.replace(tzinfo=UTC, microsecond=micros)
+    return ts.astimezone(UTC).replace(microsecond=micros)
 
 
 MillisTime = Annotated[AwareDatetime, AfterValidator(_to_millis)]
@@ -194,6 +200,7 @@ class RejectReason(StrEnum):
     STORE_REFUSED = "store_refused_reading"
     UNKNOWN_DEVICE = "unknown_device"
     TIMESTAMP_RANGE = "timestamp_out_of_range"
+    UNKNOWN_COMMAND = "unknown_command"  # an ack for no command the cloud sent this gateway
 
 
 class RejectedMessageError(Exception):

@@ -168,3 +168,18 @@ def test_health_commands_and_acks_round_trip() -> None:
         decode_command(
             b'{"v": 1, "id": "x", "name": "self_destruct", "issued_at": "2026-01-01T00:00:00Z"}'
         )
+
+
+def test_decoded_times_are_whole_milliseconds_in_utc_whatever_the_offset_written() -> None:
+    body = {
+        "v": 1, "device": "gw-0001", "boot": "b1", "seq": 0, "sent_at": "2026-12-04T12:00:00Z",
+        "readings": [
+            {"sensor": "m", "metric": "a", "ts": "2026-12-04T12:00:00.123456Z", "value": 1},
+            {"sensor": "m", "metric": "a", "ts": "2026-12-04T13:00:00.5+01:00", "value": 2},
+        ],
+    }  # fmt: skip
+    batch = decode_telemetry(telemetry_topic("gw-0001"), json.dumps(body).encode())
+    first, second = (r.ts for r in batch.readings)
+    assert first.tzinfo is UTC and second.tzinfo is UTC
+    assert first == datetime(2026, 12, 4, 12, 0, 0, 123000, tzinfo=UTC)
+    assert second == datetime(2026, 12, 4, 12, 0, 0, 500000, tzinfo=UTC)
