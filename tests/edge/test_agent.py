@@ -243,6 +243,12 @@ async def test_kill_9_mid_stream_loses_nothing_duplicates_nothing_and_sigterm_fl
         assert held, "the killed agent had readings not yet acknowledged"
 
         second = await start_agent(config, log)
+        # up (its SIGTERM handler installed: a loaded machine takes seconds to import), then 3 s
+        await eventually(
+            lambda: asyncio.to_thread(log.read_text),
+            lambda t: t.count("mqtt link up") >= 2,
+            timeout=30,
+        )
         await asyncio.sleep(3.0)
         second.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(second.wait(), 20) == 0, log.read_text()[-3000:]
