@@ -13,8 +13,10 @@ topics, nothing else). It exists for load tests and must never be provisioned in
 Per-connection last wills cannot stand for one device, so the gateway stream publishes the
 offline status the broker would have published for it.
 
-Time: window k (`batch_s` simulated seconds) is published when `start + (k+1) * batch_s / speed`
-real seconds have passed; `speed=None` publishes as fast as the broker acknowledges.
+Time: window k (`batch_s` simulated seconds) is published from `start + (k+1) * batch_s / speed`
+real seconds on, the gateways of each connection spread evenly over the next window (a fleet
+whose gateways all sent at the same instant would load the cloud in bursts); `speed=None`
+publishes as fast as the broker acknowledges.
 
 Delivery, like a gateway (`edge.link`): a publish the broker acknowledges without delivering
 (PUBACK 0x10 "no matching subscribers", which Mosquitto answers after a restart until the
@@ -110,11 +112,11 @@ class _Pace:
         limit = self.plan.duration_s
         return None if limit is None else self.start + limit
 
-    async def wait_for(self, index: int) -> None:
-        """Sleep until window `index` is due (its simulated end reached), noting any lag."""
+    async def wait_for(self, index: int, share: float = 0.0) -> None:
+        """Sleep until window `index` (plus `share` of the next) is due, noting any lag."""
         if self.plan.speed is None:
             return
-        due = self.start + (index + 1) * self.batch_s / self.plan.speed
+        due = self.start + (index + 1 + share) * self.batch_s / self.plan.speed
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -278,8 +280,9 @@ async def _produce(
     for index in range(count):
         if pace.expired():
             break
-        await pace.wait_for(index)
-        for stream in streams:
+        for position, stream in enumerate(streams):
+            # real gateways do not send in step: spread the slice's gateways over the window
+            await pace.wait_for(index, position / len(streams))
             for message in stream.window(index):
                 await lane.queue.put(message)
         on_window()
