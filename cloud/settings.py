@@ -110,6 +110,12 @@ class CloudSettings(BaseSettings):
     ## Scoring rules file (unset: the packaged cloud/risk/rules.toml).
     risk_rules_file: Path | None = None
 
+    ## Gateway commands (docs/commands.md): how long a command stays valid unless its request
+    ## says otherwise (unanswered by then: expired, and the gateway will not run it), and how
+    ## often the API's command link looks for queued commands and expired ones.
+    command_ttl_s: Annotated[float, Field(ge=5, le=7 * 86_400)] = 3600.0
+    command_poll_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+
     @model_validator(mode="after")
     def _webhook_secret_when_webhooks(self) -> Self:
         """Refuse webhooks without a strong signing secret outside demo mode."""

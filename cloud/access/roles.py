@@ -33,6 +33,8 @@ class Permission(StrEnum):
     READ_OPERATIONS = "read_operations"
     OPERATE_DELIVERIES = "operate_deliveries"
     PROVISION_DEVICES = "provision_devices"
+    COMMAND_GATEWAYS = "command_gateways"
+    IMMOBILIZE_ASSETS = "immobilize_assets"
     MANAGE_USERS = "manage_users"
 
 
@@ -49,13 +51,16 @@ ROLE_PERMISSIONS: Mapping[Permission, frozenset[Role]] = {
     Permission.READ_OPERATIONS: frozenset({_OP, _AD}),
     Permission.OPERATE_DELIVERIES: frozenset({_OP, _AD}),
     Permission.PROVISION_DEVICES: frozenset({_OP, _AD}),
+    Permission.COMMAND_GATEWAYS: frozenset({_OP, _AD}),
+    # Stopping a lessee's machine is a contractual remedy, not operations (docs/security.md).
+    Permission.IMMOBILIZE_ASSETS: frozenset({_AD}),
     Permission.MANAGE_USERS: frozenset({_AD}),
 }
 """Which roles hold each permission (admin holds all)."""
 
 PERMISSION_MEANING: Mapping[Permission, str] = {
     Permission.READ_TELEMETRY: "devices, readings, rollups, ledger, completeness, events, "
-    "health, dashboards",
+    "health, command history, dashboards",
     Permission.READ_ALERTS: "list and read alerts and their deliveries",
     Permission.ACT_ON_ALERTS: "acknowledge and resolve alerts",
     Permission.PLAN_MAINTENANCE: "plan, change and delete maintenance windows",
@@ -65,6 +70,9 @@ PERMISSION_MEANING: Mapping[Permission, str] = {
     Permission.READ_OPERATIONS: "Prometheus metrics, ingest rejections, delivery dead letters",
     Permission.OPERATE_DELIVERIES: "retry dead-lettered notifications",
     Permission.PROVISION_DEVICES: "register gateways, issue, rotate and revoke MQTT credentials",
+    Permission.COMMAND_GATEWAYS: "send ping, read_now, set_poll_interval and push_config to "
+    "gateways",
+    Permission.IMMOBILIZE_ASSETS: "send immobilize and release (stop or free a leased machine)",
     Permission.MANAGE_USERS: "create users and API keys, revoke keys, see every tenant",
 }
 """What each permission covers, for the docs and error messages."""

@@ -241,6 +241,7 @@ ReadRisk = _permission(Permission.READ_RISK)
 ReadOperations = _permission(Permission.READ_OPERATIONS)
 OperateDeliveries = _permission(Permission.OPERATE_DELIVERIES)
 ProvisionDevices = _permission(Permission.PROVISION_DEVICES)
+CommandGateways = _permission(Permission.COMMAND_GATEWAYS)
 ManageUsers = _permission(Permission.MANAGE_USERS)
 
 AnyRole = Depends(RoleCheck(frozenset(Role), "call this route"))
@@ -253,6 +254,7 @@ OperatorDep = Annotated[Caller, Depends(require_role(Role.OPERATOR))]
 AdminDep = Annotated[Caller, Depends(require_role(Role.ADMIN))]
 ManageUsersDep = Annotated[Caller, ManageUsers]
 ProvisionDevicesDep = Annotated[Caller, ProvisionDevices]
+CommandGatewaysDep = Annotated[Caller, CommandGateways]
 
 
 def visible_devices(services: Services, caller: Caller) -> set[str] | None:

@@ -9,6 +9,7 @@ from cloud.api.deps import Services
 from cloud.api.routes import (
     alerts,
     auth,
+    commands,
     credit_checks,
     dashboards,
     devices,
@@ -33,6 +34,7 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     for module in (health, auth, devices, provisioning, ingest, dashboards, alerts, maintenance):
         app.include_router(module.router)
+    app.include_router(commands.router)  # gateway commands and their acknowledgements
     for module in (lessees, leases, risk, credit_checks):  # the leasing domain
         app.include_router(module.router)
     return app
