@@ -18,6 +18,7 @@ from cloud.alerts.receivers import receiver_ids
 from cloud.alerts.store import AlertStore
 from cloud.api.deps import Services
 from cloud.api.main import create_app
+from cloud.commands.link import CommandLink, why_undeliverable
 from cloud.detection.context import AssetContextSource
 from cloud.detection.settings import DetectionSettings, load_detection_settings
 from cloud.detection.worker import DetectionWorker, detection_worker
@@ -59,6 +60,7 @@ class CloudRuntime:
     services: Services = field(init=False)
     ingestor: Ingestor = field(init=False)
     detector: DetectionWorker | None = field(init=False, default=None)
+    commands: CommandLink | None = field(init=False, default=None)  # with the API (commands.md)
     _detector_made: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     async def open(self) -> None:
@@ -114,6 +116,8 @@ class CloudRuntime:
                     run_alert_delivery(self.settings, self.services.state.engine, stop)
                 )
                 group.create_task(run_rescoring(self.settings, self.services.state.engine, stop))
+            if api_socket is not None and not ops_only and (link := self._command_link()):
+                group.create_task(link.run(stop))
             if api_socket is not None:
                 app = create_ops_app(self) if ops_only else create_app(self.services)
                 group.create_task(_serve(app, api_socket, stop))
@@ -125,10 +129,20 @@ class CloudRuntime:
         fanning out while a subscription is being added ("dictionary changed size").
         """
         await self.ingestor.connected.wait()
+        if self.commands is not None:
+            await self.commands.connected.wait()
         if detect:
             await self._detector_made.wait()
             assert self.detector is not None  # noqa: S101 (set with the event)
             await self.detector.connected.wait()
+
+    def _command_link(self) -> CommandLink | None:
+        """The API's command link; None (logged) when this process has no broker password."""
+        if (why := why_undeliverable(self.settings)) is not None:
+            log.warning("gateway commands disabled", reason=why)
+            return None
+        self.commands = CommandLink(self.settings, self.services.state, self.services.metrics)
+        return self.commands
 
     def _detection(self) -> DetectionWorker:
         """The detection worker; without $share on the broker (embedded) it subscribes plainly."""
