@@ -1,4 +1,4 @@
-"""What the asset page reads: measures from rollups (or raw), running hours, alerts, health."""
+"""What the asset page reads: measures (rollups or raw), running hours, alerts, health, commands."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 
 from cloud.alerts.records import Alert
 from cloud.alerts.store import AlertStore
+from cloud.commands.store import CommandRecord, CommandStore
 from cloud.detector_state import load_detector_state
 from cloud.detectors.utilization import (
     UtilizationDetector,
@@ -36,6 +37,7 @@ MINUTE_ROLLUPS_UP_TO = timedelta(days=2)
 #: Raw readings (drill-down) only for short spans: they come from the telemetry store.
 RAW_UP_TO = timedelta(hours=6)
 ALERT_LIMIT = 200
+COMMAND_LIMIT = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,7 @@ class AssetView:
     silences: list[tuple[datetime, datetime]]
     health: GatewayHealth | None
     contract_note: str
+    commands: list[CommandRecord]  # newest first
 
 
 def rollup_series(state: StateStore, device: str, span: Span) -> list[Series]:
@@ -201,4 +204,5 @@ def _stored_view(
         silences=silence_periods(found, now),
         health=state.health(device),
         contract_note=contract_note,
+        commands=CommandStore(state.engine).history(device, COMMAND_LIMIT),
     )

@@ -1,4 +1,4 @@
-"""The asset page: measures over a range, running hours vs baseline, alerts, silences, health."""
+"""The asset page: measures, running hours vs baseline, alerts, silences, health, commands."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from html import escape
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from cloud.commands.store import CommandRecord
 from dashboards.asset_data import RANGES, AssetView, DayHours, Series
 from dashboards.layout import (
     SEVERITY_COLORS,
@@ -130,6 +131,30 @@ def _alert_rows(view: AssetView) -> list[list[str]]:
     ]  # fmt: skip
 
 
+def _answer(command: CommandRecord) -> str:
+    """The gateway's answer (status, detail, result) or the cloud's note."""
+    if command.ack_status is None:
+        return escape(command.detail or "-")
+    result = ", ".join(f"{k}={v}" for k, v in sorted((command.ack_result or {}).items()))
+    parts = [command.ack_status, command.ack_detail or "", result]
+    return escape(": ".join(p for p in parts if p))
+
+
+def _commands(view: AssetView) -> str:
+    """The newest commands: what, status, who, when, and the gateway's answer."""
+    if not view.commands:
+        return '<p id="commands" class="note">No commands were sent to this gateway.</p>'
+    rows = [
+        [
+            escape(c.name), f'<span class="{c.status}">{c.status}</span>',
+            escape(c.requested_by), when(c.requested_at), when(c.acked_at), _answer(c),
+        ]
+        for c in view.commands
+    ]  # fmt: skip
+    return table(["Command", "Status", "Requested by", "Requested", "Answered", "Answer"],
+                 rows, "commands")  # fmt: skip
+
+
 def _health(view: AssetView) -> str:
     h = view.health
     if h is None:
@@ -152,8 +177,7 @@ def asset_page_html(view: AssetView) -> str:
         + figure_div(hours_figure(view.days), "hours-plot")
         + f'<p id="contract" class="note">{escape(view.contract_note)}</p>'
         + f"<h2>Alerts</h2>{alerts}"
-        + '<h2>Command history</h2><p id="commands" class="note">The cloud does not record '
-        "gateway commands and acknowledgements yet; they will be listed here.</p>"
+        + f"<h2>Command history</h2>{_commands(view)}"
     )
     return page(f"LeaseWatch · {view.device}", content)
 

@@ -1,4 +1,5 @@
-"""What a user sees: log in, list the gateways, open an asset page whose plot shows what was read.
+"""What a user sees: log in, list the gateways, open an asset page whose plot shows what was read
+and whose command history shows what the gateway answered.
 
 The real slice runs in-process (embedded amqtt broker, a simulated machine holding known values
 on a pty, a real edge agent, the ingestor with SQLite stores, the API); headless Chromium then
@@ -30,6 +31,7 @@ from tests.slice import (
     API_KEY,
     BrokerAddress,
     api_get,
+    api_post,
     cloud_settings,
     eventually,
     running_cloud,
@@ -153,6 +155,22 @@ def check_asset_page(driver: webdriver.Chrome, api_url: str) -> None:
     }
 
 
+def check_commands(driver: webdriver.Chrome, api_url: str, boot: str) -> None:
+    """The command history: newest first, who sent each, and the agent's own answer."""
+    driver.get(f"{api_url}/dashboards/devices/{DEVICE}?range=1h")
+    rows = [
+        [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+        for row in driver.find_elements(By.CSS_SELECTOR, "#commands tbody tr")
+    ]
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("set_poll_interval", "failed", "bootstrap-admin"),
+        ("ping", "acknowledged", "bootstrap-admin"),
+    ]
+    assert rows[0][5] == "rejected: no polled sensor 'gearbox'"
+    assert rows[1][5] == f"done: boot={boot}"
+    assert all(r[3].endswith(" UTC") and r[4].endswith(" UTC") for r in rows), rows
+
+
 def check_offline(driver: webdriver.Chrome, api_url: str) -> None:
     """Nothing was fetched from outside this server; plotly.js is the packaged copy it serves."""
     resources: list[str] = driver.execute_script(_RESOURCES)
@@ -165,14 +183,31 @@ def check_offline(driver: webdriver.Chrome, api_url: str) -> None:
     assert driver.execute_script(_PLOTLY_VERSION) == get_plotlyjs_version()
 
 
-def browse(driver: webdriver.Chrome, api_url: str, screenshot: Path) -> None:
+def browse(driver: webdriver.Chrome, api_url: str, screenshot: Path, boot: str) -> None:
     """Everything the user does, in order; ends with a screenshot of the asset page."""
     check_unauthenticated(driver, api_url)
     check_login(driver, api_url)
     check_asset_page(driver, api_url)
+    check_commands(driver, api_url, boot)
     check_offline(driver, api_url)
     assert driver.save_screenshot(str(screenshot))
     print(f"screenshot: {screenshot}")
+
+
+async def _send_commands(api_url: str) -> str:
+    """A ping the agent answers and a poll interval it rejects; returns the agent's boot."""
+    path = f"/v1/devices/{DEVICE}/commands"
+    ping = await api_post(api_url, path, {"name": "ping"})
+    await asyncio.sleep(0.01)  # distinct request times: the page lists newest first
+    bad = {"name": "set_poll_interval", "args": {"sensor": "gearbox", "interval": 1.0}}
+    rejected = await api_post(api_url, path, bad)
+
+    async def answers() -> list[str | None]:
+        return [(await api_get(api_url, f"/v1/commands/{c['id']}"))["ack_status"]
+                for c in (ping, rejected)]  # fmt: skip
+
+    await eventually(answers, lambda a: a == ["done", "rejected"])
+    return str((await api_get(api_url, "/v1/devices"))[0]["last_boot"])
 
 
 async def _readings_per_metric(api_url: str) -> int:
@@ -195,4 +230,5 @@ async def test_asset_page_shows_what_the_machine_held(
             running_gateway(DEVICE, broker, tmp_path / "edge", machine),
         ):
             await eventually(lambda: _readings_per_metric(api_url), lambda n: n >= 3)
-            await asyncio.to_thread(browse, chromium, api_url, tmp_path / "asset_page.png")
+            boot = await _send_commands(api_url)
+            await asyncio.to_thread(browse, chromium, api_url, tmp_path / "asset_page.png", boot)
