@@ -51,12 +51,17 @@ def _settings(needed: Collection[str]) -> CloudSettings:
 
 @app.command()
 def ingest(log_level: LogLevel = "INFO") -> None:
-    """Consume gateway messages and store them (settings from LEASEWATCH_* variables).
+    """Consume gateway messages, store them and run the detectors on what was stored.
 
-    With LEASEWATCH_OPS_PORT set, also serve /healthz and /metrics on that port.
+    Settings from LEASEWATCH_* variables; LEASEWATCH_DETECT_ENABLED=false only stores. With
+    LEASEWATCH_OPS_PORT set, also serve /healthz and /metrics on that port.
     """
     configure_logging(log_level)
-    asyncio.run(_main(_settings(INGEST_SECRETS), ingest=True, api=False))
+    settings = _settings(INGEST_SECRETS)
+    detection = _detection()
+    asyncio.run(
+        _main(settings, ingest=True, api=False, detect=detection if detection.enabled else None)
+    )
 
 
 @app.command()
@@ -68,10 +73,11 @@ def api(log_level: LogLevel = "INFO") -> None:
 
 @app.command()
 def detect(log_level: LogLevel = "INFO") -> None:
-    """Run the detectors on arriving gateway messages and raise alerts (LEASEWATCH_DETECT_*).
+    """Only the detection sweep (silence, daily utilization); subscribes to no gateway topic.
 
-    Any number of detection workers can run side by side (shared group "detect"); each needs
-    its own LEASEWATCH_DETECT_CLIENT_ID. With LEASEWATCH_OPS_PORT set, serves /healthz too.
+    `cloud ingest` runs the detectors on what it stores, and the sweep too; this process adds
+    sweeps (several are safe) or serves them when ingest processes run with detection off.
+    With LEASEWATCH_OPS_PORT set, serves /healthz and /metrics too.
     """
     configure_logging(log_level)
     asyncio.run(_main(_settings(INGEST_SECRETS), ingest=False, api=False, detect=_detection()))

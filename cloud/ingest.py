@@ -55,6 +55,13 @@ SUBSCRIBE_TIMEOUT_S = 60.0
 _T = TypeVar("_T")
 
 
+StoredMessage = TelemetryBatch | GatewayStatus | GatewayHealth
+# Called in a thread with a batch's accepted messages (repeats included: the callee must be
+# idempotent) after they are stored and before they are acknowledged; an OperationalError it
+# raises is retried like a state-store call (docs/ingestion.md, "After a batch is stored").
+StoredHook = Callable[[list[StoredMessage]], None]
+
+
 class StateStoreUnavailableError(Exception):
     """The state store stayed unavailable until shutdown; nothing of the batch was acknowledged."""
 
@@ -88,8 +95,10 @@ class Ingestor:
         telemetry: TelemetryStore,
         state: StateStore,
         metrics: IngestMetrics | None = None,
+        on_stored: StoredHook | None = None,
     ) -> None:
         self.settings = settings
+        self.on_stored = on_stored
         self.telemetry = telemetry
         self.state = state
         self.metrics = metrics or IngestMetrics()
@@ -126,6 +135,8 @@ class Ingestor:
         await self._state(stop, self.state.record_rejections, rejections)
         duplicates = repeated + result.duplicates
         self._count(result.stored, duplicates, len(messages), now)
+        if self.on_stored is not None:
+            await self._state(stop, self.on_stored, [*statuses, *healths, *admitted])
         return BatchOutcome(len(result.stored), len(duplicates), len(rejections), len(statuses))
 
     def _link_lost(self) -> bool:

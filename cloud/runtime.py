@@ -60,8 +60,8 @@ class CloudRuntime:
     services: Services = field(init=False)
     ingestor: Ingestor = field(init=False)
     detector: DetectionWorker | None = field(init=False, default=None)
+    ingesting: bool = field(init=False, default=False)
     commands: CommandLink | None = field(init=False, default=None)  # with the API (commands.md)
-    _detector_made: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     async def open(self) -> None:
         """Open the stores; raises TelemetryStoreError or a SQLAlchemy error when unreachable."""
@@ -104,11 +104,20 @@ class CloudRuntime:
         ops_only: bool = False,
         detect: bool = False,
     ) -> None:
-        """Run the ingestor, detection and the API, or only the ops endpoints, until stopped."""
+        """Run the ingestor, detection and the API, or only the ops endpoints, until stopped.
+
+        With `detect`, the detectors run on every batch the ingestor stored (its hook, before
+        the PUBACKs) and the sweep runs beside it; without `ingest` it is the sweep alone.
+        Detection never subscribes to gateway topics (docs/detection.md).
+        """
         async with asyncio.TaskGroup() as group:
             if detect:
-                group.create_task(self._detection().run(stop))
+                detector = self._detection()
+                if ingest:
+                    self.ingestor.on_stored = detector.on_stored
+                group.create_task(detector.run(stop))
             if ingest:
+                self.ingesting = True
                 group.create_task(self.ingestor.run(stop))
                 group.create_task(self.ingestor.enforce_retention(stop))
             if ingest or detect:
@@ -122,8 +131,8 @@ class CloudRuntime:
                 app = create_ops_app(self) if ops_only else create_app(self.services)
                 group.create_task(_serve(app, api_socket, stop))
 
-    async def wait_subscribed(self, *, detect: bool) -> None:
-        """Until the ingestor (and the detection worker) have subscribed.
+    async def wait_subscribed(self) -> None:
+        """Until the ingestor (and the API's command link) have subscribed.
 
         Start publishers only after this on the embedded broker: amqtt loses a message it is
         fanning out while a subscription is being added ("dictionary changed size").
@@ -131,10 +140,6 @@ class CloudRuntime:
         await self.ingestor.connected.wait()
         if self.commands is not None:
             await self.commands.connected.wait()
-        if detect:
-            await self._detector_made.wait()
-            assert self.detector is not None  # noqa: S101 (set with the event)
-            await self.detector.connected.wait()
 
     def _command_link(self) -> CommandLink | None:
         """The API's command link; None (logged) when this process has no broker password."""
@@ -145,10 +150,8 @@ class CloudRuntime:
         return self.commands
 
     def _detection(self) -> DetectionWorker:
-        """The detection worker; without $share on the broker (embedded) it subscribes plainly."""
+        """Detection on the state store: the ingestor's hook and the sweep."""
         settings = self.detection or load_detection_settings()
-        if not self.settings.mqtt_shared_group:
-            settings = settings.model_copy(update={"shared_group": ""})
         alerts = AlertStore(self.services.state.engine, receiver_ids(self.settings))
         registry = self.services.metrics.registry  # one /metrics: ingest and detection
         # Gateways on an asset of the leasing store get its type and their lease's region;
@@ -156,23 +159,30 @@ class CloudRuntime:
         context = self.asset_context or LeasingContextSource(
             self.services.state.engine, settings.context_source()
         )
-        self.detector = detection_worker(self.settings, settings, alerts, context, registry)
-        self._detector_made.set()
+        self.detector = detection_worker(settings, alerts, context, registry)
         return self.detector
 
 
 def create_ops_app(runtime: CloudRuntime) -> FastAPI:
-    """/healthz (connected to the broker?) and /metrics of an ingest or detection process."""
+    """/healthz and /metrics of an ingest process (or of a sweep-only detection process).
+
+    Healthy: the ingestor is connected to the broker; a process that does not ingest
+    (`cloud detect`, the sweep alone) is healthy while its sweep runs.
+    """
     app = FastAPI(title="LeaseWatch ingestor ops", docs_url=None, redoc_url=None)
 
     @app.get("/healthz")
     def healthz() -> Response:
         detector = runtime.detector
-        connected = runtime.ingestor.connected.is_set() or bool(
-            detector and detector.connected.is_set()
-        )
-        body = {"status": "ok" if connected else "disconnected", "broker_connected": connected}
-        return JSONResponse(body, status_code=200 if connected else 503)
+        connected = runtime.ingestor.connected.is_set()
+        sweeping = bool(detector and detector.sweeping.is_set())
+        healthy = connected or (sweeping and not runtime.ingesting)
+        body = {
+            "status": "ok" if healthy else "disconnected",
+            "broker_connected": connected,
+            "sweeping": sweeping,
+        }
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/metrics")
     def metrics() -> Response:

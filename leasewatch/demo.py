@@ -176,7 +176,7 @@ class Demo:
             cloud_stop = asyncio.Event()
             async with asyncio.TaskGroup() as group:
                 group.create_task(runtime.run(cloud_stop, api_socket=sock, detect=True))
-                await asyncio.wait_for(runtime.wait_subscribed(detect=True), SUBSCRIBE_TIMEOUT_S)
+                await asyncio.wait_for(runtime.wait_subscribed(), SUBSCRIBE_TIMEOUT_S)
                 gateways_running = [group.create_task(agent.run(stop)) for agent in agents]
                 if on_ready is not None:
                     on_ready.set()

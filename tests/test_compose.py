@@ -492,14 +492,14 @@ def test_ingestors_share_one_group_with_distinct_client_ids(
         assert SERVICES[name]["command"] == ["cloud", "ingest"]
 
 
-def test_detectors_have_their_own_client_ids_and_group(monkeypatch: pytest.MonkeyPatch) -> None:
-    detectors = [n for n, s in SERVICES.items() if s.get("command") == ["cloud", "detect"]]
-    assert detectors, "the stack runs the streaming detectors"
-    ids = {settings_of(name, monkeypatch).mqtt_client_id for name in [*INGESTORS, *detectors]}
-    assert len(ids) == len(INGESTORS) + len(detectors), "every MQTT client id is distinct"
-    for name in detectors:
-        env = environment(SERVICES[name])
-        assert env["LEASEWATCH_DETECT_CLIENT_ID"] == env["LEASEWATCH_MQTT_CLIENT_ID"] == name
+def test_only_ingestors_subscribe_to_gateway_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A second subscriber of gateway topics would make the broker acknowledge a message with
+    # 0x00 while no ingestor is subscribed (after a restart), and the gateway would drop it.
+    commands = {tuple(s.get("command") or ()) for s in SERVICES.values()}
+    assert ("cloud", "detect") not in commands, "the ingestors detect what they store"
+    for name in INGESTORS:  # detection is on in the ingestors (LEASEWATCH_DETECT_ENABLED)
+        settings_of(name, monkeypatch)  # the container's environment
+        assert DetectionSettings(_env_file=None).enabled  # type: ignore[call-arg]
 
 
 def test_api_listens_on_all_interfaces_of_its_published_port(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 _LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 
@@ -19,16 +19,17 @@ class DetectionMetrics:
         self.duplicates = Counter(
             "lw_detect_duplicates", "Messages already taken by (boot, seq), ignored", registry=r
         )
-        self.rejected = Counter(
-            "lw_detect_rejected", "Invalid messages skipped (the ingestor dead-letters them)",
-            registry=r,
-        )  # fmt: skip
         self.evaluations = Counter(
             "lw_detect_evaluations", "Gateway evaluations (closed minutes, events, sweeps)",
             registry=r,
         )  # fmt: skip
         self.findings = Counter("lw_detect_findings", "Findings the detectors reported", registry=r)
         self.alerts_opened = Counter("lw_detect_alerts_opened", "Alerts opened", registry=r)
+        self.failed_batches = Counter(
+            "lw_detect_failed_batches",
+            "Stored batches a detection error skipped (acknowledged without detection; logged)",
+            registry=r,
+        )
         self.store_errors = Counter(
             "lw_detect_store_errors", "Failed state-store transactions (retried)", registry=r
         )
@@ -41,11 +42,6 @@ class DetectionMetrics:
             buckets=_LATENCY, registry=r,
         )  # fmt: skip
         self.lag = Histogram(
-            "lw_detect_lag_seconds", "Gateway send to committed, live telemetry",
+            "lw_detect_lag_seconds", "Gateway send to detection committed, live telemetry",
             buckets=_LATENCY, registry=r,
         )  # fmt: skip
-        self.pending = Gauge(
-            "lw_detect_messages_pending",
-            "Messages received and not acknowledged yet (this worker's share of the lag)",
-            registry=r,
-        )

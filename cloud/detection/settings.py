@@ -1,4 +1,4 @@
-"""Settings of the detection worker, read once from LEASEWATCH_DETECT_* (broker, stores: cloud)."""
+"""Settings of detection in the cloud processes, read once from LEASEWATCH_DETECT_*."""
 
 from __future__ import annotations
 
@@ -15,18 +15,15 @@ from cloud.settings import SettingsError
 
 
 class DetectionSettings(BaseSettings):
-    """How the detection worker subscribes, batches, sweeps and finds asset context."""
+    """Whether ingest processes detect, how often they sweep, and where asset context is."""
 
     model_config = SettingsConfigDict(
         env_prefix="LEASEWATCH_DETECT_", env_file=".env", extra="ignore", frozen=True
     )
 
-    ## Shared-subscription group of the detection workers (empty: plain filters, one worker).
-    shared_group: str = "detect"
-    ## MQTT client id; each worker needs its own (its persistent session keeps its messages).
-    client_id: str = "detector-1"
-    batch_max: Annotated[int, Field(ge=1, le=10_000)] = 500
-    batch_wait: Annotated[float, Field(gt=0, le=10)] = 0.05
+    ## Run the detectors in `leasewatch cloud ingest` on each stored batch, and the sweep.
+    ## false: the process only stores; then nothing detects what it stores.
+    enabled: bool = True
     ## How often to look for quiet gateways (silence) and due utilization days.
     sweep_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     ## A minute closes when a later reading is this far past its end, or after idle_close_s.
