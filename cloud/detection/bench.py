@@ -1,21 +1,24 @@
 """`leasewatch bench detect`: alert latency with thousands of gateways publishing.
 
 It starts a Mosquitto with the deployed config (`firmware_sim.bench.local_mosquitto`), N
-`leasewatch cloud detect` processes on one shared group (alerts published on the MQTT alert
-topic), and publishes, for `duration` seconds, one batch every `interval` seconds from each of
-`assets` gateways (1 reading per second of `running`, `motor_current`, `fault_code`). Among
-them `triggers` gateways each report a fault code once: a batch with the code in a minute, then
-the batch that closes that minute (the triggering message: only then may the code be judged).
-Latency: from that message's PUBACK (it reached the broker) to the alert row's `opened_at`
-(stored) and to the broker's PUBACK of the alert event on `lw/v1/alerts/...` (published: the
-outbox's `delivered_at` of the MQTT receiver).
+`leasewatch cloud ingest` processes on one shared group, which store each batch and then run
+the detectors on it (alerts published on the MQTT alert topic), and publishes, for `duration`
+seconds, one batch every `interval` seconds from each of `assets` gateways (1 reading per
+second of `running`, `motor_current`, `fault_code`). Among them `triggers` gateways each report
+a fault code once: a batch with the code in a minute, then the batch that closes that minute
+(the triggering message: only then may the code be judged). Latency: from that message's
+PUBACK (it reached the broker; the path is broker -> ingest -> stored -> detected) to the alert
+row's `opened_at` (stored) and to the broker's PUBACK of the alert event on `lw/v1/alerts/...`
+(published: the outbox's `delivered_at` of the MQTT receiver).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Annotated
 
 import aiomqtt
+import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -58,6 +62,7 @@ class DetectBenchOptions:
     triggers: int = 100
     workers: int = 2
     state_url: str | None = None  # an empty database; default: a SQLite file
+    telemetry_url: str | None = None  # default: a SQLite file
 
 
 @dataclass
@@ -188,31 +193,33 @@ async def _drive(
 
 
 @contextmanager
-def _detectors(
-    broker: LocalBroker, state_url: str, workers: int, workdir: Path
+def _ingestors(
+    broker: LocalBroker, urls: tuple[str, str], workers: int, workdir: Path
 ) -> Iterator[list[int]]:
+    """N `cloud ingest` processes (detection on), each subscribed when this yields."""
+    state_url, telemetry_url = urls
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEASEWATCH_")}
     values = {
         "MQTT_HOST": broker.target.host, "MQTT_PORT": str(broker.target.port), "MQTT_TLS": "false",
         "MQTT_PROTOCOL": "5", "MQTT_USERNAME": "lw-bench-ingestor",
-        "MQTT_PASSWORD": broker.ingestor_password, "STATE_URL": state_url, "ALERT_MQTT": "true",
+        "MQTT_PASSWORD": broker.ingestor_password, "STATE_URL": state_url,
+        "TELEMETRY_URL": telemetry_url, "AUTO_REGISTER_DEVICES": "true", "ALERT_MQTT": "true",
         "ALERT_POLL_S": "0.1",
     }  # fmt: skip
     env.update({f"LEASEWATCH_{k}": v for k, v in values.items()})
-    processes = []
-    for n in range(1, workers + 1):
-        with (workdir / f"detector-{n}.log").open("wb") as log:
+    processes, ports = [], [_free_port() for _ in range(workers)]
+    for n, port in enumerate(ports, start=1):
+        with (workdir / f"ingest-{n}.log").open("wb") as log:
             processes.append(subprocess.Popen(  # noqa: S603 - fixed argv
-                [LEASEWATCH, "cloud", "detect", "--log-level", "WARNING"],
-                env={**env, "LEASEWATCH_DETECT_CLIENT_ID": f"bench-detector-{n}",
-                     "LEASEWATCH_MQTT_CLIENT_ID": f"bench-process-{n}"},
+                [LEASEWATCH, "cloud", "ingest", "--log-level", "WARNING"],
+                env={**env, "LEASEWATCH_MQTT_CLIENT_ID": f"bench-ingest-{n}",
+                     "LEASEWATCH_OPS_PORT": str(port)},
                 stdout=log, stderr=subprocess.STDOUT,
             ))  # fmt: skip
-    time.sleep(5)  # subscribed (the state store was migrated by the bench already)
     try:
-        for process in processes:
-            if process.poll() is not None:
-                raise DetectBenchError(f"a detection worker exited; see {workdir}")
+        for process, port in zip(processes, ports, strict=True):
+            if not _healthy(process, port):
+                raise DetectBenchError(f"an ingest worker did not subscribe; see {workdir}")
         yield [p.pid for p in processes]
     finally:
         for process in processes:
@@ -222,6 +229,24 @@ def _detectors(
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _healthy(process: subprocess.Popen[bytes], port: int, timeout: float = 90.0) -> bool:
+    """Whether the worker's /healthz said it is subscribed before it exited or time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
+                return True
+        time.sleep(0.2)
+    return False
 
 
 def run_detect_bench(options: DetectBenchOptions) -> DetectBenchResult:
@@ -234,8 +259,10 @@ def run_detect_bench(options: DetectBenchOptions) -> DetectBenchResult:
     ):
         workdir = Path(work)
         state_url = options.state_url or f"sqlite:///{workdir / 'state.sqlite'}"
+        telemetry_url = options.telemetry_url or f"sqlite:///{workdir / 'telemetry.sqlite'}"
         StateStore(state_url).close()
-        with _detectors(broker, state_url, options.workers, workdir) as pids:
+        urls = (state_url, telemetry_url)
+        with _ingestors(broker, urls, options.workers, workdir) as pids:
             watched = [*pids, os.getpid(), broker.pid]
             cpu0 = [process_cpu_s(pid) or 0.0 for pid in watched]
             load0 = os.getloadavg()[0]
@@ -311,13 +338,18 @@ def detect(  # noqa: PLR0917 - a command's options
     ] = 10.0,
     duration: Annotated[float, typer.Option(min=40, help="Seconds of publishing.")] = 120.0,
     triggers: Annotated[int, typer.Option(min=1, help="Fault codes to raise.")] = 100,
-    workers: Annotated[int, typer.Option(min=1, max=8, help="Detection processes.")] = 2,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Ingest processes (they detect).")] = 2,
     state_url: Annotated[
         str | None, typer.Option(help="State store URL (an empty database); default SQLite.")
     ] = None,
+    telemetry_url: Annotated[
+        str | None, typer.Option(help="Telemetry store URL; default a SQLite file.")
+    ] = None,
 ) -> None:
-    """Gateways -> Mosquitto -> N detection workers: alert latency p50/p99 (stored, published)."""
-    options = DetectBenchOptions(assets, interval, duration, 30.0, triggers, workers, state_url)
+    """Gateways -> Mosquitto -> N ingest workers -> stored -> detected: alert latency p50/p99."""
+    options = DetectBenchOptions(
+        assets, interval, duration, 30.0, triggers, workers, state_url, telemetry_url
+    )
     try:
         result = run_detect_bench(options)
     except DetectBenchError as err:
