@@ -5,10 +5,10 @@
   ties counted half). Per cause: the positives of that cause against all the negatives.
 - Lease-level matched AUC: what a credit team does on a given day. Each lease that fell into
   arrears is taken at the last scoring day at least `lead_days` (and less than `lead_days` plus
-  one scoring step) before its arrears, and compared
-  with every lease scored that same day whose arrears (if any) come after the horizon: the chance
-  it scored above them. One comparison set per arrears lease, so each lease counts once,
-  whatever its history length, and the season of that day is the same on both sides.
+  one scoring step) before its arrears, and compared with every lease scored that same day
+  whose arrears (if any) come after the horizon: the chance it scored above them. One
+  comparison set per arrears lease, so each lease counts once, whatever its history length,
+  and the season of that day is the same on both sides.
 """
 
 from __future__ import annotations

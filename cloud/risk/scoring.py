@@ -107,18 +107,22 @@ def _sustained_reason(s: LeaseSignals, rules: ScoringRules, factor: float) -> Re
 
 
 def _capacity_reason(s: LeaseSignals, rules: ScoringRules, factor: float) -> Reason | None:
+    """Open capacity warnings, by the drop judged against the peers (a season is not a drop)."""
     if s.capacity_warnings <= 0:
         return None
     rule = rules.capacity_warning
     drop = s.capacity_drop or 0.0
-    points = rule.weight * max(rule.floor, rule.share(drop)) * factor
+    level, paused = rules.peers.adjusted(1.0 - drop, s.peer_utilization_vs_baseline)
+    adjusted = 0.0 if level is None or paused else max(0.0, 1.0 - level)
+    points = rule.weight * max(rule.floor, rule.share(adjusted)) * factor
     summary = (
         f"{s.capacity_warnings} open capacity warning(s): use fell by up to {_pct(drop)} "
-        "and stayed down."
+        f"({_pct(adjusted)} against the peers) and stayed down."
     )
     evidence: Evidence = {
         "warnings": s.capacity_warnings,
         "largest_drop": round(drop, 3),
+        "season_adjusted_drop": round(adjusted, 3),
         "discount_factor": factor,
     }
     return Reason("capacity_warning", points, summary, evidence)
