@@ -116,6 +116,7 @@ class BenchmarkRun:
     exit_code: int | None  # None: killed at its timeout
     seconds: float
     output: str
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after the run
 
     @property
     def status(self) -> str:
@@ -134,6 +135,7 @@ def run_benchmark(benchmark: Benchmark, *, quick: bool) -> BenchmarkRun:
     """Run one benchmark to its end (or its timeout) and keep what it printed."""
     argv = benchmark.quick if quick else benchmark.full
     env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", "TERM": "dumb"}
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     try:
         done = subprocess.run(  # noqa: S603 (our own CLI, arguments from the table above)
@@ -146,9 +148,11 @@ def run_benchmark(benchmark: Benchmark, *, quick: bool) -> BenchmarkRun:
         )
     except subprocess.TimeoutExpired as err:
         output = _text(err.stdout) + _text(err.stderr)
-        return BenchmarkRun(benchmark, argv, None, time.monotonic() - started, output)
+        load = (load_before, os.getloadavg()[0])
+        return BenchmarkRun(benchmark, argv, None, time.monotonic() - started, output, load)
     output = done.stdout + (f"\n--- stderr ---\n{done.stderr}" if done.returncode else "")
-    return BenchmarkRun(benchmark, argv, done.returncode, time.monotonic() - started, output)
+    load = (load_before, os.getloadavg()[0])
+    return BenchmarkRun(benchmark, argv, done.returncode, time.monotonic() - started, output, load)
 
 
 def _text(value: str | bytes | None) -> str:
@@ -240,7 +244,9 @@ def render_markdown(runs: Sequence[BenchmarkRun], *, quick: bool, now: datetime)
         "",
         f"Written by `leasewatch bench all{' --quick' if quick else ''}` on "
         f"{now.astimezone(UTC):%Y-%m-%d %H:%M} UTC. Every figure below is what the benchmark "
-        "command printed on this machine; each table shows its figures against the issue's target.",
+        "command printed on this machine; each table shows its figures against the issue's target. "
+        "The machine's 1-minute load average before and after each run says how much of its "
+        f"{os.cpu_count()} cores the benchmark had to itself.",
         "",
         "## Machine",
         "",
@@ -250,15 +256,15 @@ def render_markdown(runs: Sequence[BenchmarkRun], *, quick: bool, now: datetime)
         "",
         "## Summary",
         "",
-        "| benchmark | issue | measures | target | command | run | took |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| benchmark | issue | measures | target | command | run | took | load before / after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in runs:
         b = run.benchmark
         command = "leasewatch " + " ".join(run.argv)
         lines.append(
             f"| {b.name} | #{b.issue} | {b.measures} | {b.target} | `{command}` | {run.status} "
-            f"| {run.seconds:.0f} s |"
+            f"| {run.seconds:.0f} s | {run.load[0]:.1f} / {run.load[1]:.1f} |"
         )
     for run in runs:
         output = _ANSI.sub("", run.output).rstrip()

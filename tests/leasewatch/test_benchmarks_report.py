@@ -33,6 +33,7 @@ def test_a_report_holds_machine_date_summary_and_what_each_command_printed(tmp_p
     assert "2026-12-04 23:00 UTC" in text
     assert "| CPU |" in text and "cores)" in text and "| Python |" in text
     assert "| sample-config | #3 |" in text and "| ok |" in text
+    assert "load average" in text and " / " in text
     assert "[gateway]" in text, "the sample config the command printed is in the report"
     assert "/nonexistent/edge.toml" in text, "a failure shows the command's own error"
 
