@@ -1,6 +1,7 @@
 """How well a backtest's scores ranked the leases that went into arrears (see `ranking`).
 
-- Lease-week AUC, overall and per cause: observations of leases already in arrears, and those
+- Lease-week AUC, overall and per cause (and over every cause but the base rate, the arrears
+  no sensor can see): observations of leases already in arrears, and those
   whose horizon runs past the scenario's end (outcome unknown), are left out.
 - Lease-level matched AUC at `LEADS` days before the arrears, overall and per cause.
 - Lead time: per lease that fell into arrears, the days from the first scoring day in the
@@ -28,13 +29,16 @@ from cloud.risk.ranking import (
     FloatArray,
     Panel,
     auc,
-    auc_by_cause,
+    auc_of_causes,
     lead_days,
     matched_auc,
     panel_of,
 )
 
 LEADS = (30, 60)
+BASE_RATE = "base_rate"
+#: The per-cause row of every cause but the base rate (arrears no sensor can see).
+SENSOR_VISIBLE = "all but base_rate"
 ALERT_BANDS = (Band.HIGH, Band.CRITICAL)
 
 
@@ -178,14 +182,18 @@ def report(
     by_cause: dict[str, int] = {}
     for outcome in in_arrears:
         by_cause[outcome.cause] = by_cause.get(outcome.cause, 0) + 1
-    week_auc = auc_by_cause(scores[known], labels, cause_of)
+    groups = [(cause, frozenset({cause})) for cause in sorted(by_cause)]
+    visible = frozenset(by_cause) - {BASE_RATE}
+    groups.append((SENSOR_VISIBLE, visible))
     cause_rows = tuple(
         CauseRow(
-            cause, count, week_auc.get(cause),
-            matched_auc(panel, LEADS[0], horizon_days, cause).auc,
-            len(leads.get(cause, [])), _median(leads.get(cause, [])),
+            name, sum(by_cause[c] for c in chosen),
+            auc_of_causes(scores[known], labels, cause_of, chosen),
+            matched_auc(panel, LEADS[0], horizon_days, chosen).auc,
+            sum(len(leads.get(c, [])) for c in chosen),
+            _median([x for c in chosen for x in leads.get(c, [])]),
         )
-        for cause, count in sorted(by_cause.items())
+        for name, chosen in groups
     )  # fmt: skip
     scored_days = max(obs.days) - min(obs.days) + run_step(obs.days) if obs.days else 0
     every_lead = [x for found in leads.values() for x in found]

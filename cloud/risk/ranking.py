@@ -33,15 +33,12 @@ def auc(scores: FloatArray, positive: BoolArray) -> float | None:
     return float(statistic) / (len(pos) * len(neg))
 
 
-def auc_by_cause(
-    scores: FloatArray, positive: BoolArray, causes: npt.NDArray[np.str_]
-) -> dict[str, float | None]:
-    """The lease-week AUC of each cause's positives against all negatives."""
-    found = {}
-    for cause in sorted(set(causes[positive].tolist())):
-        keep = ~positive | (causes == cause)
-        found[cause] = auc(scores[keep], positive[keep])
-    return found
+def auc_of_causes(
+    scores: FloatArray, positive: BoolArray, causes: npt.NDArray[np.str_], chosen: frozenset[str]
+) -> float | None:
+    """The lease-week AUC of the positives of the `chosen` causes against all negatives."""
+    keep = ~positive | np.isin(causes, list(chosen))
+    return auc(scores[keep], positive[keep])
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +60,14 @@ class MatchedAuc:
 
 
 def matched_auc(
-    panel: Panel, lead_days: float, horizon_days: float, cause: str | None = None
+    panel: Panel, lead_days: float, horizon_days: float, causes: frozenset[str] | None = None
 ) -> MatchedAuc:
     """Each arrears lease `lead_days` before its arrears against the leases clean that day."""
     wins = 0.0
     cases = 0
     step = int(panel.days[1] - panel.days[0]) if len(panel.days) > 1 else 1
     for lease, arrears in enumerate(panel.arrears):
-        if not np.isfinite(arrears) or (cause is not None and panel.causes[lease] != cause):
+        if not np.isfinite(arrears) or (causes is not None and panel.causes[lease] not in causes):
             continue
         before = np.nonzero(panel.days <= arrears - lead_days)[0]
         if not len(before) or arrears - panel.days[before[-1]] >= lead_days + step:

@@ -153,7 +153,10 @@ def test_matched_auc_compares_each_arrears_lease_with_the_clean_leases_that_day(
     found = matched_auc(panel, lead_days=30.0, horizon_days=90.0)
     assert found.cases == 1  # "late" has its arrears past the last scoring day + lead
     assert found.auc == pytest.approx(1 / 3)  # day 14: 60 beats good (50), loses to late, calm
-    assert matched_auc(panel, lead_days=30.0, horizon_days=90.0, cause="tamper").cases == 0
+    assert (
+        matched_auc(panel, lead_days=30.0, horizon_days=90.0, causes=frozenset({"tamper"})).cases
+        == 0
+    )
 
 
 def test_alerts_are_entries_while_paying_per_100_leases_a_year(
@@ -166,15 +169,19 @@ def test_alerts_are_entries_while_paying_per_100_leases_a_year(
         for lease, o in utilization_run.outcomes.items()
         if o.arrears_at is not None
     }
-    previous: dict[str, int] = {}
-    entries = 0
-    for lease, day, band in zip(obs.leases, obs.days, obs.bands, strict=True):
-        entries += band >= 2 and previous.get(lease, -1) < 2 and day < arrears.get(lease, 1e9)
-        previous[lease] = band
-    high = result.alerts[0]
-    assert (high.band, high.alerts) == ("high", entries)
     years = result.scored_days / 365.0
-    assert high.per_100_leases_per_year == pytest.approx(100.0 * entries / 40 / years)
-    assert result.alerts[1].alerts <= high.alerts
-    assert sum(row.leases for row in result.causes) == result.leases_in_arrears
+    for row, rank in zip(result.alerts, (2, 3), strict=True):
+        previous: dict[str, int] = {}
+        entries = 0
+        for lease, day, band in zip(obs.leases, obs.days, obs.bands, strict=True):
+            paying = day < arrears.get(lease, 1e9)
+            entries += band >= rank and previous.get(lease, -1) < rank and paying
+            previous[lease] = band
+        assert row.alerts == entries > 0
+        assert row.per_100_leases_per_year == pytest.approx(100.0 * entries / 40 / years)
+    assert [row.band for row in result.alerts] == ["high", "critical"]
+    *each, visible = result.causes
+    assert sum(row.leases for row in each) == result.leases_in_arrears
+    assert visible.cause == "all but base_rate"
+    assert visible.leases == result.leases_in_arrears - result.arrears_by_cause.get("base_rate", 0)
     assert result.lease_auc_cases[30] > 0
