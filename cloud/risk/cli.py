@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +27,7 @@ def _fmt(value: float | None, pattern: str = ".3f") -> str:
     return "-" if value is None else format(value, pattern)
 
 
-def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+def _table(title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Table:
     table = Table(title=title)
     for index, column in enumerate(columns):
         table.add_column(column, justify="left" if index == 0 else "right")
@@ -35,7 +36,7 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) ->
     return table
 
 
-def _print(result: BacktestReport, console: Console) -> None:
+def _summary(result: BacktestReport) -> list[tuple[str, str]]:
     causes = ", ".join(f"{k} {v}" for k, v in result.arrears_by_cause.items()) or "-"
     timings = list(result.timings_s.items())
     leads = [
@@ -48,7 +49,7 @@ def _print(result: BacktestReport, console: Console) -> None:
         (f"alerts at {a.band}+ per 100 leases a year", f"{a.per_100_leases_per_year:.1f}")
         for a in result.alerts
     ]
-    console.print(_table(f"Risk backtest: {result.scenario}", ("figure", "value"), [
+    return [
         ("leases", str(result.leases)),
         ("leases in arrears", f"{result.leases_in_arrears} ({causes})"),
         ("lease-weeks scored (positives)", f"{result.observations} ({result.positives})"),
@@ -59,7 +60,13 @@ def _print(result: BacktestReport, console: Console) -> None:
         *alerts,
         ("run time (wall)", f"{sum(v for k, v in timings if not k.startswith('cpu')):.0f} s"),
         *((k, f"{v:.1f} s") for k, v in timings),
-    ]))  # fmt: skip
+    ]
+
+
+def _print(result: BacktestReport, console: Console) -> None:
+    console.print(
+        _table(f"Risk backtest: {result.scenario}", ("figure", "value"), _summary(result))
+    )
     console.print(_table("Per cause", (
         "cause", "leases", "lease-week AUC", "lease AUC", "caught", "median lead d"
     ), [

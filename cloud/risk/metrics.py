@@ -156,6 +156,56 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Ranked:
+    """What the per-cause rows share: the known observations and the panel of scores."""
+
+    scores: FloatArray  # known observations only
+    labels: npt.NDArray[np.bool_]
+    causes: npt.NDArray[np.str_]
+    panel: Panel
+    leads: dict[str, list[float]]
+    horizon_days: float
+
+
+def _cause_rows(ranked: _Ranked, by_cause: dict[str, int]) -> tuple[CauseRow, ...]:
+    """One row per cause, and one for every cause but the base rate."""
+    groups = [(cause, frozenset({cause})) for cause in sorted(by_cause)]
+    groups.append((SENSOR_VISIBLE, frozenset(by_cause) - {BASE_RATE}))
+    return tuple(
+        CauseRow(
+            name, sum(by_cause[c] for c in chosen),
+            auc_of_causes(ranked.scores, ranked.labels, ranked.causes, chosen),
+            matched_auc(ranked.panel, LEADS[0], ranked.horizon_days, chosen).auc,
+            sum(len(ranked.leads.get(c, [])) for c in chosen),
+            _median([x for c in chosen for x in ranked.leads.get(c, [])]),
+        )
+        for name, chosen in groups
+    )  # fmt: skip
+
+
+def _lease_auc_without(
+    run: BacktestRun, points: FloatArray, outcome: tuple[dict[str, float], dict[str, str]],
+    horizon_days: float,
+) -> list[float | None]:  # fmt: skip
+    """Per signal: the lease-level AUC (first lead) of the score without its points."""
+    obs = run.observations
+    found = []
+    for index in range(len(SIGNALS)):
+        rest = np.minimum(np.delete(points, index, axis=1).sum(axis=1), 100.0)
+        part = panel_of(obs.leases, obs.days, rest, *outcome)
+        found.append(matched_auc(part, LEADS[0], horizon_days).auc)
+    return found
+
+
+def _by_cause(run: BacktestRun) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for outcome in run.outcomes.values():
+        if outcome.arrears_at is not None:
+            found[outcome.cause] = found.get(outcome.cause, 0) + 1
+    return dict(sorted(found.items()))
+
+
 def report(
     run: BacktestRun, horizon_days: float = 90.0, lookback_days: float = 180.0
 ) -> BacktestReport:
@@ -165,54 +215,34 @@ def report(
     causes = {lease: o.cause for lease, o in run.outcomes.items()}
     known, positive = _labels(run, arrears, horizon_days)
     scores = np.array(obs.scores, dtype=np.float64)
-    all_points = np.array(obs.points, dtype=np.float64).reshape(-1, len(SIGNALS))
-    labels = positive[known]
-    cause_of = np.array([causes[x] for x in obs.leases])[known]
+    points = np.array(obs.points, dtype=np.float64).reshape(-1, len(SIGNALS))
     panel = panel_of(obs.leases, obs.days, scores, arrears, causes)
     bands = panel_of(obs.leases, obs.days, np.array(obs.bands, dtype=np.float64), arrears, causes)
     high = (np.nan_to_num(bands.scores) >= Band.HIGH.rank).astype(np.float64)
     leads = lead_days(panel, high, lookback_days)
+    cause_of = np.array([causes[x] for x in obs.leases])[known]
+    ranked = _Ranked(scores[known], positive[known], cause_of, panel, leads, horizon_days)
     matched = {lead: matched_auc(panel, lead, horizon_days) for lead in LEADS}
-    without = []
-    for index in range(len(SIGNALS)):
-        rest = np.minimum(np.delete(all_points, index, axis=1).sum(axis=1), 100.0)
-        part = panel_of(obs.leases, obs.days, rest, arrears, causes)
-        without.append(matched_auc(part, LEADS[0], horizon_days).auc)
-    in_arrears = [o for o in run.outcomes.values() if o.arrears_at is not None]
-    by_cause: dict[str, int] = {}
-    for outcome in in_arrears:
-        by_cause[outcome.cause] = by_cause.get(outcome.cause, 0) + 1
-    groups = [(cause, frozenset({cause})) for cause in sorted(by_cause)]
-    visible = frozenset(by_cause) - {BASE_RATE}
-    groups.append((SENSOR_VISIBLE, visible))
-    cause_rows = tuple(
-        CauseRow(
-            name, sum(by_cause[c] for c in chosen),
-            auc_of_causes(scores[known], labels, cause_of, chosen),
-            matched_auc(panel, LEADS[0], horizon_days, chosen).auc,
-            sum(len(leads.get(c, [])) for c in chosen),
-            _median([x for c in chosen for x in leads.get(c, [])]),
-        )
-        for name, chosen in groups
-    )  # fmt: skip
+    by_cause = _by_cause(run)
     scored_days = max(obs.days) - min(obs.days) + run_step(obs.days) if obs.days else 0
     every_lead = [x for found in leads.values() for x in found]
+    without = _lease_auc_without(run, points, (arrears, causes), horizon_days)
     return BacktestReport(
         scenario=run.resolved.scenario.name,
         leases=len(run.outcomes),
-        leases_in_arrears=len(in_arrears),
-        arrears_by_cause=dict(sorted(by_cause.items())),
+        leases_in_arrears=sum(by_cause.values()),
+        arrears_by_cause=by_cause,
         observations=int(known.sum()),
-        positives=int(labels.sum()),
-        auc=auc(scores[known], labels),
+        positives=int(ranked.labels.sum()),
+        auc=auc(ranked.scores, ranked.labels),
         lease_auc={lead: m.auc for lead, m in matched.items()},
         lease_auc_cases={lead: m.cases for lead, m in matched.items()},
         median_lead_days=_median(every_lead),
         caught=len(every_lead),
         alerts=_alerts(panel, bands.scores, horizon_days, scored_days / 365.0),
         scored_days=scored_days,
-        causes=cause_rows,
-        signals=_signal_rows(all_points[known], labels, without),
+        causes=_cause_rows(ranked, by_cause),
+        signals=_signal_rows(points[known], ranked.labels, without),
         timings_s=dict(run.timings),
     )
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from cloud.risk import cache
 from cloud.risk.backtest import BacktestConfig, run_backtest
 from cloud.risk.metrics import report
 from cloud.risk.rules import ScoringRules
+from leasewatch.cli import app
 
 
 def test_a_second_run_reads_the_same_histories_from_the_cache(
@@ -48,3 +51,27 @@ def test_a_damaged_cache_file_is_refused_with_its_name(tmp_path: Path) -> None:
     damaged.write_bytes(b"not a numpy archive")
     with pytest.raises(cache.CacheError, match=r"broken\.npz: unreadable risk cache"):
         cache.load(damaged)
+
+
+def test_the_command_prints_every_table_and_json(tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["risk", "backtest", "--scenario", "utilization", "--assets", "8"]
+    base += ["--cache-dir", str(tmp_path), "--workers", "1"]
+    tables = runner.invoke(app, base, env={"COLUMNS": "200"})
+    assert tables.exit_code == 0, tables.output
+    for title in ("lease-week ROC AUC", "Per cause", "all but base_rate", "Alerts", "Per signal"):
+        assert title in tables.output
+    as_json = runner.invoke(app, [*base, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    figures = json.loads(as_json.stdout[as_json.stdout.index("{") :])
+    assert figures["leases"] == 8
+    assert set(figures["lease_auc"]) == {"30", "60"}
+    assert "cached detector histories" in figures["timings_s"]
+
+
+def test_a_damaged_cache_fails_the_command_with_a_sentence(tmp_path: Path) -> None:
+    (tmp_path / f"{cache.cache_key('utilization', 8)}.npz").write_bytes(b"junk")
+    args = ["risk", "backtest", "--scenario", "utilization", "--assets", "8"]
+    result = CliRunner().invoke(app, [*args, "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unreadable risk cache" in result.output
