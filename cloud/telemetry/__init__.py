@@ -28,6 +28,44 @@ class StoredReading:
     unit: str
 
 
+MAX_BUCKETS = 10_000
+"""The most buckets one downsampled query may span (per series)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingBucket:
+    """Readings of one series (sensor, metric, unit) in one step: [bucket, bucket + step)."""
+
+    device: str
+    sensor: str
+    metric: str
+    unit: str
+    bucket: datetime
+    count: int
+    mean: float
+    min: float
+    max: float
+
+
+def bucket_span(start: datetime, end: datetime, step_s: int) -> tuple[datetime, datetime]:
+    """start rounded down and end rounded up to whole steps since the epoch; ValueError if bad.
+
+    Buckets are aligned on the epoch so that every backend (and every query) cuts them alike.
+    """
+    if step_s < 1:
+        raise ValueError(f"step must be at least 1 second, got {step_s}")
+    if start >= end:
+        raise ValueError("start must be before end")
+    step_ms = step_s * 1000
+    first = epoch_ms(start) // step_ms
+    last = -(-epoch_ms(end) // step_ms)
+    if last - first > MAX_BUCKETS:
+        raise ValueError(
+            f"{last - first} buckets of {step_s} s: at most {MAX_BUCKETS}; choose a larger step"
+        )
+    return from_epoch_ms(first * step_ms), from_epoch_ms(last * step_ms)
+
+
 class TelemetryStore(Protocol):
     """Where readings live. Writes are idempotent: the same reading written twice is stored once."""
 
@@ -43,6 +81,20 @@ class TelemetryStore(Protocol):
         limit: int = 10_000,
     ) -> list[StoredReading]:
         """Readings of one device with start <= ts < end, oldest first."""
+
+    async def downsample(
+        self,
+        device: str,
+        start: datetime,
+        end: datetime,
+        step_s: int,
+        metric: str | None = None,
+    ) -> list[ReadingBucket]:
+        """Count, mean, min, max per series and bucket over `bucket_span(start, end, step_s)`.
+
+        Buckets are [b, b + step) with b a whole number of steps since the epoch; empty buckets
+        are left out. Ordered by bucket, sensor, metric, unit.
+        """
 
     async def prune(self, before: datetime) -> int:
         """Delete readings older than `before` (retention); returns how many were deleted."""

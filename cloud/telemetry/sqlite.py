@@ -25,8 +25,16 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from cloud.telemetry import StoredReading, TelemetryStoreError, epoch_ms, from_epoch_ms
+from cloud.telemetry import (
+    ReadingBucket,
+    StoredReading,
+    TelemetryStoreError,
+    bucket_span,
+    epoch_ms,
+    from_epoch_ms,
+)
 from leasewatch.wire import TelemetryBatch
 
 _SCHEMA = """
@@ -48,6 +56,12 @@ _SELECT = (
     "SELECT sensor, metric, ts, value, unit FROM reading"
     " WHERE device = ? AND ts >= ? AND ts < ? {metric_filter}"
     " ORDER BY ts, sensor, metric LIMIT ?"
+)
+# Buckets counted from the aligned start: (ts - start) / step is floor division for ts >= start.
+_DOWNSAMPLE = (
+    "SELECT (ts - ?) / ? AS b, sensor, metric, unit, COUNT(*), AVG(value), MIN(value), MAX(value)"
+    " FROM reading WHERE device = ? AND ts >= ? AND ts < ? {metric_filter}"
+    " GROUP BY b, sensor, metric, unit ORDER BY b, sensor, metric, unit"
 )
 _BUSY_TIMEOUT_S = 5.0
 
@@ -101,6 +115,37 @@ class SqliteTelemetryStore:
             for sensor, name, ts, value, unit in rows
         ]
 
+    async def downsample(
+        self,
+        device: str,
+        start: datetime,
+        end: datetime,
+        step_s: int,
+        metric: str | None = None,
+    ) -> list[ReadingBucket]:
+        """Count, mean, min, max per series and epoch-aligned bucket (one GROUP BY)."""
+        first, last = bucket_span(start, end, step_s)
+        start_ms, step_ms = epoch_ms(first), step_s * 1000
+        sql = _DOWNSAMPLE.format(metric_filter="AND metric = ?" if metric is not None else "")
+        params: list[object] = [start_ms, step_ms, device, start_ms, epoch_ms(last)]
+        if metric is not None:
+            params.append(metric)
+        rows = await asyncio.to_thread(self._select, sql, params)
+        return [
+            ReadingBucket(
+                device,
+                sensor,
+                name,
+                unit,
+                from_epoch_ms(start_ms + b * step_ms),
+                count,
+                mean,
+                low,
+                high,
+            )
+            for b, sensor, name, unit, count, mean, low, high in rows
+        ]
+
     async def prune(self, before: datetime) -> int:
         """Delete readings older than `before`; returns how many were deleted."""
         return await asyncio.to_thread(self._delete_before, epoch_ms(before))
@@ -129,7 +174,7 @@ class SqliteTelemetryStore:
                     f"SQLite telemetry store {self.path} did not take {len(rows)} readings: {err}"
                 ) from err
 
-    def _select(self, sql: str, params: list[object]) -> list[tuple[str, str, int, float, str]]:
+    def _select(self, sql: str, params: list[object]) -> list[Any]:
         with self._lock:
             conn = self._open_connection()
             try:

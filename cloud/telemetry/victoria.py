@@ -34,6 +34,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
@@ -44,9 +45,11 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 
 from cloud.telemetry import (
+    ReadingBucket,
     ReadingsRejectedError,
     StoredReading,
     TelemetryStoreError,
+    bucket_span,
     epoch_ms,
     from_epoch_ms,
 )
@@ -63,6 +66,7 @@ _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
 _ERRORS_ON_WRITE = (InfluxDBError, urllib3.exceptions.HTTPError)
 _FLAG_LINE = re.compile(r'^-([\w.]+)="(.*)"$', re.MULTILINE)
 _RETENTION = re.compile(r"(\d+(?:\.\d+)?)([hdwy]?)")
+_ROLLUPS = ("count_over_time", "avg_over_time", "min_over_time", "max_over_time")
 _RETENTION_UNIT_HOURS = {"": 31 * 24, "h": 1, "d": 24, "w": 7 * 24, "y": 365 * 24}
 
 
@@ -156,13 +160,8 @@ class VictoriaMetricsStore:
         if limit < 1:
             raise ValueError(f"limit must be positive, got {limit}")
         start_ms, end_ms = epoch_ms(start), epoch_ms(end)
-        name = (
-            f'__name__="{MEASUREMENT}_{_label(metric)}"'
-            if metric is not None
-            else rf'__name__=~"{MEASUREMENT}_.+"'
-        )
         params = {
-            "match[]": f'{{{name},device="{_label(device)}"}}',
+            "match[]": self._selector(device, metric),
             # VM turns fractional seconds into ms through a float: pad by 1 ms, filter below.
             "start": _seconds(start_ms - 1),
             "end": _seconds(end_ms),
@@ -178,6 +177,58 @@ class VictoriaMetricsStore:
         rows = [r for r in _parse_export(device, response.text) if start_ms <= r[0] < end_ms]
         rows.sort(key=lambda row: (row[0], row[1].sensor, row[1].metric))
         return [row[1] for row in rows[:limit]]
+
+    async def downsample(
+        self,
+        device: str,
+        start: datetime,
+        end: datetime,
+        step_s: int,
+        metric: str | None = None,
+    ) -> list[ReadingBucket]:
+        """Count, mean, min, max per series and epoch-aligned bucket, computed by VM.
+
+        One `query_range` of `aggr_over_time` (count, avg, min, max): VM's window at t is
+        (t - step, t]; `offset 1ms` makes it [t - step, t) in whole ms, the bucket t - step.
+        `nocache=1`: a replayed backlog lands in the past, where VM's result cache would hide it.
+        """
+        first, last = bucket_span(start, end, step_s)
+        rollups = ",".join(f'"{name}"' for name in _ROLLUPS)
+        query = (
+            f"aggr_over_time(({rollups}), {self._selector(device, metric)}[{step_s}s]"
+            " offset 1ms) keep_metric_names"
+        )
+        params = {
+            "query": query,
+            "start": _seconds(epoch_ms(first) + step_s * 1000),
+            "end": _seconds(epoch_ms(last)),
+            "step": f"{step_s}s",
+            "nocache": "1",
+        }
+        body = await self._get_json("/api/v1/query_range", params)
+        return _buckets(device, step_s, body)
+
+    def _selector(self, device: str, metric: str | None) -> str:
+        """The series selector of one device's readings (one metric, or all of them)."""
+        name = (
+            f'__name__="{MEASUREMENT}_{_label(metric)}"'
+            if metric is not None
+            else rf'__name__=~"{MEASUREMENT}_.+"'
+        )
+        return f'{{{name},device="{_label(device)}"}}'
+
+    async def _get_json(self, path: str, params: dict[str, str]) -> Any:
+        """A successful Prometheus API answer's `data`, or TelemetryStoreError."""
+        try:
+            response = await self._http.get(path, params=params)
+            body = response.json()
+        except (httpx.HTTPError, json.JSONDecodeError) as err:
+            raise TelemetryStoreError(f"VictoriaMetrics at {self.url} failed: {err!r}") from err
+        if response.status_code != httpx.codes.OK or body.get("status") != "success":
+            raise TelemetryStoreError(
+                f"VictoriaMetrics {path} answered {response.status_code}: {response.text[:200]}"
+            )
+        return body["data"]
 
     async def prune(self, before: datetime) -> int:
         """Nothing to do: VictoriaMetrics enforces its own -retentionPeriod (see `retention`)."""
@@ -294,3 +345,37 @@ def _series(line: str) -> tuple[dict[str, str], list[int], list[float]]:
     if "__name__" not in labels or len(timestamps) != len(values):
         raise TelemetryStoreError(f"VictoriaMetrics export line malformed: {line[:200]}")
     return labels, timestamps, values
+
+
+def _buckets(device: str, step_s: int, data: Any) -> list[ReadingBucket]:
+    """ReadingBuckets from a query_range matrix of aggr_over_time series (label `rollup`)."""
+    stats: dict[tuple[int, str, str, str], dict[str, float]] = {}
+    try:
+        for series in data["result"]:
+            labels: dict[str, str] = series["metric"]
+            key = (
+                labels["__name__"].removeprefix(f"{MEASUREMENT}_"),
+                labels.get("sensor", ""),
+                labels.get("unit", ""),
+            )
+            for ts, value in series["values"]:
+                bucket_ms = round(float(ts) * 1000) - step_s * 1000
+                stats.setdefault((bucket_ms, *key), {})[labels["rollup"]] = float(value)
+    except (KeyError, TypeError, ValueError) as err:
+        raise TelemetryStoreError(f"VictoriaMetrics query_range unreadable: {err!r}") from err
+    rows = sorted(stats.items(), key=lambda item: (item[0][0], item[0][2], item[0][1], item[0][3]))
+    return [
+        ReadingBucket(
+            device,
+            sensor,
+            metric,
+            unit,
+            from_epoch_ms(bucket_ms),
+            round(v["count_over_time"]),
+            v["avg_over_time"],
+            v["min_over_time"],
+            v["max_over_time"],
+        )
+        for (bucket_ms, metric, sensor, unit), v in rows
+        if len(v) == len(_ROLLUPS)
+    ]

@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from cloud.telemetry import (
+    MAX_BUCKETS,
+    ReadingBucket,
     ReadingsRejectedError,
     StoredReading,
     TelemetryStore,
     TelemetryStoreError,
+    bucket_span,
     open_telemetry_store,
 )
 from cloud.telemetry.sqlite import SqliteTelemetryStore
@@ -71,6 +74,20 @@ class Backend:
                 await asyncio.to_thread(self.server.force_flush)
             found = await self.store.query(device, start, end, metric, limit)
             if self.server is None or len(found) >= expect or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.05)
+
+    async def downsample(
+        self, device: str, start: datetime, end: datetime, step_s: int, *, expect: int, **kw: str
+    ) -> list[ReadingBucket]:
+        """Downsample; on VM poll until the buckets hold `expect` readings or time is up."""
+        deadline = time.monotonic() + VISIBLE_WITHIN_S
+        while True:
+            if self.server is not None:
+                await asyncio.to_thread(self.server.force_flush)
+            found = await self.store.downsample(device, start, end, step_s, **kw)
+            seen = sum(b.count for b in found)
+            if self.server is None or seen >= expect or time.monotonic() > deadline:
                 return found
             await asyncio.sleep(0.05)
 
@@ -205,6 +222,77 @@ async def test_devices_are_kept_apart(backend: Backend, t0: datetime) -> None:
 
     assert [(r.device, r.value) for r in found_a] == [("tractor-a", 1.0)]
     assert [(r.device, r.value) for r in found_b] == [("tractor-b", 2.0)]
+
+
+def bucket_row(b: ReadingBucket) -> tuple[object, ...]:
+    """A bucket as comparable values (the mean compared to 1e-9: VM stores decimals)."""
+    return (b.bucket, b.sensor, b.metric, b.unit, b.count, pytest.approx(b.mean), b.min, b.max)
+
+
+async def test_downsample_buckets_are_epoch_aligned_and_half_open(
+    backend: Backend, t0: datetime
+) -> None:
+    base = t0.replace(second=0) + timedelta(minutes=1)  # a whole minute: a bucket edge
+    minute = timedelta(minutes=1)
+    rpm = [  # (offset, value): the edges of the first bucket, the next, one beyond
+        (-MS, 999.0), (timedelta(0), 10.0), (MS, 20.0), (minute - MS, 30.0),
+        (minute, 40.0), (2 * minute + timedelta(seconds=30), 50.0),
+    ]  # fmt: skip
+    readings = [Reading(sensor="engine", metric="rpm", ts=base + o, value=v) for o, v in rpm]
+    readings.append(Reading(sensor="engine", metric="coolant_temp", ts=base, value=80.5, unit="°C"))
+    other = [Reading(sensor="engine", metric="rpm", ts=base, value=5.0)]
+    await backend.store.write([make_batch("dozer-9", readings), make_batch("dozer-0", other)])
+    # start and end inside buckets: rounded out to base .. base + 3 min
+    start, end = base + timedelta(seconds=10), base + 2 * minute + timedelta(seconds=50)
+
+    found = await backend.downsample("dozer-9", start, end, 60, expect=6)
+    rpm_only = await backend.downsample("dozer-9", start, end, 60, expect=5, metric="rpm")
+
+    assert [bucket_row(b) for b in found] == [
+        (base, "engine", "coolant_temp", "°C", 1, 80.5, 80.5, 80.5),
+        (base, "engine", "rpm", "", 3, 20.0, 10.0, 30.0),
+        (base + minute, "engine", "rpm", "", 1, 40.0, 40.0, 40.0),
+        (base + 2 * minute, "engine", "rpm", "", 1, 50.0, 50.0, 50.0),
+    ]
+    assert all(b.device == "dozer-9" for b in found)
+    assert [b.count for b in rpm_only] == [3, 1, 1]
+    assert await backend.store.downsample("dozer-9", start, end, 60, metric="none") == []
+
+
+async def test_downsample_one_bucket_per_step_over_many_readings(
+    backend: Backend, t0: datetime
+) -> None:
+    base = t0.replace(minute=0, second=0)  # a whole hour
+    readings = [
+        Reading(sensor="band", metric="vibration", ts=base + i * timedelta(seconds=7), value=i)
+        for i in range(1000)  # 7,000 s: buckets of 300 s hold 42 or 43 readings
+    ]
+    await backend.store.write([make_batch("pump-5", readings)])
+
+    found = await backend.downsample(
+        "pump-5", base, base + timedelta(hours=2), 300, expect=len(readings)
+    )
+
+    expected: dict[int, list[int]] = {}
+    for i in range(1000):
+        expected.setdefault(i * 7 // 300, []).append(i)
+    assert [bucket_row(b) for b in found] == [
+        (base + k * timedelta(seconds=300), "band", "vibration", "", len(v), sum(v) / len(v),
+         min(v), max(v))
+        for k, v in sorted(expected.items())
+    ]  # fmt: skip
+
+
+def test_bucket_span_rounds_out_and_bounds_the_bucket_count() -> None:
+    t = datetime(2026, 3, 1, 10, 0, 30, 500_000, tzinfo=UTC)
+    assert bucket_span(t, t + MS, 60) == (t.replace(second=0, microsecond=0),
+                                          t.replace(minute=1, second=0, microsecond=0))  # fmt: skip
+    with pytest.raises(ValueError, match="at least 1 second"):
+        bucket_span(t, t + MS, 0)
+    with pytest.raises(ValueError, match="before end"):
+        bucket_span(t, t, 60)
+    with pytest.raises(ValueError, match="at most"):
+        bucket_span(t, t + timedelta(seconds=MAX_BUCKETS + 1), 1)
 
 
 async def test_sqlite_file_reopened_keeps_data(tmp_path: Path, t0: datetime) -> None:

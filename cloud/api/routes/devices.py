@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from cloud.api.deps import CallerDep, DeviceScope, ReadTelemetry, ServicesDep, visible_devices
 from cloud.api.problems import Problem
+from cloud.telemetry import bucket_span
 from leasewatch.wire import DeviceId, GatewayHealth, MetricName
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"], dependencies=[DeviceScope])
@@ -50,6 +51,30 @@ class ReadingsPublic(BaseModel):
     readings: list[ReadingPublic]
 
 
+class RollupPublic(BaseModel):
+    """One bucket of one measure: a rollup, or readings in [bucket, bucket + step)."""
+
+    sensor: str
+    metric: str
+    unit: str
+    bucket: datetime
+    count: int
+    mean: float
+    min: float
+    max: float
+
+
+class DownsampledReadingsPublic(BaseModel):
+    """A device's readings in epoch-aligned buckets of `step` s (start, end rounded out)."""
+
+    device: str
+    start: datetime
+    end: datetime
+    step: int
+    count: int
+    buckets: list[RollupPublic]
+
+
 @router.get("", response_model=list[DevicePublic], dependencies=[ReadTelemetry])
 def list_devices(services: ServicesDep, caller: CallerDep) -> list[dict[str, object]]:
     """Every gateway the caller may see (its tenant's), with status and counters."""
@@ -58,7 +83,11 @@ def list_devices(services: ServicesDep, caller: CallerDep) -> list[dict[str, obj
     return found if visible is None else [d for d in found if d["device"] in visible]
 
 
-@router.get("/{device}/readings", response_model=ReadingsPublic, dependencies=[ReadTelemetry])
+@router.get(
+    "/{device}/readings",
+    response_model=ReadingsPublic | DownsampledReadingsPublic,
+    dependencies=[ReadTelemetry],
+)
 async def device_readings(
     services: ServicesDep,
     device: DeviceId,
@@ -67,12 +96,20 @@ async def device_readings(
     end: Annotated[AwareDatetime | None, Query(description="Default: now")] = None,
     metric: MetricName | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-) -> ReadingsPublic:
-    """Readings of a device with start <= ts < end, oldest first."""
+    step: Annotated[
+        int | None,
+        Query(ge=1, le=86_400, description="Seconds: count, mean, min, max per bucket instead"),
+    ] = None,
+) -> ReadingsPublic | DownsampledReadingsPublic:
+    """Readings of a device with start <= ts < end, oldest first; with `step`, per bucket."""
     end = end or datetime.now(UTC)
     start = start or end - timedelta(hours=1)
     if start >= end:
         raise Problem(422, "invalid_range", "start must be before end")
+    if step is not None:
+        return await _downsampled(
+            services, device, start=start, end=end, step=step, metric=metric, limit=limit
+        )
     rows = await services.telemetry.query(device, start, end, metric=metric, limit=limit)
     readings = [
         ReadingPublic(sensor=r.sensor, metric=r.metric, ts=r.ts, value=r.value, unit=r.unit)
@@ -80,6 +117,28 @@ async def device_readings(
     ]
     return ReadingsPublic(
         device=device, start=start, end=end, count=len(readings), readings=readings
+    )
+
+
+async def _downsampled(
+    services: ServicesDep,
+    device: str,
+    *,
+    start: datetime,
+    end: datetime,
+    step: int,
+    metric: str | None,
+    limit: int,
+) -> DownsampledReadingsPublic:
+    """The store's buckets of a device's readings (422 too_many_buckets past MAX_BUCKETS)."""
+    try:
+        first, last = bucket_span(start, end, step)
+    except ValueError as err:
+        raise Problem(422, "too_many_buckets", str(err)) from err
+    rows = await services.telemetry.downsample(device, first, last, step, metric=metric)
+    buckets = [RollupPublic.model_validate(b, from_attributes=True) for b in rows[:limit]]
+    return DownsampledReadingsPublic(
+        device=device, start=first, end=last, step=step, count=len(buckets), buckets=buckets
     )
 
 
@@ -145,19 +204,6 @@ def device_completeness(
         )
         for d in days
     ]
-
-
-class RollupPublic(BaseModel):
-    """One rollup bucket of one measure."""
-
-    sensor: str
-    metric: str
-    unit: str
-    bucket: datetime
-    count: int
-    mean: float
-    min: float
-    max: float
 
 
 @router.get("/{device}/rollups", response_model=list[RollupPublic], dependencies=[ReadTelemetry])
