@@ -8,6 +8,7 @@ from cloud.api import problems
 from cloud.api.deps import Services
 from cloud.api.routes import (
     alerts,
+    assets,
     auth,
     commands,
     credit_checks,
@@ -35,6 +36,6 @@ def create_app(services: Services) -> FastAPI:
     for module in (health, auth, devices, provisioning, ingest, dashboards, alerts, maintenance):
         app.include_router(module.router)
     app.include_router(commands.router)  # gateway commands and their acknowledgements
-    for module in (lessees, leases, risk, credit_checks):  # the leasing domain
+    for module in (lessees, leases, assets, risk, credit_checks):  # the leasing domain
         app.include_router(module.router)
     return app

@@ -69,6 +69,10 @@ class LesseeIn(_Strict):
     lessee_id: EntityId
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     external_ref: Annotated[str, StringConstraints(max_length=64)] | None = None
+    tenant: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="The lessor: default the caller's tenant; only a user without one may choose",
+    )
 
 
 class Lessee(LesseeIn):

@@ -34,6 +34,8 @@ lessees = Table(
     Column("external_ref", String(64)),
     Column("created_at", TZ, nullable=False),
     Column("updated_at", TZ, nullable=False),
+    Column("tenant", String(64)),  # the lessor (migration 0007); NULL: no tenant
+    Index("ix_lessees_tenant", "tenant", "lessee_id"),
 )
 
 leases = Table(

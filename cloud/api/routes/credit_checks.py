@@ -44,6 +44,7 @@ def credit_check(
         lease_id=body.lease_id,
         lessee_id=body.lessee_id,
         as_of=as_of_or_now(body.as_of),
-        caller=f"{caller.user} ({body.requested_by})"[:128],
+        caller=caller,
         purpose="credit_check",
+        requested_by=body.requested_by,
     )

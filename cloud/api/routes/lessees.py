@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from cloud.api.deps import ManageLeases, ReadLeases, ServicesDep
+from cloud.api.deps import CallerDep, ManageLeases, ReadLeases, ServicesDep
 from cloud.api.problems import Problem
 from cloud.leasing.models import EntityId, Lease, Lessee, LesseeIn
 from cloud.leasing.store import LeasingError, LeasingStore
@@ -15,9 +15,9 @@ from cloud.leasing.store import LeasingError, LeasingStore
 router = APIRouter(prefix="/v1/lessees", tags=["lessees"])
 
 
-def get_leasing_store(services: ServicesDep) -> LeasingStore:
-    """The leasing store on the state store's engine."""
-    return LeasingStore(services.state.engine)
+def get_leasing_store(services: ServicesDep, caller: CallerDep) -> LeasingStore:
+    """The leasing store on the state store's engine, within the caller's tenant."""
+    return LeasingStore(services.state.engine, caller.tenant)
 
 
 LeasingStoreDep = Annotated[LeasingStore, Depends(get_leasing_store)]
@@ -40,8 +40,11 @@ def list_lessees(
 
 @router.post("", response_model=Lessee, status_code=201, dependencies=[ManageLeases])
 def put_lessee(store: LeasingStoreDep, body: LesseeIn) -> Lessee:
-    """Create a lessee, or replace the name and reference of a known one."""
-    return store.put_lessee(body, datetime.now(UTC))
+    """Create a lessee in the caller's tenant, or replace the name and reference of a known one."""
+    try:
+        return store.put_lessee(body, datetime.now(UTC))
+    except LeasingError as err:
+        raise problem(err) from err
 
 
 @router.get("/{lessee_id}", response_model=Lessee, dependencies=[ReadLeases])

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from cloud.api.deps import Caller, ReadRisk, ServicesDep
 from cloud.api.problems import Problem
 from cloud.leasing.assessment import Assessment, RiskAssessor, score_history
 from cloud.leasing.models import EntityId
-from cloud.leasing.store import NotFoundError
+from cloud.leasing.store import LeasingStore, NotFoundError
 from cloud.leasing.tables import band_changes, lease_bands
 from cloud.risk.model import Band, LeaseSignals
 from cloud.risk.rules import ScoringRules, load_rules
@@ -109,15 +109,33 @@ def as_of_or_now(as_of: datetime | None) -> datetime:
     return as_of.astimezone(UTC)
 
 
+def check_scope(
+    engine: Engine, tenant: str | None, *, lease_id: str | None, lessee_id: str | None
+) -> None:
+    """404 lease_not_found / lessee_not_found for a subject outside the caller's tenant."""
+    if tenant is None:
+        return
+    store = LeasingStore(engine, tenant)
+    try:
+        if lease_id is not None:
+            store.get_lease(lease_id)
+        if lessee_id is not None:
+            store.get_lessee(lessee_id)
+    except NotFoundError as err:
+        raise Problem(404, err.code, f"{err} in your tenant") from err
+
+
 def serve(
     assessor: RiskAssessor, *, lease_id: str | None, lessee_id: str | None, as_of: datetime,
-    caller: str, purpose: str,
+    caller: Caller, purpose: str, requested_by: str | None = None,
 ) -> ScorePublic:  # fmt: skip
-    """Score a lease or lessee, record it in the audit trail, answer it (404 when unknown)."""
+    """Score a lease or lessee in the caller's tenant, record it in the audit, answer it (404)."""
+    check_scope(assessor.engine, caller.tenant, lease_id=lease_id, lessee_id=lessee_id)
     subject = ("lease", lease_id) if lease_id is not None else ("lessee", str(lessee_id))
+    audit_caller = caller.user if requested_by is None else f"{caller.user} ({requested_by})"
     try:
         assessment, audit_id = assessor.serve(
-            subject, as_of, caller=caller, purpose=purpose, served_at=datetime.now(UTC)
+            subject, as_of, caller=audit_caller[:128], purpose=purpose, served_at=datetime.now(UTC)
         )
     except NotFoundError as err:
         raise Problem(404, err.code, str(err)) from err
@@ -130,7 +148,7 @@ def lease_score(
 ) -> ScorePublic:
     """A lease's score as of a time, with its reasons and signals (recorded in the audit)."""
     when = as_of_or_now(as_of)
-    return serve(assessor, lease_id=lease_id, lessee_id=None, as_of=when, caller=caller.user,
+    return serve(assessor, lease_id=lease_id, lessee_id=None, as_of=when, caller=caller,
                  purpose="risk_api")  # fmt: skip
 
 
@@ -140,7 +158,7 @@ def lessee_score(
 ) -> ScorePublic:
     """A lessee's score over its active leases as of a time (recorded in the audit)."""
     when = as_of_or_now(as_of)
-    return serve(assessor, lease_id=None, lessee_id=lessee_id, as_of=when, caller=caller.user,
+    return serve(assessor, lease_id=None, lessee_id=lessee_id, as_of=when, caller=caller,
                  purpose="risk_api")  # fmt: skip
 
 
@@ -166,9 +184,11 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 @router.get("/leases/{lease_id}/history", response_model=list[AuditPublic])
 def lease_history(
-    services: ServicesDep, lease_id: EntityId, before: int | None = None, limit: Limit = 100
-) -> list[dict[str, Any]]:
+    services: ServicesDep, caller: RiskCaller, lease_id: EntityId, before: int | None = None,
+    limit: Limit = 100,
+) -> list[dict[str, Any]]:  # fmt: skip
     """Every score served for a lease (the audit trail), newest first; `before` pages on."""
+    check_scope(services.state.engine, caller.tenant, lease_id=lease_id, lessee_id=None)
     return score_history(
         services.state.engine, lease_subject(lease_id), before_id=before, limit=limit
     )
@@ -176,9 +196,11 @@ def lease_history(
 
 @router.get("/lessees/{lessee_id}/history", response_model=list[AuditPublic])
 def lessee_history(
-    services: ServicesDep, lessee_id: EntityId, before: int | None = None, limit: Limit = 100
-) -> list[dict[str, Any]]:
+    services: ServicesDep, caller: RiskCaller, lessee_id: EntityId, before: int | None = None,
+    limit: Limit = 100,
+) -> list[dict[str, Any]]:  # fmt: skip
     """Every score served for a lessee (the audit trail), newest first; `before` pages on."""
+    check_scope(services.state.engine, caller.tenant, lease_id=None, lessee_id=lessee_id)
     return score_history(
         services.state.engine, lessee_subject(lessee_id), before_id=before, limit=limit
     )
@@ -214,12 +236,16 @@ def _changes(services: Any, query: Any) -> list[dict[str, Any]]:
 @router.get("/watchlist", response_model=list[BandChangePublic])
 def watchlist(
     services: ServicesDep,
+    caller: RiskCaller,
     since: Annotated[AwareDatetime | None, Query(description="Changes as of this or later")] = None,
     limit: Limit = 100,
 ) -> list[dict[str, Any]]:
-    """Leases whose band worsened, newest first: when, from and to which band, and why."""
+    """Leases whose band worsened (in the caller's tenant), newest first: when, from, to, why."""
     c = band_changes.c
     query = select(band_changes).where(c.worsened.is_(True)).order_by(c.as_of.desc(), c.id.desc())
+    if caller.tenant is not None:
+        in_tenant = LeasingStore(services.state.engine, caller.tenant).lessee_ids()
+        query = query.where(c.lessee_id.in_(in_tenant))
     if since is not None:
         query = query.where(c.as_of >= since)
     return _changes(services, query.limit(limit))
@@ -227,9 +253,10 @@ def watchlist(
 
 @router.get("/leases/{lease_id}/bands", response_model=list[BandChangePublic])
 def lease_band_changes(
-    services: ServicesDep, lease_id: EntityId, limit: Limit = 100
+    services: ServicesDep, caller: RiskCaller, lease_id: EntityId, limit: Limit = 100
 ) -> list[dict[str, Any]]:
     """Every band change of one lease, newest first."""
+    check_scope(services.state.engine, caller.tenant, lease_id=lease_id, lessee_id=None)
     c = band_changes.c
     query = select(band_changes).where(c.lease_id == lease_id).order_by(c.id.desc()).limit(limit)
     return _changes(services, query)
