@@ -4,7 +4,8 @@ The same detectors `leasewatch detect score` runs (`cloud.detectors`), fed from 
 (`cloud.detectors.simulated`), never from labels:
 - daily usage (running hours, hours with data) is computed once per asset-day and feeds both the
   histories and the utilization detector, run over the fleet in lockstep with peer groups (type
-  and region) as `scoring_usage.run_fleet` runs it;
+  and region) as `scoring_usage.run_fleet` runs it; groups are independent, so whole groups
+  are spread over worker processes;
 - the geofence detector over every GPS fix, and the silence detector over the gateways whose
   rollups have hours without data (a gateway without such gaps never opens a silence), per asset
   and so spread over worker processes (each worker loads the scenario itself).
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 
@@ -45,6 +47,7 @@ from firmware_sim.scenarios.run import simulated_assets
 CONTRACT_SHARE = 0.9
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 EpisodeMap = dict[str, tuple[Episode, ...]]
 
 
@@ -145,9 +148,22 @@ def _tamper(resolved: ResolvedScenario, asset: str) -> tuple[Episode, ...]:
     )
 
 
+Usage = tuple[dict[str, np.ndarray], dict[str, np.ndarray], EpisodeMap]
+Detected = tuple[EpisodeMap, EpisodeMap]
+
+
+def group_usage(scenario: str, assets: int | None, members: Sequence[str]) -> Usage:
+    """Daily usage and utilization episodes of whole peer groups (one worker)."""
+    resolved = load(scenario, assets)
+    wanted = set(members)
+    return usage_and_capacity(
+        resolved, [s for s in simulated_assets(resolved) if s.timeline.spec.id in wanted]
+    )
+
+
 def per_asset_detectors(
     scenario: str, assets: int | None, chunk: Sequence[str], gappy: frozenset[str]
-) -> tuple[EpisodeMap, EpisodeMap]:
+) -> Detected:
     """Geofence episodes of `chunk`, and tamper episodes of its gappy gateways (one worker)."""
     resolved = load(scenario, assets)
     wanted = set(chunk)
@@ -163,22 +179,50 @@ def per_asset_detectors(
     return geofence, tamper
 
 
+def _balanced(groups: Sequence[Sequence[str]], workers: int) -> list[list[str]]:
+    """Whole groups dealt to `workers` chunks, largest first onto the lightest chunk."""
+    chunks: list[list[str]] = [[] for _ in range(workers)]
+    for members in sorted(groups, key=len, reverse=True):
+        min(chunks, key=len).extend(members)
+    return [c for c in chunks if c]
+
+
+def _fan_out(job: Callable[..., T], args: Sequence[tuple[object, ...]], workers: int) -> list[T]:
+    """`job(*a)` for each of `args`, over `workers` processes (in this one when 1)."""
+    if workers <= 1 or len(args) <= 1:
+        return [job(*a) for a in args]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return [j.result() for j in [pool.submit(job, *a) for a in args]]
+
+
+def _usage(resolved: ResolvedScenario, scenario: str, assets: int | None, workers: int) -> Usage:
+    """Daily usage and capacity episodes, peer groups spread over the workers."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for spec in resolved.assets:
+        groups[(spec.type, spec.region)].append(spec.id)
+    chunks = _balanced(list(groups.values()), workers)
+    hours: dict[str, np.ndarray] = {}
+    covered: dict[str, np.ndarray] = {}
+    capacity: EpisodeMap = {}
+    for part in _fan_out(group_usage, [(scenario, assets, c) for c in chunks], workers):
+        hours.update(part[0])
+        covered.update(part[1])
+        capacity.update(part[2])
+    return hours, covered, capacity
+
+
 def _spread(
     scenario: str, assets: int | None, ids: Sequence[str], gappy: frozenset[str], workers: int
-) -> tuple[EpisodeMap, EpisodeMap]:
+) -> Detected:
     """Per-asset detectors over `workers` processes, gappy gateways dealt evenly."""
     ordered = sorted(ids, key=lambda a: (a not in gappy, a))
     chunks = [ordered[i::workers] for i in range(workers)]
-    if workers == 1:
-        return per_asset_detectors(scenario, assets, chunks[0], gappy)
     geofence: EpisodeMap = {}
     tamper: EpisodeMap = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        jobs = [pool.submit(per_asset_detectors, scenario, assets, c, gappy) for c in chunks]
-        for job in jobs:
-            found_geofence, found_tamper = job.result()
-            geofence.update(found_geofence)
-            tamper.update(found_tamper)
+    args = [(scenario, assets, c, gappy) for c in chunks if c]
+    for found_geofence, found_tamper in _fan_out(per_asset_detectors, args, workers):
+        geofence.update(found_geofence)
+        tamper.update(found_tamper)
     return geofence, tamper
 
 
@@ -203,13 +247,14 @@ def run_detectors(
     started = time.monotonic()
     resolved = load(scenario, assets)
     sims = simulated_assets(resolved)
-    hours, covered, capacity = usage_and_capacity(resolved, sims)
+    workers = max(1, min(workers, len(sims)))
+    hours, covered, capacity = _usage(resolved, scenario, assets, workers)
     timings["daily usage and utilization detector"] = time.monotonic() - started
     progress(f"daily usage and utilization detector: {time.monotonic() - started:.0f} s")
     started = time.monotonic()
     gappy = frozenset(a for a, c in covered.items() if bool((c < 24.0).any()))
     ids = [s.timeline.spec.id for s in sims]
-    geofence, tamper = _spread(scenario, assets, ids, gappy, max(1, min(workers, len(ids))))
+    geofence, tamper = _spread(scenario, assets, ids, gappy, workers)
     timings["geofence and silence detectors"] = time.monotonic() - started
     progress(
         f"geofence on {len(ids)} assets, silence on {len(gappy)} gateways with gaps, "
