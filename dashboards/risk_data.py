@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, Select, func, select
 
+from cloud.leasing.store import LeasingStore
 from cloud.leasing.tables import band_changes, lease_bands, risk_scores
 from cloud.risk.model import Band
 
@@ -61,9 +62,16 @@ def newest_scores(conn: Connection, subjects: Sequence[str] | None, prefix: str)
     return {str(r["subject"]): r for r in rows}
 
 
-def _lease_rows(conn: Connection, band: str | None, lessee: str | None, limit: int) -> list[Any]:
+Scope = Select[tuple[str]] | None  # a tenant's lessee ids; None: every tenant
+
+
+def _lease_rows(
+    conn: Connection, band: str | None, lessee: str | None, limit: int, scope: Scope
+) -> list[Any]:
     b = lease_bands.c
     query = select(lease_bands).order_by(b.score.desc(), b.lease_id).limit(limit)
+    if scope is not None:
+        query = query.where(b.lessee_id.in_(scope))
     if band:
         query = query.where(b.band == band)
     if lessee:
@@ -85,7 +93,7 @@ def _trends(conn: Connection, lease_ids: Sequence[str]) -> dict[str, list[tuple[
     return {lease: sorted(p.items()) for lease, p in points.items() if p}
 
 
-def _watchlist(conn: Connection, limit: int) -> list[dict[str, Any]]:
+def _watchlist(conn: Connection, limit: int, scope: Scope) -> list[dict[str, Any]]:
     c = band_changes.c
     query = (
         select(band_changes)
@@ -93,15 +101,22 @@ def _watchlist(conn: Connection, limit: int) -> list[dict[str, Any]]:
         .order_by(c.as_of.desc(), c.id.desc())
         .limit(limit)
     )
+    if scope is not None:
+        query = query.where(c.lessee_id.in_(scope))
     return [dict(r) | {"as_of": _utc(r["as_of"])} for r in conn.execute(query).mappings()]
 
 
 def risk_view(
-    engine: Engine, *, band: str | None = None, lessee: str | None = None, limit: int = 100
-) -> RiskView:
-    """Leases by score (filtered), lessees by score, bands, watchlist and the top trends."""
+    engine: Engine, *, band: str | None = None, lessee: str | None = None, limit: int = 100,
+    tenant: str | None = None,
+) -> RiskView:  # fmt: skip
+    """Leases by score (filtered), lessees by score, bands, watchlist and the top trends.
+
+    With a tenant, only that lessor's lessees and their leases (None: every tenant).
+    """
+    scope = None if tenant is None else LeasingStore(engine, tenant).lessee_ids()
     with engine.connect() as conn:
-        rows = _lease_rows(conn, band, lessee, limit)
+        rows = _lease_rows(conn, band, lessee, limit, scope)
         audited = newest_scores(conn, [f"lease:{r['lease_id']}" for r in rows], "lease:")
         leases = [
             ScoredSubject(r["lease_id"], r["lessee_id"], float(r["score"]), r["band"],
@@ -109,7 +124,10 @@ def risk_view(
                           list(audited.get(f"lease:{r['lease_id']}", {}).get("reasons", [])))
             for r in rows
         ]  # fmt: skip
-        lessee_rows = newest_scores(conn, None, "lessee:").values()
+        lessee_rows = list(newest_scores(conn, None, "lessee:").values())
+        if scope is not None:
+            mine = set(conn.execute(scope).scalars())
+            lessee_rows = [r for r in lessee_rows if r["lessee_id"] in mine]
         lessees = sorted(
             (ScoredSubject(str(r["lessee_id"]), str(r["lessee_id"]), float(r["score"]),
                            str(r["band"]), _utc(r["as_of"]), list(r["reasons"]))
@@ -117,8 +135,10 @@ def risk_view(
             key=lambda x: (-x.score, x.subject_id),
         )  # fmt: skip
         per_band = select(lease_bands.c.band, func.count()).group_by(lease_bands.c.band)
+        if scope is not None:
+            per_band = per_band.where(lease_bands.c.lessee_id.in_(scope))
         counts = {str(b): int(n) for b, n in conn.execute(per_band)}
         trends = _trends(conn, [x.subject_id for x in leases[:TREND_LEASES]])
-        watch = _watchlist(conn, limit)
+        watch = _watchlist(conn, limit, scope)
     bands = {str(b): counts.get(str(b), 0) for b in Band}
     return RiskView(leases, lessees, bands, watch, trends)

@@ -186,9 +186,15 @@ def alerts_page(
 @router.get("/dashboards/risk", response_class=HTMLResponse, dependencies=[ReadRisk])
 def risk_page(
     services: ServicesDep,
+    caller: CallerDep,
     band: Annotated[str, Query(pattern=_BANDS)] = "",
     lessee: Annotated[str, Query(max_length=64)] = "",
 ) -> str:
     """Risk view: leases and lessees by score and band, watchlist, reasons, score trends."""
-    view = risk_view(services.state.engine, band=band or None, lessee=lessee.strip() or None)
+    view = risk_view(
+        services.state.engine,
+        band=band or None,
+        lessee=lessee.strip() or None,
+        tenant=caller.tenant,
+    )
     return risk_page_html(view, band or None, lessee.strip() or None)

@@ -16,7 +16,7 @@ from httpx import Response
 from sqlalchemy import insert
 
 from cloud.access.roles import Role
-from cloud.leasing.tables import band_changes
+from cloud.leasing.tables import band_changes, lease_bands
 from tests.cloud.access.conftest import BOOTSTRAP_KEY, AccessApp
 
 ADMIN = {"X-API-Key": BOOTSTRAP_KEY}
@@ -163,3 +163,24 @@ def test_the_watchlist_shows_only_the_tenants_leases(lessors: Lessors) -> None:
     assert watched("analyst-b") == ["LS-b"]
     assert sorted(watched("admin")) == ["LS-a", "LS-b"]
     assert len(lessors.get("analyst-b", "/v1/risk/leases/LS-b/bands").json()) == 1
+
+
+def test_the_risk_dashboard_shows_only_the_tenants_leases_and_lessees(lessors: Lessors) -> None:
+    with lessors.app.services.state.engine.begin() as conn:
+        for t, score in (("a", 20.0), ("b", 80.0)):
+            conn.execute(insert(lease_bands).values(
+                lease_id=f"LS-{t}", lessee_id=f"L-{t}", band="low" if t == "a" else "high",
+                score=score, as_of=NOW, fingerprint=t, model_version="test", scored_at=NOW,
+            ))  # fmt: skip
+    for t in ("a", "b"):  # an audited lessee score each
+        assert lessors.get(f"analyst-{t}", f"/v1/risk/lessees/L-{t}").status_code == 200
+
+    page_a = lessors.get("analyst-a", "/dashboards/risk").text
+    page_admin = lessors.get("admin", "/dashboards/risk").text
+
+    assert "LS-a" in page_a
+    assert "L-a" in page_a
+    assert "LS-b" not in page_a
+    assert "L-b" not in page_a
+    assert "LS-b" in page_admin
+    assert "L-b" in page_admin
