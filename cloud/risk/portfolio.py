@@ -18,6 +18,7 @@ holds the shared arithmetic):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
@@ -29,14 +30,26 @@ from cloud.risk.usage import (
     RECENT_DAYS,
     DailyUse,
     FloatArray,
+    IntArray,
     holiday_flags,
     lease_sum,
     peer_levels,
     ratio,
     sustained_drop,
+    weekly_use,
 )
 
 Calendars = Mapping[str, frozenset[date]]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLevels:
+    """Per asset as of a day: its peer group's median ratios (NaN: unknown) and the group's size."""
+
+    contract: FloatArray  # (assets,)
+    baseline: FloatArray  # (assets,)
+    weekly: FloatArray  # (assets, weeks), newest first, as `usage.weekly_use`
+    sizes: IntArray  # (assets,)
 
 
 def _finite(value: float) -> float | None:
@@ -72,47 +85,63 @@ class Portfolio:
     def _lease(self, values: FloatArray) -> FloatArray:
         return lease_sum(values, self.lease_of, len(self.lease_ids))
 
-    def _peer(self, ratios: FloatArray, weights: FloatArray) -> FloatArray:
+    def _peer(self, levels: FloatArray, weights: FloatArray) -> FloatArray:
         """The lease's peer level: its assets' group medians weighted by expected hours."""
-        levels, _ = peer_levels(ratios, self.groups)
         known = np.isfinite(levels) & (weights > 0)
         return ratio(
             self._lease(np.where(known, levels * weights, 0.0)),
             self._lease(np.where(known, weights, 0.0)),
         )
 
-    def _contract(self, day: int) -> tuple[FloatArray, FloatArray]:
+    def _contract_use(self, day: int) -> tuple[FloatArray, FloatArray]:
+        """Per asset: hours run and hours the contract expects on the window's judged days."""
         first = max(0, day - self.window_days)
         judged = self.use.judged[:, first:day]
         used = (self.use.hours[:, first:day] * judged).sum(axis=1)
-        expected = self.per_day * judged.sum(axis=1)
-        lease = ratio(self._lease(used), self._lease(expected))
-        return lease, self._peer(ratio(used, expected), expected)
+        return used, self.per_day * judged.sum(axis=1)
 
-    def _baseline(self, day: int) -> tuple[FloatArray, FloatArray]:
+    def _baseline_use(self, day: int) -> tuple[FloatArray, ...]:
         base = (day - RECENT_DAYS - BASELINE_DAYS, day - RECENT_DAYS)
-        actual, expected = self.use.window_use(base, (day - RECENT_DAYS, day))
-        lease = ratio(self._lease(actual), self._lease(expected))
-        return lease, self._peer(ratio(actual, expected), expected)
+        return self.use.window_use(base, (day - RECENT_DAYS, day))
 
-    def signals(self, day: int) -> list[LeaseSignals]:
-        """Every lease's signals as of the start of day `day` (days before it are known)."""
+    def peer_levels(self, day: int) -> PeerLevels:
+        """Every asset's peer levels as of day `day`, its group being this portfolio's members."""
+        used, expected = self._contract_use(day)
+        contract, sizes = peer_levels(ratio(used, expected), self.groups)
+        baseline, _ = peer_levels(ratio(*self._baseline_use(day)), self.groups)
+        weekly, _ = peer_levels(ratio(*weekly_use(self.use, day)), self.groups)
+        return PeerLevels(contract, baseline, weekly, sizes)
+
+    def signals(self, day: int, peers: PeerLevels | None = None) -> list[LeaseSignals]:
+        """Every lease's signals as of the start of day `day` (days before it are known).
+
+        `peers`: the assets' peer levels from elsewhere (a credit check's cached group
+        figures); default: the groups among this portfolio's assets (the backtest).
+        """
         if day <= 0 or day > self.covered.shape[1]:
             raise ValueError(f"day {day} is outside the portfolio's {self.covered.shape[1]} days")
-        contract, peer_contract = self._contract(day)
-        baseline, peer_baseline = self._baseline(day)
-        sustained = sustained_drop(self.use, self.groups, self.lease_of, len(self.lease_ids), day)
-        _, sizes = peer_levels(np.zeros(len(self.assets)), self.groups)
+        levels = peers or self.peer_levels(day)
+        used, expected = self._contract_use(day)
+        actual, base_expected = self._baseline_use(day)
+        sustained = sustained_drop(
+            self.use, self.groups, self.lease_of, len(self.lease_ids), day, levels=levels.weekly
+        )
         mine: list[list[int]] = [[] for _ in self.lease_ids]
         for asset, lease in enumerate(self.lease_of):
             mine[lease].append(asset)
+        contract, baseline = (
+            ratio(self._lease(used), self._lease(expected)),
+            ratio(self._lease(actual), self._lease(base_expected)),
+        )
+        peer_contract = self._peer(levels.contract, expected)
+        peer_baseline = self._peer(levels.baseline, base_expected)
         return [
             self._one(lease, mine[i], day, {
                 "utilization_vs_contract": _finite(contract[i]),
                 "utilization_vs_baseline": _finite(baseline[i]),
                 "peer_utilization_vs_contract": _finite(peer_contract[i]),
                 "peer_utilization_vs_baseline": _finite(peer_baseline[i]),
-                "peer_group_size": int(min(sizes[a] for a in mine[i])),
+                "peer_group_size": int(min(levels.sizes[a] for a in mine[i])),
                 "weeks_below_baseline": int(sustained.weeks[i]),
                 "sustained_use": _finite(sustained.ratio[i]),
             })

@@ -129,18 +129,35 @@ class Sustained:
     ratio: FloatArray  # NaN where no week counted
 
 
-def sustained_drop(
-    use: DailyUse, groups: IntArray, leases: IntArray, count: int, day: int
-) -> Sustained:
-    """The lease's run of full weeks below `SUSTAINED_SHARE` of baseline, up to `day`."""
+def weekly_use(use: DailyUse, day: int) -> tuple[FloatArray, FloatArray]:
+    """Per asset and full week before `day`, newest first: (hours run, hours expected).
+
+    Expected is against the baseline before the lookback (so a drop is not in its own
+    baseline); (assets, 0) arrays when there is no room for a week yet.
+    """
     weeks = min(LOOKBACK_WEEKS, (day - MIN_BASELINE_DAYS) // 7)
     if weeks < 1:
-        return Sustained(np.zeros(count, dtype=np.int64), np.full(count, np.nan))
+        empty = np.zeros((use.hours.shape[0], 0))
+        return empty, empty.copy()
     base = (day - 7 * weeks - BASELINE_DAYS, day - 7 * weeks)
     parts = [use.window_use(base, (day - 7 * k, day - 7 * k + 7)) for k in range(1, weeks + 1)]
-    actual = np.stack([p[0] for p in parts], axis=1)
-    expected = np.stack([p[1] for p in parts], axis=1)
-    levels, _ = peer_levels(ratio(actual, expected), groups)
+    return np.stack([p[0] for p in parts], axis=1), np.stack([p[1] for p in parts], axis=1)
+
+
+def sustained_drop(
+    use: DailyUse, groups: IntArray, leases: IntArray, count: int, day: int, *,
+    levels: FloatArray | None = None,
+) -> Sustained:  # fmt: skip
+    """The lease's run of full weeks below `SUSTAINED_SHARE` of baseline, up to `day`.
+
+    `levels` (assets x weeks, as `weekly_use`): the peer levels to season-adjust with, when the
+    peer group is not among `use`'s assets (a credit check's cached group figures).
+    """
+    actual, expected = weekly_use(use, day)
+    if actual.shape[1] == 0:
+        return Sustained(np.zeros(count, dtype=np.int64), np.full(count, np.nan))
+    if levels is None:
+        levels, _ = peer_levels(ratio(actual, expected), groups)
     adjusted, _ = season_adjusted(expected, levels)
     run_actual = lease_sum(np.where(adjusted > 0, actual, 0.0), leases, count)
     run_expected = lease_sum(adjusted, leases, count)
