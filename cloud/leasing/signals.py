@@ -1,14 +1,15 @@
 """A lease's risk signals as of a time, from what the cloud already keeps.
 
-Three queries serve any number of leases (one lease, or every lease of a lessee): the 1-hour
-rollups of `running` (grouped per device in SQL), the alerts of the devices, and the message
-ledger (grouped per device and boot). Only data about times before `as_of` is read: hour
-buckets that ended by then, alerts opened by then (and open at it), messages sent before it.
+A few queries serve any number of leases (one lease, or every lease of a lessee): the assets,
+the daily use of their gateways and the 1-hour rollups of `running` (both grouped in SQL), the
+alerts of the gateways, and the message ledger (grouped per gateway and boot). Only data about
+times before `as_of` is read: hour buckets that ended by then, alerts opened by then (and open
+at it), messages sent before it.
 
-- Utilization is running hours over *covered* hours (hours with a `running` rollup): an hour
-  without data is unknown, never idle, so a poor link does not look like a parked machine.
-- vs contract: the last `WINDOW_DAYS` against the contract's expected hours per asset per day;
-  vs baseline: the last `RECENT_DAYS` against the `BASELINE_DAYS` before them.
+- Use (vs contract, vs baseline, the peers' levels, sustained drops): the backtest's own
+  functions over daily histories (`cloud.leasing.peers`, `cloud.risk.portfolio`): whole days
+  before as-of's day, judged when they had 12+ hours of data and are no public holiday.
+- Hours cap: running hours of the last `WINDOW_DAYS` (hours with a `running` rollup).
 - Silent: an open silence alert on the gateway, or no rollup for `SILENT_AFTER` before as_of.
 - Completeness: messages received over messages the (boot, seq) numbering says were sent in the
   last `RECENT_DAYS` (the ledger's gaps); None when the ledger has nothing in the window.
@@ -25,26 +26,23 @@ from typing import Any
 from sqlalchemy import Connection, case, func, or_, select, text
 
 from cloud.leasing.models import DAYS_PER_MONTH, Lease
-from cloud.leasing.tables import RUNNING_HOURLY, assets
+from cloud.leasing.peers import lease_assets, usage_signals
+from cloud.leasing.tables import RUNNING_HOURLY
 from cloud.risk.model import LeaseSignals
+from cloud.risk.usage import MIN_BASELINE_DAYS
 from cloud.schema import alerts, message_ledger, rollups
 
-WINDOW_DAYS = 30
-RECENT_DAYS = 14
-BASELINE_DAYS = 28
-MIN_BASELINE_HOURS = 7 * 24  # covered hours before a baseline counts
+WINDOW_DAYS = 30  # alerts opened, hours cap
+RECENT_DAYS = 14  # completeness (the ledger); the use ratios' recent window
+BASELINE_DAYS = MIN_BASELINE_DAYS  # with RECENT_DAYS: the least history a baseline ratio needs
 SILENT_AFTER = timedelta(hours=24)
 HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceUsage:
-    """Running and covered hours of one gateway's asset in the three windows, and its last hour."""
+    """Running and covered hours of one gateway's asset in the window, and its last hour."""
 
-    recent_run: float = 0.0
-    recent_covered: float = 0.0
-    baseline_run: float = 0.0
-    baseline_covered: float = 0.0
     window_run: float = 0.0
     window_covered: float = 0.0
     last_hour: datetime | None = None
@@ -79,6 +77,7 @@ class LeaseData:
     alerts: tuple[AlertRow, ...] = ()
     received: int = 0
     expected: int = 0
+    use: Mapping[str, Any] = field(default_factory=dict)  # the usage fields (peers.USAGE_FIELDS)
 
 
 def _utc(value: Any) -> Any:
@@ -87,23 +86,11 @@ def _utc(value: Any) -> Any:
     return value
 
 
-def lease_devices(conn: Connection, lease_ids: Sequence[str]) -> dict[str, list[str]]:
-    """The gateways mounted on each lease's assets."""
-    query = select(assets.c.lease_id, assets.c.device).where(
-        assets.c.lease_id.in_(lease_ids), assets.c.device.is_not(None)
-    )
-    found: dict[str, list[str]] = defaultdict(list)
-    for lease_id, device in conn.execute(query):
-        found[lease_id].append(device)
-    return found
-
-
 def _usage(conn: Connection, devices: Sequence[str], as_of: datetime) -> dict[str, DeviceUsage]:
     r = rollups.c
     last_bucket = as_of - HOUR  # only hours that ended by as_of
-    recent = as_of - timedelta(days=RECENT_DAYS)
     window = as_of - timedelta(days=WINDOW_DAYS)
-    start = recent - timedelta(days=BASELINE_DAYS)
+    start = as_of - timedelta(days=RECENT_DAYS + BASELINE_DAYS)  # the silence lookback
     share = r.sum / r.count
 
     def part(cond: Any, value: Any) -> Any:
@@ -111,10 +98,7 @@ def _usage(conn: Connection, devices: Sequence[str], as_of: datetime) -> dict[st
 
     query = (
         select(
-            r.device,
-            part(r.bucket >= recent, share), part(r.bucket >= recent, 1.0),
-            part(r.bucket < recent, share), part(r.bucket < recent, 1.0),
-            part(r.bucket >= window, share), part(r.bucket >= window, 1.0),
+            r.device, part(r.bucket >= window, share), part(r.bucket >= window, 1.0),
             func.max(r.bucket),
         )
         .where(text(RUNNING_HOURLY), r.device.in_(devices))
@@ -123,8 +107,7 @@ def _usage(conn: Connection, devices: Sequence[str], as_of: datetime) -> dict[st
     )  # fmt: skip
     found = {}
     for row in conn.execute(query):
-        run, cov, base_run, base_cov, win_run, win_cov = (float(v or 0.0) for v in row[1:7])
-        found[row[0]] = DeviceUsage(run, cov, base_run, base_cov, win_run, win_cov, _utc(row[7]))
+        found[row[0]] = DeviceUsage(float(row[1] or 0.0), float(row[2] or 0.0), _utc(row[3]))
     return found
 
 
@@ -171,11 +154,16 @@ def _ledger(
 
 
 def read_lease_data(conn: Connection, leases: Sequence[Lease], as_of: datetime) -> list[LeaseData]:
-    """The data behind the signals of these leases as of a time (four queries in all)."""
+    """The data behind the signals of these leases as of a time (five queries, plus the peer
+    groups' on a cache miss)."""
     if not leases:
         return []
-    devices = lease_devices(conn, [lease.lease_id for lease in leases])
-    every = sorted({d for found in devices.values() for d in found})
+    rows = lease_assets(conn, [lease.lease_id for lease in leases])
+    use = usage_signals(conn, rows, as_of)
+    devices: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        devices[row.lease_id].append(row.device)
+    every = sorted({row.device for row in rows})
     usage = _usage(conn, every, as_of) if every else {}
     alert_rows = _alerts(conn, every, as_of) if every else []
     ledger = _ledger(conn, every, as_of) if every else {}
@@ -187,7 +175,7 @@ def read_lease_data(conn: Connection, leases: Sequence[Lease], as_of: datetime) 
             LeaseData(
                 lease, mine, {d: usage[d] for d in mine if d in usage},
                 tuple(a for a in alert_rows if a.device in mine),
-                sum(c[0] for c in counts), sum(c[1] for c in counts),
+                sum(c[0] for c in counts), sum(c[1] for c in counts), use.get(lease.lease_id, {}),
             )
         )  # fmt: skip
     return result
@@ -195,25 +183,6 @@ def read_lease_data(conn: Connection, leases: Sequence[Lease], as_of: datetime) 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator > 0 else None
-
-
-def _utilization(data: LeaseData) -> tuple[float | None, float | None]:
-    """(vs contract, vs baseline) over the lease's assets together."""
-    usage = list(data.usage.values())
-    per_day = data.lease.expected_hours_per_asset_day()
-    contract = None
-    if per_day:
-        expected = per_day * sum(u.window_covered for u in usage) / 24.0
-        contract = _ratio(sum(u.window_run for u in usage), expected)
-    judged = [u for u in usage if u.recent_covered > 0]
-    base_covered = sum(u.baseline_covered for u in judged)
-    if base_covered < MIN_BASELINE_HOURS:
-        return contract, None
-    recent_rate = _ratio(sum(u.recent_run for u in judged), sum(u.recent_covered for u in judged))
-    base_rate = _ratio(sum(u.baseline_run for u in judged), base_covered)
-    if recent_rate is None or not base_rate:
-        return contract, None
-    return contract, recent_rate / base_rate
 
 
 def _silence(data: LeaseData, as_of: datetime) -> tuple[int, float]:
@@ -267,7 +236,6 @@ def _counts(rows: Iterable[AlertRow], as_of: datetime) -> dict[str, Any]:
 
 def lease_signals(data: LeaseData, as_of: datetime) -> LeaseSignals:
     """The signals of one lease from its data (pure)."""
-    contract, baseline = _utilization(data)
     silent, days_silent = _silence(data, as_of)
     starts = datetime.combine(data.lease.starts_on, time(), UTC)
     return LeaseSignals(
@@ -276,12 +244,11 @@ def lease_signals(data: LeaseData, as_of: datetime) -> LeaseSignals:
         as_of=as_of,
         window_days=WINDOW_DAYS,
         assets=len(data.devices),
-        utilization_vs_contract=contract,
-        utilization_vs_baseline=baseline,
         silent_assets=silent,
         days_silent=days_silent,
         hours_cap_overrun=_hours_cap_overrun(data),
         data_completeness=_ratio(data.received, data.expected),
         lease_age_days=max(0.0, (as_of - starts).total_seconds() / 86_400),
         **_counts(data.alerts, as_of),
+        **data.use,
     )

@@ -44,10 +44,13 @@ def test_a_decline_shows_against_the_baseline_and_the_contract(state: StateStore
     feed(state, "gw-0001", [(d, 8.0 if i < DAYS - 14 else 2.0) for i, d in enumerate(days)])
     s = _signals(state, "LS-1")
     assert s.utilization_vs_baseline == pytest.approx(0.25, abs=0.01)
-    # 16 days at 8 h and 14 days at 2 h over 30 days against 8 h a day
-    assert s.utilization_vs_contract == pytest.approx((16 * 8 + 14 * 2) / (30 * 8), abs=0.01)
+    # the backtest's 28-day window: 14 days at 8 h and 14 at 2 h against 8 h a day
+    assert s.utilization_vs_contract == pytest.approx((14 * 8 + 14 * 2) / (28 * 8), abs=0.01)
     before = _signals(state, "LS-1", AS_OF - timedelta(days=14))
-    assert before.utilization_vs_baseline == pytest.approx(1.0, abs=0.01)
+    # before the drop: 28 days at 8 h judged against the contract; a baseline ratio needs 28
+    # judged days before the recent 14, which that as-of does not have yet
+    assert before.utilization_vs_contract == pytest.approx(1.0, abs=0.01)
+    assert before.utilization_vs_baseline is None
 
 
 def test_a_silent_asset_is_counted_with_how_long(state: StateStore) -> None:

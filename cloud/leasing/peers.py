@@ -1,0 +1,226 @@
+"""Daily asset histories from the hourly `running` rollups, and peer-group levels cached per group.
+
+The credit check scores a lease's use the way the backtest does (`cloud.risk.portfolio`): it
+builds an `AssetHistory` per asset (running hours and hours with data of each whole day before
+the as-of day, `HISTORY_DAYS` of them: the sustained-drop quarter and its baseline) and takes
+the usage fields of `Portfolio(histories, calendars).signals(day, peers)`. The peers' levels
+(the medians of the same ratios over the assets of the same type and region) come from the
+whole group's histories, computed once per group and as-of hour and kept in a small LRU cache
+per engine: a group of 10,000 assets is one grouped query of its rollups, not one per lease.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine, Select, func, or_, select, text
+
+from cloud.detectors.scoring_usage import PUBLIC_HOLIDAYS
+from cloud.leasing.models import DAYS_PER_MONTH
+from cloud.leasing.tables import RUNNING_HOURLY, assets, leases
+from cloud.risk.history import AssetHistory
+from cloud.risk.portfolio import Calendars, PeerLevels, Portfolio
+from cloud.risk.usage import BASELINE_DAYS, LOOKBACK_WEEKS, FloatArray
+from cloud.schema import rollups
+
+HISTORY_DAYS = 7 * LOOKBACK_WEEKS + BASELINE_DAYS  # the sustained quarter and its baseline
+CACHE_GROUPS = 256  # (group, as-of hour) entries kept per engine
+Group = tuple[str, str]  # (asset type, region; "" for none)
+
+
+def region_holidays(region: str) -> frozenset[date]:
+    """The public holidays of a region (for now the NL/BE/DE/FR ones the backtest uses)."""
+    del region  # one calendar for every region until the leasing store keeps them
+    return PUBLIC_HOLIDAYS
+
+
+def calendars(regions: Iterable[str]) -> Calendars:
+    """Each region's holiday calendar."""
+    return {region: region_holidays(region) for region in set(regions)}
+
+
+@dataclass(frozen=True, slots=True)
+class AssetRow:
+    """An asset as the usage signals see it: gateway, lease, peer group and contract hours."""
+
+    asset_id: str
+    lease_id: str
+    device: str
+    group: Group
+    expected_per_day: float
+
+
+def history_start(as_of: datetime) -> datetime:
+    """Midnight UTC `HISTORY_DAYS` before as-of's day: day 0 of every history."""
+    day = as_of.astimezone(UTC).date()
+    return datetime.combine(day - timedelta(days=HISTORY_DAYS), time(), UTC)
+
+
+def _asset_query() -> Select[Any]:
+    a, lease = assets.c, leases.c
+    return (
+        select(a.asset_id, a.lease_id, a.device, a.asset_type, a.region,
+               lease.expected_hours_per_day, lease.expected_hours_per_month)
+        .select_from(assets.outerjoin(leases, leases.c.lease_id == a.lease_id))
+        .where(a.device.is_not(None))
+    )  # fmt: skip
+
+
+def asset_rows(conn: Connection, query: Select[Any]) -> list[AssetRow]:
+    """The assets `query` (built on `_asset_query`) selects, in asset order."""
+    found = []
+    for row in conn.execute(query.order_by(assets.c.asset_id)):
+        per_day = row.expected_hours_per_day
+        if per_day is None and row.expected_hours_per_month is not None:
+            per_day = row.expected_hours_per_month / DAYS_PER_MONTH
+        group = (row.asset_type, row.region or "")
+        found.append(AssetRow(row.asset_id, row.lease_id or "", row.device, group,
+                              float(per_day or 0.0)))  # fmt: skip
+    return found
+
+
+def lease_assets(conn: Connection, lease_ids: Sequence[str]) -> list[AssetRow]:
+    """The assets with a gateway on these leases."""
+    return asset_rows(conn, _asset_query().where(assets.c.lease_id.in_(lease_ids)))
+
+
+def _group_assets(conn: Connection, group: Group) -> list[AssetRow]:
+    asset_type, region = group
+    where = assets.c.region == region if region else or_(assets.c.region.is_(None),
+                                                         assets.c.region == "")  # fmt: skip
+    return asset_rows(conn, _asset_query().where(assets.c.asset_type == asset_type, where))
+
+
+def _day(conn: Connection, bucket: Any) -> Any:
+    """The UTC day of a bucket as 'YYYY-MM-DD' (SQLite keeps UTC datetimes as text)."""
+    if conn.dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", bucket), "YYYY-MM-DD")
+    return func.substr(bucket, 1, 10)
+
+
+def daily_use(
+    conn: Connection, devices: Sequence[str], start: datetime
+) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """Per gateway: running hours and hours with data of each day from `start`, `HISTORY_DAYS`."""
+    r = rollups.c
+    day = _day(conn, r.bucket)
+    end = start + timedelta(days=HISTORY_DAYS)
+    query = (
+        select(r.device, day, func.sum(r.sum / r.count), func.count())
+        .where(text(RUNNING_HOURLY), r.device.in_(devices), r.count > 0)
+        .where(r.bucket >= start, r.bucket < end)
+        .group_by(r.device, day)
+    )
+    found = {d: (np.zeros(HISTORY_DAYS), np.zeros(HISTORY_DAYS)) for d in devices}
+    first = start.date()
+    for device, when, hours, covered in conn.execute(query):
+        index = (date.fromisoformat(when) - first).days
+        found[device][0][index] = float(hours or 0.0)
+        found[device][1][index] = float(covered)
+    return found
+
+
+def histories(conn: Connection, rows: Sequence[AssetRow], start: datetime) -> list[AssetHistory]:
+    """An `AssetHistory` per asset (usage only: episodes are the alerts' business here)."""
+    use = daily_use(conn, [row.device for row in rows], start) if rows else {}
+    return [
+        AssetHistory(asset=row.asset_id, lease=row.lease_id, start=start,
+                     hours=use[row.device][0], covered=use[row.device][1],
+                     expected_per_day=row.expected_per_day, asset_type=row.group[0],
+                     region=row.group[1])
+        for row in rows
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLevels:
+    """A peer group's levels as of a day: median ratios (NaN: under 5 known) and its size."""
+
+    contract: float
+    baseline: float
+    weekly: FloatArray  # newest week first
+    size: int
+
+
+def group_levels(conn: Connection, group: Group, as_of: datetime) -> GroupLevels:
+    """The group's levels from every asset of that type and region (one grouped query)."""
+    start = history_start(as_of)
+    members = histories(conn, _group_assets(conn, group), start)
+    if not members:
+        return GroupLevels(float("nan"), float("nan"), np.full(LOOKBACK_WEEKS, np.nan), 0)
+    levels = Portfolio(members, calendars([group[1]])).peer_levels(HISTORY_DAYS)
+    return GroupLevels(float(levels.contract[0]), float(levels.baseline[0]),
+                       levels.weekly[0].copy(), int(levels.sizes[0]))  # fmt: skip
+
+
+def peer_levels(found: Sequence[GroupLevels]) -> PeerLevels:
+    """Per-asset `PeerLevels` from each asset's group levels, in the same order."""
+    return PeerLevels(
+        np.array([g.contract for g in found]), np.array([g.baseline for g in found]),
+        np.stack([g.weekly for g in found]), np.array([g.size for g in found], dtype=np.int64),
+    )  # fmt: skip
+
+
+class PeerCache:
+    """Group levels per (group, as-of hour), least recently used dropped past `size`."""
+
+    def __init__(self, size: int = CACHE_GROUPS) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[Group, datetime], GroupLevels] = OrderedDict()
+        self.lock = threading.Lock()
+        self.misses = 0
+
+    def levels(self, conn: Connection, group: Group, as_of: datetime) -> GroupLevels:
+        """The group's levels as of `as_of`'s hour, computed on a miss."""
+        key = (group, as_of.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
+        with self.lock:
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                return self.entries[key]
+        found = group_levels(conn, group, key[1])
+        with self.lock:
+            self.misses += 1
+            self.entries[key] = found
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return found
+
+
+_CACHES: weakref.WeakKeyDictionary[Engine, PeerCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def peer_cache(engine: Engine) -> PeerCache:
+    """The process's peer cache for one state store."""
+    with _CACHES_LOCK:
+        return _CACHES.setdefault(engine, PeerCache())
+
+
+USAGE_FIELDS = (
+    "utilization_vs_contract", "utilization_vs_baseline", "peer_utilization_vs_contract",
+    "peer_utilization_vs_baseline", "peer_group_size", "weeks_below_baseline", "sustained_use",
+)  # fmt: skip
+
+
+def usage_signals(
+    conn: Connection, rows: Sequence[AssetRow], as_of: datetime
+) -> dict[str, Mapping[str, Any]]:
+    """Per lease: the usage fields of `LeaseSignals`, as `Portfolio.signals` computes them."""
+    if not rows:
+        return {}
+    start = history_start(as_of)
+    cache = peer_cache(conn.engine)
+    owned = histories(conn, rows, start)
+    portfolio = Portfolio(owned, calendars(row.group[1] for row in rows))
+    levels = peer_levels([cache.levels(conn, row.group, as_of) for row in rows])  # asset order
+    return {
+        s.lease_id: {name: getattr(s, name) for name in USAGE_FIELDS}
+        for s in portfolio.signals(HISTORY_DAYS, levels)
+    }
