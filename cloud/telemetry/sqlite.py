@@ -4,6 +4,7 @@ Schema: one WITHOUT ROWID table whose primary key (device, ts, sensor, metric) i
 identity. The key is the unique index that makes `INSERT OR IGNORE` idempotent (a rewrite keeps
 the first value), and its column order serves the only query: one device, a time range, oldest
 first. `ts` is integer epoch milliseconds (UTC), `value` a REAL (float64, exact round trip).
+Downsampled reads are one GROUP BY over the same key range: (ts - start) / step per series.
 
 Durability: `synchronous=FULL`. In WAL mode NORMAL syncs only at checkpoints, so a power cut or
 OS crash can roll back commits that already returned, i.e. readings the ingestor has acknowledged

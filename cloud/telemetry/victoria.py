@@ -3,7 +3,9 @@
 Writes go through influxdb-client's synchronous WriteApi (in a worker thread) to `/api/v2/write`
 with ms precision: measurement `lw`, field = metric, tags device, sensor and unit (left out when
 empty), so a reading becomes a sample of `lw_<metric>{device, sensor, unit}`. VM accepts any
-org, bucket and token. Reads use the raw-sample export `/api/v1/export` (JSON lines).
+org, bucket and token. Reads use the raw-sample export `/api/v1/export` (JSON lines);
+downsampled reads one `/api/v1/query_range` of `aggr_over_time` (count, avg, min, max) whose
+window is shifted by 1 ms so that VM's (t - step, t] becomes the bucket [t - step, t).
 
 What the server must run with, and what it does (checked against the Debian build 1.79):
 - `-dedup.minScrapeInterval=1ms` is required, in production too: it makes a rewritten reading

@@ -283,6 +283,17 @@ async def test_downsample_one_bucket_per_step_over_many_readings(
     ]  # fmt: skip
 
 
+async def test_downsample_includes_the_latest_seconds(backend: Backend) -> None:
+    # VM's query_range must not leave out the newest points (its -search.latencyOffset)
+    now = datetime.now(UTC).replace(microsecond=0)
+    reading = Reading(sensor="engine", metric="rpm", ts=now - timedelta(seconds=2), value=9.0)
+    await backend.store.write([make_batch("skid-1", [reading])])
+
+    found = await backend.downsample("skid-1", now - timedelta(minutes=5), now, 60, expect=1)
+
+    assert [(b.count, b.max) for b in found] == [(1, 9.0)]
+
+
 def test_bucket_span_rounds_out_and_bounds_the_bucket_count() -> None:
     t = datetime(2026, 3, 1, 10, 0, 30, 500_000, tzinfo=UTC)
     assert bucket_span(t, t + MS, 60) == (t.replace(second=0, microsecond=0),
