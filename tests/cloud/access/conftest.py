@@ -48,13 +48,13 @@ class AccessApp:
         return self.store.issue_key(user.id, "test", now).key
 
 
-def make_services(tmp_path: Path, **settings: object) -> Services:
-    """Production-mode settings with a bootstrap key and an auth secret."""
+def make_services(tmp_path: Path, state_url: str | None = None, **settings: object) -> Services:
+    """Production-mode settings with a bootstrap key and an auth secret (SQLite state default)."""
     config = CloudSettings(
         mode="production",
         api_key=SecretStr(BOOTSTRAP_KEY),
         auth_secret=SecretStr(AUTH_SECRET),
-        state_url=f"sqlite:///{tmp_path / 'state.sqlite'}",
+        state_url=state_url or f"sqlite:///{tmp_path / 'state.sqlite'}",
         **settings,  # type: ignore[arg-type]
     )
     state = StateStore(config.state_url)

@@ -8,16 +8,20 @@ subject answers 404 like an unknown one; lists leave it out.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import insert
 
 from cloud.access.roles import Role
+from cloud.api.main import create_app
 from cloud.leasing.tables import band_changes, lease_bands
-from tests.cloud.access.conftest import BOOTSTRAP_KEY, AccessApp
+from tests.cloud.access.conftest import BOOTSTRAP_KEY, AccessApp, make_services
 
 ADMIN = {"X-API-Key": BOOTSTRAP_KEY}
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
@@ -33,11 +37,15 @@ class Lessors:
 
     def get(self, who: str, path: str, **params: str) -> Response:
         """GET as one of the users ("manager-a", "analyst-b", "admin")."""
-        return self.app.client.get(path, params=params, headers=self.keys[who])
+        response: Response = self.app.client.get(path, params=params, headers=self.keys[who])
+        return response
 
     def send(self, who: str, method: str, path: str, body: object) -> Response:
         """POST, PUT or PATCH a JSON body as one of the users."""
-        return self.app.client.request(method, path, json=body, headers=self.keys[who])
+        response: Response = self.app.client.request(
+            method, path, json=body, headers=self.keys[who]
+        )
+        return response
 
 
 def problem(response: Response, status: int, code: str) -> None:
@@ -45,9 +53,20 @@ def problem(response: Response, status: int, code: str) -> None:
     assert (response.status_code, response.json().get("code")) == (status, code), response.text
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def tenant_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AccessApp]:
+    """The API on a SQLite or PostgreSQL state store (no users yet)."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    services = make_services(tmp_path, state_url=url)
+    with TestClient(create_app(services)) as client:
+        yield AccessApp(client, services, {})
+    services.state.close()
+
+
 @pytest.fixture
-def lessors(access_app: AccessApp) -> Lessors:
+def lessors(tenant_app: AccessApp) -> Lessors:
     """Tenants lessor-a and lessor-b, each with a gateway, a lessee, a lease and an asset."""
+    access_app = tenant_app
     store = access_app.store
     keys = {"admin": ADMIN}
     for t in ("a", "b"):
