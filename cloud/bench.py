@@ -36,6 +36,7 @@ from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport, FleetStats,
 from firmware_sim.scenarios.expand import ResolvedScenario, resolve
 from firmware_sim.scenarios.loader import load_scenario
 from firmware_sim.scenarios.run import simulated_assets
+from leasewatch.services.process import free_port
 
 LEASEWATCH = str(Path(sys.executable).parent / "leasewatch")
 Key = tuple[str, str, int]
@@ -102,15 +103,6 @@ class IngestBenchResult:
         return max(0.0, self.ingest_s - self.publish_s)
 
 
-def _free_port() -> int:
-    import socket  # noqa: PLC0415 - only here
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def _victoria(workdir: Path) -> Iterator[str]:
     binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
@@ -118,7 +110,7 @@ def _victoria(workdir: Path) -> Iterator[str]:
         raise IngestBenchError(
             "victoria-metrics not found (Debian: apt-get install victoria-metrics)"
         )
-    port = _free_port()
+    port = free_port()
     command = [
         binary, f"-storageDataPath={workdir / 'vm'}", f"-httpListenAddr=127.0.0.1:{port}",
         "-dedup.minScrapeInterval=1ms", "-retentionPeriod=10y",
@@ -173,7 +165,7 @@ def _workers(
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for number in range(1, options.workers + 1):
-            port = _free_port()
+            port = free_port()
             env = _worker_env(
                 broker, telemetry=telemetry, state=state, number=number, port=port, options=options
             )

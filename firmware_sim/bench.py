@@ -15,7 +15,6 @@ import getpass
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,7 @@ from cloud.broker_access import (
 )
 from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport, run_fleet
 from firmware_sim.scenarios.expand import ResolvedScenario
+from leasewatch.services.process import free_port, listening, terminate, wait_until
 
 DEPLOYED_CONF = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "mosquitto.conf"
 SIMULATOR_USER = "lw-bench-simulator"
@@ -55,24 +55,10 @@ class LocalBroker:
     ingestor_password: str
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
     """Return once the broker accepts connections; raise with its log if it does not."""
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
+    if wait_until(lambda: listening(port), process, _START_TIMEOUT_S):
+        return
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     raise BenchError(f"mosquitto did not start on port {port}:\n{tail}")
 
@@ -110,7 +96,7 @@ def local_mosquitto(template: Path = DEPLOYED_CONF) -> Iterator[LocalBroker]:
         (workdir / "data").mkdir()
         write_mosquitto_passwords(principals, workdir / "passwd")
         write_mosquitto_acl(principals, workdir / "acl")
-        port = _free_port()
+        port = free_port()
         conf = _write_conf(workdir, template, port)
         log = workdir / "mosquitto.log"
         with log.open("wb") as out:
@@ -122,12 +108,7 @@ def local_mosquitto(template: Path = DEPLOYED_CONF) -> Iterator[LocalBroker]:
             target = BrokerTarget("127.0.0.1", port, SIMULATOR_USER, password)
             yield LocalBroker(target, process.pid, workdir, ingestor)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            terminate(process, timeout=5)
 
 
 @dataclass

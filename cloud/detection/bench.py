@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from sqlalchemy import select
 from cloud.schema import alert_deliveries, alerts
 from cloud.state import StateStore
 from firmware_sim.bench import LocalBroker, local_mosquitto, process_cpu_s
+from leasewatch.services.process import free_port
 from leasewatch.wire import Reading, TelemetryBatch, encode, telemetry_topic
 
 LEASEWATCH = str(Path(sys.executable).parent / "leasewatch")
@@ -207,7 +207,7 @@ def _ingestors(
         "ALERT_POLL_S": "0.1",
     }  # fmt: skip
     env.update({f"LEASEWATCH_{k}": v for k, v in values.items()})
-    processes, ports = [], [_free_port() for _ in range(workers)]
+    processes, ports = [], [free_port() for _ in range(workers)]
     for n, port in enumerate(ports, start=1):
         with (workdir / f"ingest-{n}.log").open("wb") as log:
             processes.append(subprocess.Popen(  # noqa: S603 - fixed argv
@@ -229,13 +229,6 @@ def _ingestors(
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _healthy(process: subprocess.Popen[bytes], port: int, timeout: float = 90.0) -> bool:

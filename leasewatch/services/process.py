@@ -35,6 +35,12 @@ def listening(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
         return False
 
 
+def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
+    """Block until something accepts connections on host:port; TimeoutError if it does not."""
+    if not wait_until(lambda: listening(port, host, timeout=0.5), None, timeout):
+        raise TimeoutError(f"nothing listened on {host}:{port} within {timeout} s")
+
+
 def wait_until(
     ready: Callable[[], bool], process: subprocess.Popen[bytes] | None, timeout: float
 ) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
@@ -13,6 +12,7 @@ from edge.drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpEndpoint, ModbusTc
 from firmware_sim.machine import HeldMachine
 from firmware_sim.modbus_tcp import OUTPUT_COIL, ModbusTcpSlave
 from firmware_sim.register_map import MACHINE_MAP
+from tests.services.ports import free_port
 
 
 def machine_fields() -> list[RegisterField]:
@@ -66,12 +66,6 @@ async def _poll(driver: ModbusTcpSlaveDriver, interval: float, stop: asyncio.Eve
     return counts
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_values_units_and_tables_are_what_the_plc_holds() -> None:
     async with ModbusTcpSlave({0: _machine(), 1: _machine(3.5)}) as plc:
         endpoint = _endpoint(plc.port, 0, 1)
@@ -120,7 +114,7 @@ async def test_a_dead_unit_misses_its_readings_and_does_not_slow_the_others() ->
 
 
 async def test_a_plc_that_is_off_then_on() -> None:
-    port = _free_port()
+    port = free_port()
     endpoint = _endpoint(port, 1, poll_interval=0.1, backoff_max=0.4)
     (driver,) = endpoint.polled
     try:
