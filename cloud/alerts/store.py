@@ -18,7 +18,7 @@ Rules (cloud/alerts/README.md has the whole story):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -285,9 +285,15 @@ class AlertStore:
         detector: str | None = None,
         before_id: int | None = None,
         limit: int = 100,
+        devices: Collection[str] | None = None,
     ) -> list[Alert]:
-        """Alerts newest first (by id, i.e. by opening), filtered; `before_id` pages on."""
+        """Alerts newest first (by id, i.e. by opening), filtered; `before_id` pages on.
+
+        `devices` limits them to those devices (a tenant's); None means every device.
+        """
         stmt = select(alerts).order_by(_A.id.desc()).limit(limit)
+        if devices is not None:
+            stmt = stmt.where(_A.device.in_(sorted(devices)))
         for column, wanted in (
             (_A.status, status),
             (_A.severity, severity.value if severity else None),

@@ -15,11 +15,13 @@ from cloud.alerts.signals import EvidenceValue, Severity
 from cloud.alerts.store import AlertNotFoundError, AlertStateError, AlertStore
 from cloud.api.deps import (
     ActOnAlerts,
+    CallerDep,
     DeviceScope,
     OperateDeliveries,
     ReadAlerts,
     ReadOperations,
     ServicesDep,
+    visible_devices,
 )
 from cloud.api.problems import Problem
 from leasewatch.wire import DeviceId
@@ -42,6 +44,28 @@ def get_outbox(services: ServicesDep) -> Outbox:
 
 
 AlertStoreDep = Annotated[AlertStore, Depends(get_alert_store)]
+
+
+def get_visible(services: ServicesDep, caller: CallerDep) -> frozenset[str] | None:
+    """The devices whose alerts the caller may see (its tenant's); None: every device."""
+    visible = visible_devices(services, caller)
+    return None if visible is None else frozenset(visible)
+
+
+VisibleDep = Annotated[frozenset[str] | None, Depends(get_visible)]
+
+
+def _scoped(store: AlertStore, alert_id: int, visible: frozenset[str] | None) -> Alert:
+    """The alert, or 404 alert_not_found when it is unknown or another tenant's."""
+    try:
+        alert = store.get(alert_id)
+    except AlertNotFoundError as err:
+        raise Problem(404, "alert_not_found", str(err)) from err
+    if visible is not None and alert.device not in visible:
+        raise Problem(404, "alert_not_found", f"no alert {alert_id}")
+    return alert
+
+
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 
 
@@ -161,6 +185,7 @@ def _dead_letter(letter: DeadLetter, targets: dict[str, str]) -> DeadLetterPubli
 @router.get("", response_model=AlertPage, dependencies=[ReadAlerts])
 def list_alerts(
     store: AlertStoreDep,
+    visible: VisibleDep,
     *,
     status: Literal["open", "acknowledged", "resolved"] | None = None,
     severity: Severity | None = None,
@@ -177,6 +202,7 @@ def list_alerts(
         detector=detector,
         before_id=before,
         limit=limit,
+        devices=visible,
     )
     next_before = found[-1].id if len(found) == limit else None
     return AlertPage(alerts=[_public(a) for a in found], next_before=next_before)
@@ -215,22 +241,23 @@ def retry_failed_delivery(
 
 
 @router.get("/{alert_id}", response_model=AlertPublic, dependencies=[ReadAlerts])
-def get_alert(store: AlertStoreDep, alert_id: int) -> AlertPublic:
+def get_alert(store: AlertStoreDep, visible: VisibleDep, alert_id: int) -> AlertPublic:
     """One alert with its summary, evidence and lifecycle."""
-    try:
-        return _public(store.get(alert_id))
-    except AlertNotFoundError as err:
-        raise Problem(404, "alert_not_found", str(err)) from err
+    return _public(_scoped(store, alert_id, visible))
 
 
 @router.get(
     "/{alert_id}/deliveries", response_model=list[DeliveryPublic], dependencies=[ReadAlerts]
 )
 def alert_deliveries(
-    services: ServicesDep, store: AlertStoreDep, outbox: OutboxDep, alert_id: int
+    services: ServicesDep,
+    store: AlertStoreDep,
+    outbox: OutboxDep,
+    visible: VisibleDep,
+    alert_id: int,
 ) -> list[DeliveryPublic]:
     """Every notification of one alert and where it stands."""
-    get_alert(store, alert_id)
+    _scoped(store, alert_id, visible)
     targets = _targets(services)
     return [_delivery(d, targets) for d in outbox.deliveries(alert_id)]
 
@@ -246,12 +273,18 @@ def _act(store: AlertStore, alert_id: int, action: str, body: PersonAction) -> A
 
 
 @router.post("/{alert_id}/acknowledge", response_model=AlertPublic, dependencies=[ActOnAlerts])
-def acknowledge_alert(store: AlertStoreDep, alert_id: int, body: PersonAction) -> AlertPublic:
+def acknowledge_alert(
+    store: AlertStoreDep, visible: VisibleDep, alert_id: int, body: PersonAction
+) -> AlertPublic:
     """A person takes an open alert (409 alert_already_acknowledged or _resolved otherwise)."""
+    _scoped(store, alert_id, visible)
     return _act(store, alert_id, "acknowledge", body)
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertPublic, dependencies=[ActOnAlerts])
-def resolve_alert(store: AlertStoreDep, alert_id: int, body: PersonAction) -> AlertPublic:
+def resolve_alert(
+    store: AlertStoreDep, visible: VisibleDep, alert_id: int, body: PersonAction
+) -> AlertPublic:
     """A person closes an alert (409 alert_already_resolved if it is closed already)."""
+    _scoped(store, alert_id, visible)
     return _act(store, alert_id, "resolve", body)
