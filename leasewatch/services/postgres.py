@@ -94,14 +94,24 @@ class PostgresService:
         """SQLAlchemy URL of a database in this cluster."""
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
+    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        """An autocommit connection to the maintenance database."""
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
+        )
+
     def create_database(self, prefix: str = "lw") -> str:
         """A fresh empty database; its SQLAlchemy URL."""
         name = f"{prefix}_{secrets.token_hex(6)}"
-        with psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
-        ) as conn:
+        with self.admin() as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by `create_database`, even with clients still connected."""
+        name = url.rsplit("/", 1)[1]
+        with self.admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
         """Stop the cluster at once (its data is scratch)."""

@@ -102,6 +102,11 @@ class ProcessHandle:
         """Whether the process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        """How the process ended (None while it runs or before it started)."""
+        return self._process.poll() if self._process is not None else None
+
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, nothing is flushed."""
         kill(self._process)

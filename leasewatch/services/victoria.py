@@ -1,8 +1,8 @@
 """A private single-node VictoriaMetrics on a free loopback port, stoppable and restartable.
 
-Runs with `-dedup.minScrapeInterval=1ms` (what the ingestor's exactly-once design needs: a
-replayed sample with the same timestamp is one sample). `stop()` is graceful (VM flushes);
-`start()` after it serves the same data on the same port.
+Runs with `-dedup.minScrapeInterval=1ms` unless told not to (what the ingestor's exactly-once
+design needs: a replayed sample with the same timestamp is one sample). `stop()` is graceful
+(VM flushes); `start()` after it serves the same data on the same port.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from leasewatch.services.process import (
+    ProcessHandle,
     ServiceError,
     free_port,
     http_ok,
@@ -30,17 +31,24 @@ _ATTEMPTS = 3
 _FUTURE_S = 3 * 86400  # VM takes samples up to 2 days ahead
 
 
-class VictoriaService:
+class VictoriaService(ProcessHandle):
     """One VictoriaMetrics process with its data directory and log."""
 
-    def __init__(self, data_dir: Path, flags: Sequence[str] = ("-retentionPeriod=10y",)) -> None:
-        """Choose a port; `start()` launches the server."""
+    def __init__(
+        self,
+        data_dir: Path,
+        flags: Sequence[str] = ("-retentionPeriod=10y",),
+        *,
+        dedup: bool = True,
+        port: int | None = None,
+    ) -> None:
+        """Choose a port (or keep `port`, where clients expect it); `start()` launches it."""
         self.data_dir = data_dir
-        self.flags = tuple(flags)
-        self.port = free_port()
+        self.flags = (*(["-dedup.minScrapeInterval=1ms"] if dedup else []), *flags)
+        self.port = port or free_port()
         self.log_path = data_dir / "victoria-metrics.log"
         self._process: subprocess.Popen[bytes] | None = None
-        self._started = False
+        self._keep_port = port is not None
         found = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
         if not Path(found).exists():
             raise ServiceError(
@@ -62,11 +70,11 @@ class VictoriaService:
         """Start (again) on this port and data; wait until /health answers.
 
         On the first start a port someone took meanwhile means another port; a restart keeps
-        its port (the clients expect it there).
+        its port (the clients expect it there), as does a port given to the constructor.
         """
-        for _ in range(_ATTEMPTS if not self._started else 1):
+        for _ in range(1 if self._keep_port else _ATTEMPTS):
             if self._launch():
-                self._started = True
+                self._keep_port = True
                 return
             if "address already in use" not in log_tail(self.log_path).lower():
                 break
@@ -80,7 +88,6 @@ class VictoriaService:
             self._binary,
             f"-storageDataPath={self.data_dir / 'storage'}",
             f"-httpListenAddr=127.0.0.1:{self.port}",
-            "-dedup.minScrapeInterval=1ms",
             *self.flags,
         ]
         with self.log_path.open("ab") as log:

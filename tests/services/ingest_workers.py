@@ -216,7 +216,7 @@ class RestartableVictoria:
     def stop(self) -> None:
         """Graceful stop: SIGTERM, VM flushes what it holds and exits."""
         self.server.stop()
-        self.exit_codes.append(self.server.process.returncode)
+        self.exit_codes.append(self.server.exit_code)
 
     def start(self) -> None:
         """Start again where the workers expect it."""
