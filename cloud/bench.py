@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,7 +35,8 @@ from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport, FleetStats,
 from firmware_sim.scenarios.expand import ResolvedScenario, resolve
 from firmware_sim.scenarios.loader import load_scenario
 from firmware_sim.scenarios.run import simulated_assets
-from leasewatch.services.process import free_port
+from leasewatch.services.process import ServiceError, free_port
+from leasewatch.services.victoria import VictoriaService
 
 LEASEWATCH = str(Path(sys.executable).parent / "leasewatch")
 Key = tuple[str, str, int]
@@ -105,24 +105,15 @@ class IngestBenchResult:
 
 @contextmanager
 def _victoria(workdir: Path) -> Iterator[str]:
-    binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
-    if not Path(binary).exists():
-        raise IngestBenchError(
-            "victoria-metrics not found (Debian: apt-get install victoria-metrics)"
-        )
-    port = free_port()
-    command = [
-        binary, f"-storageDataPath={workdir / 'vm'}", f"-httpListenAddr=127.0.0.1:{port}",
-        "-dedup.minScrapeInterval=1ms", "-retentionPeriod=10y",
-    ]  # fmt: skip
-    with (workdir / "vm.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
     try:
-        _wait_http(f"http://127.0.0.1:{port}/health", 15)
-        yield f"victoriametrics://127.0.0.1:{port}"
+        server = VictoriaService(workdir / "vm")
+        server.start()
+    except ServiceError as err:
+        raise IngestBenchError(str(err)) from err
+    try:
+        yield server.telemetry_url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
 
 
 def _wait_http(url: str, timeout: float) -> None:
