@@ -87,9 +87,7 @@ def _lagged(rng: random.Random, start: datetime, lag: tuple[float, float]) -> da
     return start + timedelta(days=rng.uniform(*lag))
 
 
-def _incident_arrears(
-    label: Label, rng: random.Random, model: RepaymentModel
-) -> datetime | None:
+def _incident_arrears(label: Label, rng: random.Random, model: RepaymentModel) -> datetime | None:
     """When this incident puts its lease into arrears, or None (drawn: it does not)."""
     kind, start = label["kind"], _ts(label["start"])
     chance = rng.random()
