@@ -58,22 +58,30 @@ def feed(
     days: Iterable[tuple[date, float]],
     *,
     skip_every: int = 0,
+    daily: bool = False,
 ) -> None:
     """Hourly messages for each (day, running hours that day) spread over 08:00 on; 24 h a day.
 
     `skip_every` > 0 leaves out every n-th message (a poor link: gaps in the ledger, hours
-    without rollups).
+    without rollups). `daily`: one message a day with the day's readings (the same rollups,
+    written faster).
     """
-    batches = []
+    batches: list[TelemetryBatch] = []
     seq = 0
     for day, hours in days:
+        day_batches: list[TelemetryBatch] = []
         for h in range(24):
             start = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=h)
             run = max(0.0, min(1.0, hours - (h - 8))) if h >= 8 else 0.0
             seq += 1
             if skip_every and seq % skip_every == 0:
                 continue
-            batches.append(hour_batch(device, seq, start, round(run * 60)))
+            day_batches.append(hour_batch(device, seq, start, round(run * 60)))
+        if daily and day_batches:
+            readings = [r for b in day_batches for r in b.readings]
+            renumbered = {"readings": readings, "seq": len(batches) + 1}  # no gaps in the ledger
+            day_batches = [day_batches[-1].model_copy(update=renumbered)]
+        batches.extend(day_batches)
     for i in range(0, len(batches), 500):
         state.record_stored(batches[i : i + 500], [], AS_OF)
 
@@ -91,6 +99,8 @@ def make_lease(
     lessee_id: str = "L-1",
     expected_hours_per_day: float | None = 8.0,
     hours_cap_per_month: float | None = None,
+    asset_type: str = "excavator",
+    region: str | None = None,
 ) -> None:
     """A lessee (if new), an active lease and one asset per gateway."""
     leasing.put_lessee(LesseeIn(lessee_id=lessee_id, name="Acme Earthworks"), AS_OF)
@@ -107,7 +117,11 @@ def make_lease(
     leasing.create_lease(lease, AS_OF)
     for n, device in enumerate(devices):
         asset = AssetIn(
-            asset_id=f"{lease_id}-A{n}", asset_type="excavator", device=device, lease_id=lease_id
+            asset_id=f"{lease_id}-A{n}",
+            asset_type=asset_type,
+            region=region,
+            device=device,
+            lease_id=lease_id,
         )
         leasing.put_asset(asset, AS_OF)
 

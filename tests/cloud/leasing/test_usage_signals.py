@@ -1,0 +1,136 @@
+"""The credit check scores use as the backtest does: peer group, sustained drops, same signals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from cloud.api.deps import Services
+from cloud.api.main import create_app
+from cloud.leasing.assessment import RiskAssessor
+from cloud.leasing.peers import HISTORY_DAYS, USAGE_FIELDS, calendars, history_start, peer_cache
+from cloud.leasing.store import LeasingStore
+from cloud.metrics import IngestMetrics
+from cloud.risk.history import AssetHistory
+from cloud.risk.portfolio import Portfolio
+from cloud.risk.rules import load_rules
+from cloud.settings import CloudSettings
+from cloud.state import StateStore
+from cloud.telemetry.sqlite import SqliteTelemetryStore
+from tests.cloud.leasing.conftest import AS_OF, feed, make_lease
+
+KEY = "api-key-for-usage-signal-tests"
+PEERS = 6
+CONTRACT = 5.0  # hours a day each lease expects
+Change = dict[int, tuple[int, int, float]]  # asset -> (first day, last day, factor)
+
+
+def _hours(number: int, change: Change) -> np.ndarray:
+    """Eight hours a weekday, four on Saturdays, none on Sundays (in 10-minute steps)."""
+    start = history_start(AS_OF)
+    pattern = np.array([8.0, 8.0, 8.0, 8.0, 8.0, 4.0, 0.0])
+    weekdays = (start.weekday() + np.arange(HISTORY_DAYS)) % 7
+    noise = 1.0 + 0.05 * np.sin(np.arange(HISTORY_DAYS))
+    hours = pattern[weekdays] * (0.9 + 0.04 * number) * noise
+    if number in change:
+        first, last, factor = change[number]
+        hours[first:last] *= factor
+    return np.asarray(np.round(hours * 6) / 6, dtype=np.float64)  # what the rollups can hold
+
+
+def _fleet(state: StateStore, change: Change, as_of: datetime = AS_OF) -> list[AssetHistory]:
+    """PEERS excavators in region south, one lease each; written, and as histories."""
+    leasing = LeasingStore(state.engine)
+    start = history_start(as_of)
+    found = []
+    for n in range(PEERS):
+        hours = _hours(n, change)
+        device = f"gw-{n:04d}"
+        make_lease(leasing, f"LS-{n}", [device], lessee_id=f"L-{n}", region="south",
+                   expected_hours_per_day=CONTRACT)  # fmt: skip
+        days = [(start.date() + timedelta(days=d), float(h)) for d, h in enumerate(hours)]
+        feed(state, device, days, daily=True)
+        covered = np.full(HISTORY_DAYS, 24.0)
+        found.append(AssetHistory(f"LS-{n}-A0", f"LS-{n}", start, hours, covered, CONTRACT,
+                                  "excavator", "south"))  # fmt: skip
+    return found
+
+
+@pytest.fixture
+def client(tmp_path: Path, state: StateStore) -> Iterator[TestClient]:
+    """The API on the state store."""
+    settings = CloudSettings(mode="demo", api_key=SecretStr(KEY))
+    services = Services(settings, SqliteTelemetryStore(tmp_path / "t.sqlite"), state,
+                        IngestMetrics())  # fmt: skip
+    with TestClient(create_app(services), headers={"X-API-Key": KEY}) as test:
+        yield test
+
+
+def _check(client: TestClient, lease_id: str) -> dict[str, Any]:
+    response = client.post("/v1/credit-checks", json={"lease_id": lease_id,
+                                                      "as_of": AS_OF.isoformat()})  # fmt: skip
+    assert response.status_code == 200, response.text
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def test_a_lessee_specific_sustained_drop_is_the_credit_checks_top_reason(
+    state: StateStore, client: TestClient
+) -> None:
+    _fleet(state, {0: (HISTORY_DAYS - 49, HISTORY_DAYS, 0.35)})  # seven weeks at about a third
+    found = _check(client, "LS-0")
+    reasons = found["reasons"]
+    assert isinstance(reasons, list)
+    assert reasons[0]["code"] == "sustained_decline"
+    assert reasons[0]["evidence"]["weeks"] == 7
+    assert found["band"] in {"high", "critical"}
+    (lease,) = found["leases"]
+    assert lease["signals"]["peer_group_size"] == PEERS
+    assert lease["signals"]["peer_utilization_vs_baseline"] == pytest.approx(1.0, abs=0.1)
+    for other in range(1, PEERS):
+        assert _check(client, f"LS-{other}")["band"] == "low"
+    assert peer_cache(state.engine).misses == 1  # one group, one as-of hour
+
+
+def test_a_whole_peer_group_dipping_is_the_season_not_the_lessee(
+    state: StateStore, client: TestClient
+) -> None:
+    laid_up = HISTORY_DAYS - 14
+    _fleet(state, dict.fromkeys(range(PEERS), (laid_up, HISTORY_DAYS, 0.2)))
+    for n in range(PEERS):
+        found = _check(client, f"LS-{n}")
+        codes = [r["code"] for r in found["reasons"]]
+        assert "peer_group_dip" in codes
+        assert "utilization_below_baseline" not in codes
+        assert found["band"] == "low"
+        assert float(found["score"]) < 25
+
+
+def test_the_credit_check_and_the_backtest_compute_the_same_signals(state: StateStore) -> None:
+    """Histories over public holidays, a group dip and one lessee's drop, built both ways."""
+    as_of = datetime(2026, 7, 1, tzinfo=UTC)  # the history spans Easter, May and Whit Monday
+    change: Change = dict.fromkeys(range(PEERS), (100, 110, 0.4))
+    change[2] = (90, HISTORY_DAYS, 0.3)
+    histories = _fleet(state, change, as_of)
+    backtest = Portfolio(histories, calendars(["south"])).signals(HISTORY_DAYS)
+    with state.engine.connect() as conn:
+        assessor = RiskAssessor(state.engine, load_rules())
+        checked = [assessor.lease(conn, f"LS-{n}", as_of).leases[0].signals for n in range(PEERS)]
+    assert checked[2].weeks_below_baseline > 0
+    for ours, theirs in zip(checked, backtest, strict=True):
+        assert ours.lease_id == theirs.lease_id
+        assert theirs.peer_utilization_vs_baseline is not None  # the figures are known here
+        assert theirs.utilization_vs_baseline is not None
+        for name in USAGE_FIELDS:
+            expected = getattr(theirs, name)
+            if expected is None:  # sustained_use without a week below
+                assert getattr(ours, name) is None, name
+            else:
+                assert getattr(ours, name) == pytest.approx(expected, rel=1e-9), name
