@@ -169,28 +169,63 @@ def peer_levels(found: Sequence[GroupLevels]) -> PeerLevels:
 
 
 class PeerCache:
-    """Group levels per (group, as-of hour), least recently used dropped past `size`."""
+    """Group levels per (group, as-of hour), least recently used dropped past `size`.
+
+    A group's levels take about a millisecond per member to compute (seconds for a group of
+    thousands), so a credit check never waits for a refresh it can do without: when the hour's
+    entry is missing but the same day's is there (the levels read whole days only; a newer hour
+    adds late data and new members), the check answers from it and a background thread
+    computes the hour's entry. Only a group never seen that day is computed in the request.
+    """
 
     def __init__(self, size: int = CACHE_GROUPS) -> None:
         self.size = size
         self.entries: OrderedDict[tuple[Group, datetime], GroupLevels] = OrderedDict()
         self.lock = threading.Lock()
         self.misses = 0
+        self.refreshing: set[tuple[Group, datetime]] = set()
 
     def levels(self, conn: Connection, group: Group, as_of: datetime) -> GroupLevels:
-        """The group's levels as of `as_of`'s hour, computed on a miss."""
+        """The group's levels as of `as_of`'s hour (or earlier that day, while refreshing)."""
         key = (group, as_of.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
         with self.lock:
             if key in self.entries:
                 self.entries.move_to_end(key)
                 return self.entries[key]
+            earlier = self._same_day(key)
+            refresh = earlier is not None and key not in self.refreshing
+            if refresh:
+                self.refreshing.add(key)
+        if earlier is not None:
+            if refresh:
+                threading.Thread(
+                    target=self._refresh, args=(conn.engine, key), daemon=True, name="peer-levels"
+                ).start()
+            return earlier
         found = group_levels(conn, group, key[1])
+        self._store(key, found)
+        return found
+
+    def _same_day(self, key: tuple[Group, datetime]) -> GroupLevels | None:
+        """The newest entry of the group from earlier hours of the same day (lock held)."""
+        group, hour = key
+        same_day = [h for (g, h) in self.entries if g == group and h.date() == hour.date()]
+        return self.entries[(group, max(same_day))] if same_day else None
+
+    def _refresh(self, engine: Engine, key: tuple[Group, datetime]) -> None:
+        try:
+            with engine.connect() as conn:
+                self._store(key, group_levels(conn, key[0], key[1]))
+        finally:
+            with self.lock:
+                self.refreshing.discard(key)
+
+    def _store(self, key: tuple[Group, datetime], found: GroupLevels) -> None:
         with self.lock:
             self.misses += 1
             self.entries[key] = found
             while len(self.entries) > self.size:
                 self.entries.popitem(last=False)
-        return found
 
 
 _CACHES: weakref.WeakKeyDictionary[Engine, PeerCache] = weakref.WeakKeyDictionary()

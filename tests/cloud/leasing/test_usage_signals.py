@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,14 @@ from pydantic import SecretStr
 from cloud.api.deps import Services
 from cloud.api.main import create_app
 from cloud.leasing.assessment import RiskAssessor
-from cloud.leasing.peers import HISTORY_DAYS, USAGE_FIELDS, calendars, history_start, peer_cache
+from cloud.leasing.peers import (
+    HISTORY_DAYS,
+    USAGE_FIELDS,
+    PeerCache,
+    calendars,
+    history_start,
+    peer_cache,
+)
 from cloud.leasing.store import LeasingStore
 from cloud.metrics import IngestMetrics
 from cloud.risk.history import AssetHistory
@@ -134,3 +142,26 @@ def test_the_credit_check_and_the_backtest_compute_the_same_signals(state: State
                 assert getattr(ours, name) is None, name
             else:
                 assert getattr(ours, name) == pytest.approx(expected, rel=1e-9), name
+
+
+def test_a_later_hour_answers_from_the_days_levels_while_they_refresh_behind(
+    state: StateStore,
+) -> None:
+    _fleet(state, {})
+    cache = PeerCache()
+    group = ("excavator", "south")
+    with state.engine.connect() as conn:
+        first = cache.levels(conn, group, AS_OF)  # computed in the request: nothing that day
+        assert (cache.misses, first.size) == (1, PEERS)
+        later = AS_OF + timedelta(hours=2)
+        assert cache.levels(conn, group, later) is first, "answered from the day's entry"
+        for _ in range(100):  # the refresh runs in a thread
+            if cache.misses == 2 and not cache.refreshing:
+                break
+            time.sleep(0.05)
+        assert cache.misses == 2
+        refreshed = cache.levels(conn, group, later)
+        assert refreshed is not first and refreshed.size == PEERS
+        assert refreshed.contract == pytest.approx(first.contract)
+        cache.levels(conn, group, AS_OF + timedelta(days=1))  # a new day: computed in the request
+        assert cache.misses == 3
