@@ -112,7 +112,8 @@ def _range_links(view: AssetView) -> str:
     links = [f'<a href="{url_with(base, {"range": name})}">{name}</a>' for name in RANGES]
     raw = ""
     if view.span.end - view.span.start <= RANGES["6h"]:
-        end = view.span.end.isoformat(timespec="seconds").replace("+00:00", "Z")
+        # the exact end: cut to the second, the newest readings of the range would drop out
+        end = view.span.end.isoformat().replace("+00:00", "Z")
         length = next(n for n, d in RANGES.items() if d == view.span.end - view.span.start)
         href = url_with(base, {"range": length, "end": end, "raw": "true"})
         raw = f' · <a id="raw-link" href="{escape(href)}">raw readings of this range</a>'

@@ -41,9 +41,15 @@ async def mbpoll(*args: str) -> dict[int, int | float]:
     path = shutil.which("mbpoll")
     if path is None:
         pytest.fail("mbpoll is not installed: `apt-get install mbpoll` (Debian) to run this test")
-    process = await asyncio.create_subprocess_exec(
-        path, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=15)
+    for attempt in range(2):
+        process = await asyncio.create_subprocess_exec(
+            path, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=15)
+        # A loaded machine can split the slave's answer on the relayed pty with a gap longer
+        # than the inter-character timeout, so mbpoll sees half a frame: retry once, as a
+        # master on a real bus would. A wrong value is never retried.
+        if process.returncode == 0 or attempt or b"Invalid CRC" not in out + err:
+            break
     assert process.returncode == 0, f"mbpoll failed: {out.decode()} {err.decode()}"
     return {int(ref): _number(value) for ref, value in MBPOLL_LINE.findall(out.decode())}
