@@ -8,6 +8,25 @@ import sys
 import structlog
 
 
+class StderrLogger:
+    """A structlog logger writing each line to whatever `sys.stderr` is when it logs.
+
+    structlog's PrintLogger keeps the stream it was given; a process that configures logging
+    while stderr is temporarily replaced (a CLI run in-process under a test runner) would later
+    write into a closed stream, and a logging call would raise inside the agent.
+    """
+
+    def msg(self, message: str) -> None:
+        """Write one rendered line."""
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = fatal = failure = err = msg
+
+
+def _stderr_logger(*_args: object) -> StderrLogger:
+    return StderrLogger()
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Route structlog and stdlib logging to stderr at the given level."""
     numeric = logging.getLevelName(level.upper())
@@ -23,6 +42,6 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.dev.ConsoleRenderer(colors=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
