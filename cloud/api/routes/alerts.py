@@ -21,6 +21,7 @@ from cloud.api.deps import (
     ReadAlerts,
     ReadOperations,
     ServicesDep,
+    access_store,
     visible_devices,
 )
 from cloud.api.problems import Problem
@@ -55,15 +56,22 @@ def get_visible(services: ServicesDep, caller: CallerDep) -> frozenset[str] | No
 VisibleDep = Annotated[frozenset[str] | None, Depends(get_visible)]
 
 
-def _scoped(store: AlertStore, alert_id: int, visible: frozenset[str] | None) -> Alert:
-    """The alert, or 404 alert_not_found when it is unknown or another tenant's."""
+def scoped_alert(
+    services: ServicesDep, store: AlertStoreDep, caller: CallerDep, alert_id: int
+) -> Alert:
+    """The path's alert, or 404 alert_not_found when it is unknown or another tenant's."""
     try:
         alert = store.get(alert_id)
     except AlertNotFoundError as err:
         raise Problem(404, "alert_not_found", str(err)) from err
-    if visible is not None and alert.device not in visible:
+    if caller.tenant is not None and access_store(services).device_tenant(alert.device) != (
+        caller.tenant
+    ):
         raise Problem(404, "alert_not_found", f"no alert {alert_id}")
     return alert
+
+
+ScopedAlertDep = Annotated[Alert, Depends(scoped_alert)]
 
 
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
@@ -241,25 +249,20 @@ def retry_failed_delivery(
 
 
 @router.get("/{alert_id}", response_model=AlertPublic, dependencies=[ReadAlerts])
-def get_alert(store: AlertStoreDep, visible: VisibleDep, alert_id: int) -> AlertPublic:
+def get_alert(alert: ScopedAlertDep) -> AlertPublic:
     """One alert with its summary, evidence and lifecycle."""
-    return _public(_scoped(store, alert_id, visible))
+    return _public(alert)
 
 
 @router.get(
     "/{alert_id}/deliveries", response_model=list[DeliveryPublic], dependencies=[ReadAlerts]
 )
 def alert_deliveries(
-    services: ServicesDep,
-    store: AlertStoreDep,
-    outbox: OutboxDep,
-    visible: VisibleDep,
-    alert_id: int,
+    services: ServicesDep, outbox: OutboxDep, alert: ScopedAlertDep
 ) -> list[DeliveryPublic]:
     """Every notification of one alert and where it stands."""
-    _scoped(store, alert_id, visible)
     targets = _targets(services)
-    return [_delivery(d, targets) for d in outbox.deliveries(alert_id)]
+    return [_delivery(d, targets) for d in outbox.deliveries(alert.id)]
 
 
 def _act(store: AlertStore, alert_id: int, action: str, body: PersonAction) -> AlertPublic:
@@ -274,17 +277,13 @@ def _act(store: AlertStore, alert_id: int, action: str, body: PersonAction) -> A
 
 @router.post("/{alert_id}/acknowledge", response_model=AlertPublic, dependencies=[ActOnAlerts])
 def acknowledge_alert(
-    store: AlertStoreDep, visible: VisibleDep, alert_id: int, body: PersonAction
+    store: AlertStoreDep, alert: ScopedAlertDep, body: PersonAction
 ) -> AlertPublic:
     """A person takes an open alert (409 alert_already_acknowledged or _resolved otherwise)."""
-    _scoped(store, alert_id, visible)
-    return _act(store, alert_id, "acknowledge", body)
+    return _act(store, alert.id, "acknowledge", body)
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertPublic, dependencies=[ActOnAlerts])
-def resolve_alert(
-    store: AlertStoreDep, visible: VisibleDep, alert_id: int, body: PersonAction
-) -> AlertPublic:
+def resolve_alert(store: AlertStoreDep, alert: ScopedAlertDep, body: PersonAction) -> AlertPublic:
     """A person closes an alert (409 alert_already_resolved if it is closed already)."""
-    _scoped(store, alert_id, visible)
-    return _act(store, alert_id, "resolve", body)
+    return _act(store, alert.id, "resolve", body)
