@@ -11,6 +11,7 @@ duplicates, CPU of each process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -116,60 +117,44 @@ def _victoria(workdir: Path) -> Iterator[str]:
         server.stop()
 
 
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == httpx.codes.OK:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise IngestBenchError(f"{url} did not answer within {timeout} s")
-
-
-def _worker_env(
+@contextmanager
+def ingest_workers(
     broker: LocalBroker,
     *,
+    count: int,
     telemetry: str,
     state: str,
-    number: int,
-    port: int,
-    options: IngestBenchOptions,
-) -> dict[str, str]:  # fmt: skip
+    workdir: Path,
+    settings: Mapping[str, str] = {},
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`count` `leasewatch cloud ingest` processes on the bench broker, subscribed when this yields.
+
+    Each gets the bench's service account, its own client id and ops port, and `settings`
+    (LEASEWATCH_ names without the prefix); it logs to workdir/worker-N.log and is stopped
+    (SIGTERM, then SIGKILL after 30 s) when the block ends.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEASEWATCH_")}
     values = {
         "MQTT_HOST": broker.target.host, "MQTT_PORT": str(broker.target.port),
         "MQTT_TLS": "false", "MQTT_PROTOCOL": "5", "MQTT_USERNAME": "lw-bench-ingestor",
-        "MQTT_PASSWORD": broker.ingestor_password, "MQTT_CLIENT_ID": f"bench-ingestor-{number}",
-        "TELEMETRY_URL": telemetry, "STATE_URL": state, "OPS_PORT": str(port),
-        "AUTO_REGISTER_DEVICES": "true", "INGEST_BATCH_MAX": str(options.batch_max),
+        "MQTT_PASSWORD": broker.ingestor_password, "TELEMETRY_URL": telemetry,
+        "STATE_URL": state, "AUTO_REGISTER_DEVICES": "true", **settings,
     }  # fmt: skip
     env.update({f"LEASEWATCH_{k}": v for k, v in values.items()})
-    return env
-
-
-@contextmanager
-def _workers(
-    broker: LocalBroker, telemetry: str, state: str, options: IngestBenchOptions, workdir: Path
-) -> Iterator[list[subprocess.Popen[bytes]]]:
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        for number in range(1, options.workers + 1):
+        for number in range(1, count + 1):
             port = free_port()
-            env = _worker_env(
-                broker, telemetry=telemetry, state=state, number=number, port=port, options=options
-            )
+            own = {"LEASEWATCH_MQTT_CLIENT_ID": f"bench-ingestor-{number}",
+                   "LEASEWATCH_OPS_PORT": str(port)}  # fmt: skip
             with (workdir / f"worker-{number}.log").open("wb") as log:
-                processes.append(
-                    subprocess.Popen(  # noqa: S603 - fixed argv
-                        [LEASEWATCH, "cloud", "ingest", "--log-level", "WARNING"],
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-            _wait_http(f"http://127.0.0.1:{port}/healthz", _WORKER_START_S)
+                process = subprocess.Popen(  # noqa: S603 - fixed argv
+                    [LEASEWATCH, "cloud", "ingest", "--log-level", "WARNING"],
+                    env=env | own, stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            processes.append(process)
+            if not _subscribed(process, port, _WORKER_START_S):
+                raise IngestBenchError(f"ingest worker {number} did not subscribe; see {workdir}")
         yield processes
     finally:
         for process in processes:
@@ -179,6 +164,17 @@ def _workers(
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _subscribed(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
+    """Whether the worker's /healthz said it is subscribed before it exited or time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
+                return True
+        time.sleep(0.2)
+    return False
 
 
 def _sent(report: Path) -> tuple[dict[Key, tuple[int, float]], int]:
@@ -252,7 +248,14 @@ def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
         StateStore(state_url).close()  # migrate once, before the workers race for it
         with (
             _telemetry(options, workdir) as telemetry,
-            _workers(broker, telemetry, state_url, options, workdir) as workers,
+            ingest_workers(
+                broker,
+                count=options.workers,
+                telemetry=telemetry,
+                state=state_url,
+                workdir=workdir,
+                settings={"INGEST_BATCH_MAX": str(options.batch_max)},
+            ) as workers,
         ):
             cpu_before = [process_cpu_s(w.pid) or 0.0 for w in workers]
             started = time.time()

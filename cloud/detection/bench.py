@@ -15,35 +15,27 @@ row's `opened_at` (stored) and to the broker's PUBACK of the alert event on `lw/
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import aiomqtt
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from cloud.bench import IngestBenchError, ingest_workers
 from cloud.schema import alert_deliveries, alerts
 from cloud.state import StateStore
 from firmware_sim.bench import LocalBroker, local_mosquitto, process_cpu_s
-from leasewatch.services.process import free_port
 from leasewatch.wire import Reading, TelemetryBatch, encode, telemetry_topic
 
-LEASEWATCH = str(Path(sys.executable).parent / "leasewatch")
 CONNECTIONS = 8
 
 
@@ -192,56 +184,6 @@ async def _drive(
         await client.__aexit__(None, None, None)
 
 
-@contextmanager
-def _ingestors(
-    broker: LocalBroker, urls: tuple[str, str], workers: int, workdir: Path
-) -> Iterator[list[int]]:
-    """N `cloud ingest` processes (detection on), each subscribed when this yields."""
-    state_url, telemetry_url = urls
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEASEWATCH_")}
-    values = {
-        "MQTT_HOST": broker.target.host, "MQTT_PORT": str(broker.target.port), "MQTT_TLS": "false",
-        "MQTT_PROTOCOL": "5", "MQTT_USERNAME": "lw-bench-ingestor",
-        "MQTT_PASSWORD": broker.ingestor_password, "STATE_URL": state_url,
-        "TELEMETRY_URL": telemetry_url, "AUTO_REGISTER_DEVICES": "true", "ALERT_MQTT": "true",
-        "ALERT_POLL_S": "0.1",
-    }  # fmt: skip
-    env.update({f"LEASEWATCH_{k}": v for k, v in values.items()})
-    processes, ports = [], [free_port() for _ in range(workers)]
-    for n, port in enumerate(ports, start=1):
-        with (workdir / f"ingest-{n}.log").open("wb") as log:
-            processes.append(subprocess.Popen(  # noqa: S603 - fixed argv
-                [LEASEWATCH, "cloud", "ingest", "--log-level", "WARNING"],
-                env={**env, "LEASEWATCH_MQTT_CLIENT_ID": f"bench-ingest-{n}",
-                     "LEASEWATCH_OPS_PORT": str(port)},
-                stdout=log, stderr=subprocess.STDOUT,
-            ))  # fmt: skip
-    try:
-        for process, port in zip(processes, ports, strict=True):
-            if not _healthy(process, port):
-                raise DetectBenchError(f"an ingest worker did not subscribe; see {workdir}")
-        yield [p.pid for p in processes]
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def _healthy(process: subprocess.Popen[bytes], port: int, timeout: float = 90.0) -> bool:
-    """Whether the worker's /healthz said it is subscribed before it exited or time ran out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
-                return True
-        time.sleep(0.2)
-    return False
-
-
 def run_detect_bench(options: DetectBenchOptions) -> DetectBenchResult:
     """Run the benchmark and return its figures."""
     result = DetectBenchResult(options)
@@ -254,9 +196,11 @@ def run_detect_bench(options: DetectBenchOptions) -> DetectBenchResult:
         state_url = options.state_url or f"sqlite:///{workdir / 'state.sqlite'}"
         telemetry_url = options.telemetry_url or f"sqlite:///{workdir / 'telemetry.sqlite'}"
         StateStore(state_url).close()
-        urls = (state_url, telemetry_url)
-        with _ingestors(broker, urls, options.workers, workdir) as pids:
-            watched = [*pids, os.getpid(), broker.pid]
+        with ingest_workers(
+            broker, count=options.workers, telemetry=telemetry_url, state=state_url,
+            workdir=workdir, settings={"ALERT_MQTT": "true", "ALERT_POLL_S": "0.1"},
+        ) as workers:  # fmt: skip
+            watched = [*(w.pid for w in workers), os.getpid(), broker.pid]
             cpu0 = [process_cpu_s(pid) or 0.0 for pid in watched]
             load0 = os.getloadavg()[0]
             wall0 = time.monotonic()
@@ -266,7 +210,7 @@ def run_detect_bench(options: DetectBenchOptions) -> DetectBenchResult:
                 round(100 * ((process_cpu_s(pid) or 0.0) - c) / spent, 1)
                 for pid, c in zip(watched, cpu0, strict=True)
             ]
-            result.worker_cpu_percent = used[: len(pids)]
+            result.worker_cpu_percent = used[: len(workers)]
             result.publisher_cpu_percent, result.broker_cpu_percent = used[-2], used[-1]
             result.load_average = (load0, os.getloadavg()[0])
         state = StateStore(state_url)
@@ -345,7 +289,7 @@ def detect(  # noqa: PLR0917 - a command's options
     )
     try:
         result = run_detect_bench(options)
-    except DetectBenchError as err:
+    except (DetectBenchError, IngestBenchError) as err:
         typer.echo(f"benchmark failed: {err}", err=True)
         raise typer.Exit(1) from err
     table = Table("figure", "value", "target", title="leasewatch bench detect")
