@@ -22,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.exc import OperationalError
 
+from cloud.gateway_clocks import GatewayClocks
 from cloud.metrics import IngestMetrics
 from cloud.settings import CloudSettings
 from cloud.state import Rejection, StateStore
@@ -101,6 +102,7 @@ class Ingestor:
         self.on_stored = on_stored
         self.telemetry = telemetry
         self.state = state
+        self.clocks = GatewayClocks(state.engine, settings.max_clock_ahead_s)
         self.metrics = metrics or IngestMetrics()
         self.connected = asyncio.Event()
         self._consuming = False
@@ -203,12 +205,43 @@ class Ingestor:
         rejections: list[Rejection] = []
         for batch in batches:
             problem = _admission_problem(batch, known, earliest, latest)
+            if problem is not None and problem.reason is RejectReason.TIMESTAMP_RANGE:
+                rebased = self._rebased(batch, known, earliest, latest, now)
+                if rebased is not None:
+                    admitted.append(rebased)
+                    continue
             if problem is None:
                 admitted.append(batch)
             else:  # the dead letter keeps the message as validated (re-encoded: rare)
                 topic, payload = telemetry_topic(batch.device), encode(batch)
                 rejections.append(self._reject(problem, topic, payload, now))
         return admitted, rejections
+
+    def _rebased(
+        self,
+        batch: TelemetryBatch,
+        known: set[str],
+        earliest: datetime,
+        latest: datetime,
+        now: datetime,
+    ) -> TelemetryBatch | None:
+        """A message stamped in the future by a clock that runs ahead, re-based if that fits."""
+        stamps = [r.ts for r in batch.readings] + [e.ts for e in batch.events]
+        if max(stamps) <= latest:
+            return None  # too old, not ahead: nothing to re-base
+        rebased = self.clocks.rebase(batch, now)
+        if rebased is None or _admission_problem(rebased, known, earliest, latest) is not None:
+            return None
+        self.metrics.clock_rebased.inc()
+        lead = (batch.sent_at - rebased.sent_at).total_seconds()
+        log.warning(
+            "gateway clock ahead: stamps re-based",
+            device=batch.device,
+            boot=batch.boot,
+            seq=batch.seq,
+            lead_s=round(lead, 3),
+        )
+        return rebased
 
     def _count(
         self, stored: list[TelemetryBatch], repeated: list[TelemetryBatch], size: int, now: datetime

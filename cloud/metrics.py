@@ -28,6 +28,11 @@ class IngestMetrics:
         self.rejected = Counter(
             "lw_ingest_rejected", "Messages rejected", ["reason"], registry=self.registry
         )
+        self.clock_rebased = Counter(
+            "lw_ingest_clock_rebased",
+            "Telemetry messages whose stamps were shifted back by their gateway clock's lead",
+            registry=self.registry,
+        )
         self.store_errors = Counter(
             "lw_ingest_store_errors", "Failed store writes (retried)", registry=self.registry
         )

@@ -13,12 +13,12 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from edge.buffer import ReadingBuffer
+from edge.clock import TIMELINE, gateway_now
 from edge.commands import (
     CommandFailedError,
     CommandLedger,
@@ -108,6 +108,8 @@ class EdgeAgent:
     async def run(self, stop: asyncio.Event) -> None:
         """Run every task of the agent until `stop` is set, then flush, seal, send and close."""
         log.info("edge agent starting", device=self.device, boot=self.boot)
+        TIMELINE.step_s = self.config.health.clock_step
+        TIMELINE.keep_in(self.config.gateway.data_dir / "clock.json")
         self._report_budgets()
         link_stop = asyncio.Event()
         try:
@@ -167,7 +169,7 @@ class EdgeAgent:
         derived = self.features.process(readings)
         events = derived.events
         if (change := poller.lost_or_back()) is not None:
-            events.append(MachineEvent(sensor=poller.sensor, kind=change, ts=datetime.now(UTC)))
+            events.append(MachineEvent(sensor=poller.sensor, kind=change, ts=gateway_now()))
         self._take([*readings, *derived.readings], events)
 
     async def _on_stream(self, sensor: str, readings: list[Reading]) -> None:
@@ -218,7 +220,7 @@ class EdgeAgent:
                 self.boot,
                 self._next_seq,
                 self.config.delivery.max_readings_per_message,
-                datetime.now(UTC),
+                gateway_now(),
             )
             if count == 0:
                 return sealed
@@ -239,6 +241,9 @@ class EdgeAgent:
         """The gateway's report on itself, now."""
         stats = await asyncio.to_thread(self.buffer.stats)
         oldest = await asyncio.to_thread(self.buffer.oldest_taken)
+        offset = await clock_offset(self.config.health)
+        if offset is not None:
+            TIMELINE.confirm(offset)
         return build_health(
             device=self.device,
             boot=self.boot,
@@ -247,7 +252,8 @@ class EdgeAgent:
             sensor_errors=self.acquisition.sensor_errors(),
             overruns=self.acquisition.overruns(),
             meter=meter,
-            clock_offset_s=await clock_offset(self.config.health),
+            clock_offset_s=offset,
+            timeline=TIMELINE,
         )
 
     async def _run_commands(self) -> None:

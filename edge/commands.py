@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -30,6 +30,7 @@ import minimalmodbus
 import serial
 import structlog
 
+from edge.clock import gateway_now
 from edge.config import ControlConfig
 from edge.drivers.modbus_device import ModbusSlaveConfig
 from edge.drivers.modbus_rtu import ModbusBus
@@ -168,7 +169,7 @@ class CommandProcessor:
             status=status,
             detail=detail[:500],
             result=result or {},
-            ts=datetime.now(UTC),
+            ts=gateway_now(),
         )
         self._send_ack(ack)
         return ack
@@ -199,7 +200,7 @@ class CommandProcessor:
         self.ledger.record(await self._run(command))
 
     def _expired(self, command: Command) -> bool:
-        now = datetime.now(UTC)
+        now = gateway_now()
         if command.expires_at is not None:
             return now >= command.expires_at
         return now >= command.issued_at + timedelta(seconds=self.control.command_ttl)

@@ -124,6 +124,7 @@ class HealthConfig(_Strict):
     interval: Annotated[float, Field(gt=0, le=3600)] = 60.0
     ntp_server: str | None = None
     ntp_timeout: Annotated[float, Field(gt=0, le=30)] = 2.0
+    clock_step: Annotated[float, Field(ge=0.5, le=3600)] = 2.0
 
 
 class ImmobilizerConfig(_Strict):

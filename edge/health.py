@@ -13,11 +13,12 @@ import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import psutil  # type: ignore[import-untyped]
 import structlog
 
+from edge.clock import Timeline, gateway_now
 from edge.config import HealthConfig
 from leasewatch.wire import GatewayHealth
 
@@ -76,9 +77,10 @@ def build_health(
     overruns: Mapping[str, int],
     meter: ProcessMeter | None,
     clock_offset_s: float | None,
+    timeline: Timeline,
 ) -> GatewayHealth:
     """A GatewayHealth report from the agent's figures."""
-    now = datetime.now(UTC)
+    now = gateway_now()
     oldest_age = None
     if buffer.oldest_taken is not None:
         oldest_age = max(0.0, (now - buffer.oldest_taken).total_seconds())
@@ -97,6 +99,8 @@ def build_health(
         cpu_percent=None if meter is None else meter.cpu_percent(),
         rss_bytes=None if meter is None else meter.rss_bytes(),
         clock_offset_s=clock_offset_s,
+        clock_steps=timeline.steps,
+        clock_held_s=timeline.held_s,
     )
 
 

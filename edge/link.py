@@ -29,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.buffer import OutboxMessage, ReadingBuffer
+from edge.clock import gateway_now
 from edge.config import DeliveryConfig, MqttConfig
 from edge.puback import NotDeliveredError, check_delivered, track_reason_codes
 from leasewatch.wire import SCHEMA_VERSION, GatewayStatus, device_topic, encode
@@ -55,7 +56,7 @@ class LinkHealth:
     dropped_outgoing: int = 0
     dropped_commands: int = 0
     last_error: str = ""
-    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    since: datetime = field(default_factory=gateway_now)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -86,7 +87,7 @@ class TokenBucket:
 
 def _status(device: str, boot: str, state: str) -> bytes:
     status = GatewayStatus.model_validate(
-        {"device": device, "boot": boot, "state": state, "ts": datetime.now(UTC)}
+        {"device": device, "boot": boot, "state": state, "ts": gateway_now()}
     )
     return encode(status)
 
@@ -262,7 +263,7 @@ class MqttLink:
         )
 
     def _live_since(self) -> datetime:
-        return datetime.now(UTC) - timedelta(seconds=self.delivery.historical_after)
+        return gateway_now() - timedelta(seconds=self.delivery.historical_after)
 
     async def _send_live(self, client: aiomqtt.Client) -> int:
         """Send every live message, oldest first; returns how many went."""
@@ -302,7 +303,7 @@ class MqttLink:
             message,
             self.device,
             historical=historical,
-            sent_at=datetime.now(UTC),
+            sent_at=gateway_now(),
             compress=self.delivery.compress,
         )
         try:

@@ -155,6 +155,10 @@ class GatewayHealth(_Frozen):
     cpu_percent: Annotated[float, Field(ge=0)] | None = None
     rss_bytes: Annotated[int, Field(ge=0)] | None = None
     clock_offset_s: FiniteFloat | None = None
+    #: Steps of the system clock this boot, and how far the agent's stamps are from the system
+    #: clock because of one it holds (edge/clock.py); 0 while the stamps follow the clock.
+    clock_steps: Annotated[int, Field(ge=0)] = 0
+    clock_held_s: FiniteFloat = 0.0
 
 
 CommandName = Literal[

@@ -14,12 +14,13 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Protocol
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.clock import gateway_now
 from edge.decoding import RegisterField, RegisterRequest, decode_request, plan_requests
 from leasewatch.wire import Reading, SensorName
 
@@ -116,7 +117,7 @@ class SlavePoller:
         readings: list[Reading] = []
         alive = False
         for request in self.requests:
-            taken_at = datetime.now(UTC)
+            taken_at = gateway_now()
             try:
                 registers = await self._attempt(request)
             except SlaveError as err:

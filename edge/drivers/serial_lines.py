@@ -21,6 +21,7 @@ import serial
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.clock import gateway_now
 from edge.line_decoding import LineDecoder, LineReader, Measurement
 from leasewatch.wire import Reading, SensorName
 
@@ -151,7 +152,7 @@ class SerialLineDriver:
 
     def _stamp(self, measurements: list[Measurement]) -> list[Reading]:
         """Readings of one sentence, stamped on arrival; strictly later than the previous one."""
-        ts = max(datetime.now(UTC), self._last_ts + _MIN_STEP)
+        ts = max(gateway_now(), self._last_ts + _MIN_STEP)
         self._last_ts = ts
         return [
             Reading(sensor=self.sensor, metric=m.metric, ts=ts, value=m.value, unit=m.unit)

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from edge.agent import EdgeAgent
 from edge.config import EdgeConfig, GatewayConfig, HealthConfig, MqttConfig
+from edge.clock import Timeline
 from edge.health import (
     NTP_EPOCH_OFFSET,
     BufferFigures,
@@ -112,6 +113,7 @@ def test_build_health_reports_age_evictions_errors_and_the_process() -> None:
         overruns={"machine": 1},
         meter=meter,
         clock_offset_s=None,
+        timeline=Timeline(),
     )
     assert report.oldest_buffered_age_s == pytest.approx(300, abs=2)
     assert (report.evicted_messages, report.evicted_readings) == (2, 17)
@@ -119,6 +121,7 @@ def test_build_health_reports_age_evictions_errors_and_the_process() -> None:
     assert report.cpu_percent is not None and report.cpu_percent > 0
     assert report.rss_bytes is not None and report.rss_bytes > 10 * 1024 * 1024
     assert report.clock_offset_s is None, "unknown stays unknown, never 0"
+    assert (report.clock_steps, report.clock_held_s) == (0, 0.0)
 
 
 async def test_the_agent_reports_its_buffer_and_clock_offset(tmp_path: Path) -> None:

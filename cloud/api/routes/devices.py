@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from cloud.api.deps import CallerDep, DeviceScope, ReadTelemetry, ServicesDep, visible_devices
 from cloud.api.problems import Problem
+from cloud.gateway_clocks import ClockLead, GatewayClocks
 from cloud.telemetry import bucket_span
 from leasewatch.wire import DeviceId, GatewayHealth, MetricName
 
@@ -264,3 +265,22 @@ def device_health(services: ServicesDep, device: DeviceId) -> GatewayHealth:
     if health is None:
         raise Problem(404, "no_health_report", f"{device} has not reported its health yet")
     return health
+
+
+class ClockLeadPublic(BaseModel):
+    """One boot of a gateway whose stamps ran ahead of the cloud, and were shifted back."""
+
+    boot: str
+    lead_s: float
+    first_seen: datetime
+    last_seen: datetime
+    rebased_messages: int
+
+
+@router.get(
+    "/{device}/clock-leads", response_model=list[ClockLeadPublic], dependencies=[ReadTelemetry]
+)
+def device_clock_leads(services: ServicesDep, device: DeviceId) -> list[ClockLead]:
+    """Boots whose stamps ran ahead by more than the tolerance, and the lead taken off them."""
+    clocks = GatewayClocks(services.state.engine, services.settings.max_clock_ahead_s)
+    return clocks.leads(device)
