@@ -75,35 +75,46 @@ def _offset_at(steps: list[tuple[datetime, float]], at: datetime) -> list[float]
     return sorted(offsets | {current})
 
 
+@dataclass
+class PollMatch:
+    """How the sent readings matched the served polls."""
+
+    unmatched: list[ReadingKey] = field(default_factory=list)
+    #: Readings whose stamp carries a clock step (matched to their poll only once shifted back).
+    stepped: int = 0
+
+
 def match_polls(
     polls: dict[str, list[Poll]], wire: WireRecord, steps: dict[str, list[tuple[datetime, float]]]
-) -> list[ReadingKey]:
-    """Attach every sent reading to its poll; the readings that match none."""
+) -> PollMatch:
+    """Attach every sent reading to its poll; the readings that match none or a stepped clock."""
     stamps = {d: [round(p.at.timestamp() * 1000) for p in ps] for d, ps in polls.items()}
-    unmatched: list[ReadingKey] = []
+    match = PollMatch()
     for message in wire.messages.values():
         for key in message.readings:
-            poll = _poll_for(
+            found = _poll_for(
                 key, polls.get(key[0], []), stamps.get(key[0], []), steps.get(key[0], [])
             )
-            if poll is None:
-                unmatched.append(key)
+            if found is None:
+                match.unmatched.append(key)
             else:
-                poll.readings.add(key)
-    return unmatched
+                found[0].readings.add(key)
+                match.stepped += found[1] != 0.0
+    return match
 
 
 def _poll_for(
     key: ReadingKey, polls: list[Poll], stamps: list[int], steps: list[tuple[datetime, float]]
-) -> Poll | None:
+) -> tuple[Poll, float] | None:
+    """The poll a reading came from, and the clock offset its stamp carries."""
     candidates = {0.0, *(offset for _, offset in steps)}
-    for offset in sorted(candidates):
+    for offset in sorted(candidates, key=abs):  # the true clock first
         true_ms = key[3] - round(offset * 1000)
         index = bisect.bisect_left(stamps, true_ms - MATCH_EARLY_MS)
         if index < len(stamps) and stamps[index] <= true_ms + MATCH_LATE_MS:
             poll = polls[index]
             if offset in _offset_at(steps, poll.at):
-                return poll
+                return poll, offset
     return None
 
 

@@ -1,8 +1,9 @@
 """A gateway's wall clock that the chaos suite can step, as NTP or an operator would.
 
 The agent runs with a small LD_PRELOAD library that adds an offset, read from a file, to
-CLOCK_REALTIME (clock_gettime, gettimeofday, time). CLOCK_MONOTONIC is left alone, exactly
-as a real step of the system clock leaves it. (libfaketime would do, but 0.9.10 breaks
+CLOCK_REALTIME (clock_gettime, gettimeofday, time). CLOCK_MONOTONIC and CLOCK_BOOTTIME are
+left alone, exactly as a real step of the system clock leaves them, and `adjtimex` says the
+clock is not synchronised while the offset is not 0, as after `date -s`. (libfaketime would do, but 0.9.10 breaks
 Python's monotonic sleeps when monotonic time is not faked: clock_nanosleep gets a negative
 deadline.) The library is compiled once with the system C compiler into the work directory.
 """
@@ -19,6 +20,7 @@ _SOURCE = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/time.h>
+#include <sys/timex.h>
 #include <time.h>
 
 static long long cached_ns = 0;
@@ -64,6 +66,15 @@ int gettimeofday(struct timeval *tv, void *tz) {
     tv->tv_sec = ts.tv_sec;
     tv->tv_usec = ts.tv_nsec / 1000;
     return 0;
+}
+
+/* A clock set by hand is not synchronised: settimeofday makes the kernel say so
+   (TIME_ERROR), and the agent holds such a step (edge/clock.py). Passed through at offset 0. */
+int adjtimex(struct timex *buf) {
+    static int (*real)(struct timex *) = 0;
+    if (!real) real = dlsym(RTLD_NEXT, "adjtimex");
+    int rc = real(buf);
+    return (rc >= 0 && offset_ns() != 0) ? TIME_ERROR : rc;
 }
 
 time_t time(time_t *out) {

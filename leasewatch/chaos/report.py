@@ -54,6 +54,9 @@ def figures(report: ChaosReport) -> list[str]:
         f" (dead letters not readable as telemetry: {report.unreadable_dead_letters})",
         f"ledger readings beyond the distinct stored readings: {report.stored_twice}",
         f"sent readings matching no served poll: {report.unmatched_readings}",
+        f"sent readings stamped on a stepped gateway clock: {report.stepped_readings}"
+        f" (clock steps seen, held seconds, per gateway's newest health report:"
+        f" {report.clock_steps})",
         f"undecodable publishes: {report.undecodable}; tap errors: {report.tap_errors}",
         f"evicted or dropped at the edge (newest health report): {report.evicted_or_dropped}",
     ]

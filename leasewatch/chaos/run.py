@@ -43,6 +43,8 @@ class ChaosReport:
     tap_errors: int
     unreadable_dead_letters: int
     evicted_or_dropped: dict[str, int] = field(default_factory=dict)
+    stepped_readings: int = 0  # sent readings stamped on a stepped clock
+    clock_steps: dict[str, tuple[int, float]] = field(default_factory=dict)  # newest health report
     alerts_measured: bool = True
 
     def as_json(self) -> dict[str, object]:
@@ -72,7 +74,7 @@ async def run_chaos(options: ChaosOptions, workdir: Path) -> ChaosReport:
         d: [(when, off) for p in phases for dev, when, off in p.clock_steps if dev == d]
         for d in DEVICES
     }
-    unmatched = match_polls(polls, stack.wire, steps)
+    match = match_polls(polls, stack.wire, steps)
     rows = outcomes(phases, polls, stack.wire, state, alerts_measured=True)
     return ChaosReport(
         options=_options_json(options),
@@ -83,7 +85,9 @@ async def run_chaos(options: ChaosOptions, workdir: Path) -> ChaosReport:
         redeliveries=state.redeliveries,
         rejections=state.rejections,
         stored_twice=stored_twice(state),
-        unmatched_readings=len(unmatched),
+        unmatched_readings=len(match.unmatched),
+        stepped_readings=match.stepped,
+        clock_steps={d: (h.clock_steps, h.clock_held_s) for d, h in stack.wire.health.items()},
         undecodable=stack.wire.undecodable,
         tap_errors=sum(g.relay.tap_errors for g in stack.gateways),
         unreadable_dead_letters=state.unreadable_dead_letters,
