@@ -18,6 +18,11 @@ the leases that go into arrears. The model, per lease (all draws deterministic f
 
 The lease's arrears date is the earliest of the drawn causes; a cause drawn after the scenario's
 end is not observed (the lease counts as paying within the scenario).
+
+`arrears_causes` and `arrears_chance` state the same model as a latent hazard: each cause's
+probability and the window its date is drawn from, and the chance that a lease still paying at
+a day falls into arrears within a horizon. A score that knew it would rank as well as any can;
+the backtest reports that ceiling next to the signals' ranking.
 """
 
 from __future__ import annotations
@@ -129,6 +134,86 @@ def lease_outcome(
         return RepaymentOutcome(lease, None, "none")
     when, cause = min(observed)
     return RepaymentOutcome(lease, when, cause)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrearsCause:
+    """One way a lease can fall into arrears: its chance, and when (drawn uniformly between)."""
+
+    kind: str
+    probability: float
+    earliest: datetime
+    latest: datetime
+    begins: datetime  # when the incident behind it began (the base rate: the window's start)
+
+    def drawn_by(self, when: datetime) -> float:
+        """The chance this cause has put the lease into arrears by `when`."""
+        if when <= self.earliest:
+            return 0.0
+        if when >= self.latest:
+            return self.probability
+        return self.probability * ((when - self.earliest) / (self.latest - self.earliest))
+
+
+def _cause(
+    kind: str, p: float, begins: datetime, anchor: datetime, lag: tuple[float, float]
+) -> ArrearsCause:
+    return ArrearsCause(
+        kind, p, anchor + timedelta(days=lag[0]), anchor + timedelta(days=lag[1]), begins
+    )
+
+
+def _incident_cause(label: Label, model: RepaymentModel) -> ArrearsCause | None:
+    """The cause an incident adds (the probability and lag `_incident_arrears` draws from)."""
+    kind, start = str(label["kind"]), _ts(label["start"])
+    if kind == "utilization_decline":
+        magnitude = float(str(label.get("magnitude") or 0.0))
+        midpoint = start + timedelta(days=float(str(label.get("ramp_days") or 0.0)) / 2)
+        chance = min(1.0, model.decline_base + model.decline_slope * magnitude)
+        return _cause(kind, chance, start, midpoint, model.decline_lag_days)
+    lagged = {
+        "tamper": (model.tamper_probability, model.tamper_lag_days),
+        "relocation": (model.relocation_probability, model.relocation_lag_days),
+        "parked": (model.parked_probability, model.parked_lag_days),
+    }
+    if kind not in lagged:
+        return None
+    chance, lag = lagged[kind]
+    return _cause(kind, min(1.0, chance), start, start, lag)
+
+
+def arrears_causes(
+    labels: Sequence[Label], window: tuple[datetime, datetime], model: RepaymentModel
+) -> list[ArrearsCause]:
+    """Every cause that can put one lease (its `labels`) into arrears over the `window`."""
+    start, end = window
+    years = (end - start).total_seconds() / (365.0 * 86_400)
+    found = [ArrearsCause("base_rate", min(1.0, model.base_annual_rate * years), start, end, start)]
+    for label in labels:
+        if (cause := _incident_cause(label, model)) is not None:
+            found.append(cause)
+    return found
+
+
+def arrears_chance(
+    causes: Sequence[ArrearsCause],
+    as_of: datetime,
+    horizon: timedelta,
+    known_by: datetime | None = None,
+) -> float:
+    """The chance a lease paying at `as_of` falls into arrears within `horizon` after it.
+
+    Causes are independent and the earliest wins, so the chance of none by t is the product of
+    (1 - each one's chance by t). With `known_by`, only causes whose incident began by then
+    count (what had happened to the asset by that time, known perfectly).
+    """
+    paying_now = paying_later = 1.0
+    for cause in causes:
+        if known_by is not None and cause.begins > known_by:
+            continue
+        paying_now *= 1.0 - cause.drawn_by(as_of)
+        paying_later *= 1.0 - cause.drawn_by(as_of + horizon)
+    return 0.0 if paying_now <= 0.0 else 1.0 - paying_later / paying_now
 
 
 def draw_outcomes(

@@ -4,8 +4,8 @@ Inputs come from the same pipeline `leasewatch detect score` uses (`cloud.detect
 `scoring_usage.run_fleet`, `scoring_silence.run_silence`), never from labels; the labels feed
 only `firmware_sim.repayment`, which draws each lease's arrears. Then every lease is scored as
 of every `step_days` (from `first_day`) and `cloud.risk.metrics` says how well the scores ranked
-the leases that went into arrears. Faults are not run (too slow at portfolio scale; they do not
-drive arrears in the repayment model): their points are 0 here.
+the leases that went into arrears. Faults are run only with `faults` (about 37 ms of CPU per
+asset-day: use a subsampled scenario); otherwise their points are 0.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from pathlib import Path
 from cloud.detectors.scoring import load, scenario_labels
 from cloud.detectors.scoring_usage import PUBLIC_HOLIDAYS
 from cloud.risk import cache
+from cloud.risk.faults import fault_episodes, with_faults
 from cloud.risk.history import AssetHistory
 from cloud.risk.pipeline import Progress, default_workers, run_detectors
 from cloud.risk.portfolio import Portfolio
 from cloud.risk.rules import ScoringRules
 from cloud.risk.scoring import score_lease
-from firmware_sim.repayment import RepaymentOutcome, draw_outcomes
+from firmware_sim.repayment import Label, RepaymentModel, RepaymentOutcome, draw_outcomes
 from firmware_sim.scenarios import ResolvedScenario
 
 #: Reason codes with points in the backtest (the per-signal table's rows).
@@ -35,6 +36,7 @@ SIGNALS = (
     "asset_silent",
     "tamper",
     "geofence_breach",
+    "fault_burden",
 )
 
 
@@ -50,6 +52,7 @@ class BacktestConfig:
     window_days: int = 28
     workers: int = field(default_factory=default_workers)  # processes for per-asset detectors
     cache_dir: Path | None = None  # detector histories kept here (None: always recompute)
+    faults: bool = False  # run the fault detector too (slow: use on a subsampled scenario)
 
 
 @dataclass(slots=True)
@@ -72,6 +75,8 @@ class BacktestRun:
     outcomes: dict[str, RepaymentOutcome]
     observations: Observations
     timings: dict[str, float]
+    labels: tuple[Label, ...] = ()  # the scenario's ground truth (repayment and the oracle only)
+    repayment: RepaymentModel = field(default_factory=RepaymentModel)
 
 
 def histories_of(
@@ -132,13 +137,22 @@ def run_backtest(
             f"first day {config.first_day} is past the scenario's {resolved.scenario.days} days"
         )
     histories = histories_of(config, timings, progress)
+    if config.faults:
+        started = time.monotonic()
+        found = fault_episodes(
+            config.scenario, config.assets, config.workers, config.cache_dir, progress
+        )
+        histories = with_faults(histories, found)
+        timings["fault detector"] = time.monotonic() - started
     start = datetime.combine(resolved.scenario.start, datetime.min.time(), UTC)
     window = (start, start + timedelta(days=resolved.scenario.days))
     seed = resolved.scenario.seed if config.seed is None else config.seed
     leases = [a.lease for a in resolved.assets]
-    outcomes = draw_outcomes(leases, scenario_labels(resolved), window, seed)
+    labels = tuple(scenario_labels(resolved))
+    repayment = RepaymentModel()
+    outcomes = draw_outcomes(leases, labels, window, seed, repayment)
     started = time.monotonic()
     observations = score_histories(histories, rules, config, resolved.scenario.days)
     timings["scoring"] = time.monotonic() - started
     progress(f"scored {len(observations.scores)} lease-weeks: {timings['scoring']:.1f} s")
-    return BacktestRun(resolved, start, outcomes, observations, timings)
+    return BacktestRun(resolved, start, outcomes, observations, timings, labels, repayment)

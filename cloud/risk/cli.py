@@ -36,6 +36,19 @@ def _table(title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]
     return table
 
 
+def _ceiling(result: BacktestReport) -> list[tuple[str, str]]:
+    """The oracles' AUCs next to the signals' (what of the gap to the target is reachable)."""
+    ceiling = result.ceiling
+    if ceiling is None:
+        return []
+    lead = next(iter(result.lease_auc), 0)
+    return [
+        ("  ceiling: oracle knowing incidents begun by the as-of day", _fmt(ceiling.auc)),
+        ("  ceiling: oracle knowing every incident (also future ones)", _fmt(ceiling.full_auc)),
+        (f"  ceiling: lease-level AUC, {lead} d, as-of oracle", _fmt(ceiling.lease_auc)),
+    ]
+
+
 def _summary(result: BacktestReport) -> list[tuple[str, str]]:
     causes = ", ".join(f"{k} {v}" for k, v in result.arrears_by_cause.items()) or "-"
     timings = list(result.timings_s.items())
@@ -54,6 +67,7 @@ def _summary(result: BacktestReport) -> list[tuple[str, str]]:
         ("leases in arrears", f"{result.leases_in_arrears} ({causes})"),
         ("lease-weeks scored (positives)", f"{result.observations} ({result.positives})"),
         ("lease-week ROC AUC", _fmt(result.auc)),
+        *_ceiling(result),
         *leads,
         ("median lead time", f"{_fmt(result.median_lead_days, '.0f')} days"),
         ("arrears leases caught at high+", f"{result.caught} of {result.leases_in_arrears}"),
@@ -68,10 +82,11 @@ def _print(result: BacktestReport, console: Console) -> None:
         _table(f"Risk backtest: {result.scenario}", ("figure", "value"), _summary(result))
     )
     console.print(_table("Per cause", (
-        "cause", "leases", "lease-week AUC", "lease AUC", "caught", "median lead d"
+        "cause", "leases", "lease-week AUC", "oracle (as of)", "lease AUC", "caught",
+        "median lead d"
     ), [
-        (c.cause, str(c.leases), _fmt(c.lease_week_auc), _fmt(c.lease_auc), str(c.caught),
-         _fmt(c.median_lead_days, ".0f"))
+        (c.cause, str(c.leases), _fmt(c.lease_week_auc), _fmt(c.oracle_auc), _fmt(c.lease_auc),
+         str(c.caught), _fmt(c.median_lead_days, ".0f"))
         for c in result.causes
     ]))  # fmt: skip
     console.print(_table("Alerts (entries while paying)", (
@@ -84,10 +99,23 @@ def _print(result: BacktestReport, console: Console) -> None:
     console.print(_table("Per signal: which carry the ranking", (
         "signal", "AUC alone", "AUC without it", "lease AUC without", "lease-weeks with points"
     ), [
-        (r.signal, _fmt(r.auc_alone), _fmt(r.auc_without), _fmt(r.lease_auc_without),
-         str(r.observations_with_points))
-        for r in result.signals
+        ("all signals (the score)", _fmt(result.auc), "-", "-", "-"),
+        *_oracle_rows(result),
+        *((r.signal, _fmt(r.auc_alone), _fmt(r.auc_without), _fmt(r.lease_auc_without),
+           str(r.observations_with_points))
+          for r in result.signals),
     ]))  # fmt: skip
+
+
+def _oracle_rows(result: BacktestReport) -> list[tuple[str, ...]]:
+    """The ceiling as rows of the per-signal table."""
+    if result.ceiling is None:
+        return []
+    ceiling = result.ceiling
+    return [
+        ("oracle: hazard of incidents begun by as-of", _fmt(ceiling.auc), "-", "-", "-"),
+        ("oracle: hazard of every incident", _fmt(ceiling.full_auc), "-", "-", "-"),
+    ]
 
 
 @app.command()
@@ -114,6 +142,12 @@ def backtest(
         typer.Option(help="Keep detector histories here [default: ~/.cache/leasewatch/risk]."),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every run.")] = False,
+    faults: Annotated[
+        bool,
+        typer.Option(
+            "--faults", help="Run the fault detector too (~37 ms CPU per asset-day: subsample)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Run a scenario through the detectors, score every lease weekly, rank against arrears."""
@@ -125,7 +159,7 @@ def backtest(
     console = Console(stderr=True)
     config = BacktestConfig(
         scenario=scenario, assets=assets, seed=seed, step_days=step_days, workers=workers,
-        cache_dir=None if no_cache else (cache_dir or cache.default_dir()),
+        cache_dir=None if no_cache else (cache_dir or cache.default_dir()), faults=faults,
     )  # fmt: skip
     try:
         run = run_backtest(config, chosen, progress=console.log)

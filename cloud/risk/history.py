@@ -30,6 +30,10 @@ class Episode:
             return False
         return self.cleared is None or self.cleared > as_of or self.reported > since
 
+    def open_at(self, as_of: datetime) -> bool:
+        """Reported by `as_of` and not cleared by then (an open alert)."""
+        return self.reported <= as_of and (self.cleared is None or self.cleared > as_of)
+
 
 @dataclass(frozen=True, slots=True)
 class AssetHistory:
@@ -46,6 +50,8 @@ class AssetHistory:
     capacity: tuple[Episode, ...] = ()
     tamper: tuple[Episode, ...] = ()
     geofence: tuple[Episode, ...] = ()
+    faults_warning: tuple[Episode, ...] = ()  # fault episodes by severity (one per detector key)
+    faults_critical: tuple[Episode, ...] = ()
 
     def silent_days(self, day: int) -> int:
         """Whole days without data right before `day`."""

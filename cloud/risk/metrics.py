@@ -12,6 +12,9 @@
   the horizon; for each band a risk team could act on (high, critical).
 - Per signal: the lease-week AUC of one signal's points alone, and of the score without it
   (lease-week and lease-level at the first lead).
+- The ceiling (`cloud.risk.oracle`): the same AUCs of a score that knew the repayment model's
+  hazard, from the incidents begun by the as-of day (and from every incident), overall and
+  per cause.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy.typing as npt
 
 from cloud.risk.backtest import SIGNALS, BacktestRun
 from cloud.risk.model import Band
+from cloud.risk.oracle import oracle_scores
 from cloud.risk.ranking import (
     FloatArray,
     Panel,
@@ -63,6 +67,7 @@ class CauseRow:
     lease_auc: float | None  # matched, at the first of LEADS
     caught: int
     median_lead_days: float | None
+    oracle_auc: float | None = None  # lease-week AUC of the as-of oracle, same observations
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,15 @@ class AlertRow:
     alerts: int
     per_100_leases_per_year: float
     followed_by_arrears: float | None  # share of alerts with arrears within the horizon
+
+
+@dataclass(frozen=True, slots=True)
+class Ceiling:
+    """The AUCs an oracle that knew the repayment model's hazard gets on the same observations."""
+
+    auc: float | None  # lease-week, knowing the incidents begun by the as-of day
+    lease_auc: float | None  # matched, at the first of LEADS, the same oracle
+    full_auc: float | None  # lease-week, knowing every incident, also those still to come
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +109,7 @@ class BacktestReport:
     causes: tuple[CauseRow, ...]
     signals: tuple[SignalRow, ...]
     timings_s: dict[str, float]
+    ceiling: Ceiling | None = None
 
 
 def _arrears(run: BacktestRun) -> dict[str, float]:
@@ -166,6 +181,7 @@ class _Ranked:
     panel: Panel
     leads: dict[str, list[float]]
     horizon_days: float
+    oracle: FloatArray  # the as-of oracle's scores of the known observations
 
 
 def _cause_rows(ranked: _Ranked, by_cause: dict[str, int]) -> tuple[CauseRow, ...]:
@@ -179,6 +195,7 @@ def _cause_rows(ranked: _Ranked, by_cause: dict[str, int]) -> tuple[CauseRow, ..
             matched_auc(ranked.panel, LEADS[0], ranked.horizon_days, chosen).auc,
             sum(len(ranked.leads.get(c, [])) for c in chosen),
             _median([x for c in chosen for x in ranked.leads.get(c, [])]),
+            auc_of_causes(ranked.oracle, ranked.labels, ranked.causes, chosen),
         )
         for name, chosen in groups
     )  # fmt: skip
@@ -206,6 +223,23 @@ def _by_cause(run: BacktestRun) -> dict[str, int]:
     return dict(sorted(found.items()))
 
 
+def _ceiling(
+    run: BacktestRun, labels: tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]],
+    outcome: tuple[dict[str, float], dict[str, str]], horizon_days: float,
+) -> tuple[Ceiling, FloatArray]:  # fmt: skip
+    """The oracles' AUCs, and the as-of oracle's scores of the known observations."""
+    known, positive = labels
+    oracle = oracle_scores(run, horizon_days)
+    obs = run.observations
+    oracle_panel = panel_of(obs.leases, obs.days, oracle.as_of, *outcome)
+    ceiling = Ceiling(
+        auc(oracle.as_of[known], positive[known]),
+        matched_auc(oracle_panel, LEADS[0], horizon_days).auc,
+        auc(oracle.full[known], positive[known]),
+    )
+    return ceiling, oracle.as_of[known]
+
+
 def report(
     run: BacktestRun, horizon_days: float = 90.0, lookback_days: float = 180.0
 ) -> BacktestReport:
@@ -221,7 +255,8 @@ def report(
     high = (np.nan_to_num(bands.scores) >= Band.HIGH.rank).astype(np.float64)
     leads = lead_days(panel, high, lookback_days)
     cause_of = np.array([causes[x] for x in obs.leases])[known]
-    ranked = _Ranked(scores[known], positive[known], cause_of, panel, leads, horizon_days)
+    ceiling, oracle = _ceiling(run, (known, positive), (arrears, causes), horizon_days)
+    ranked = _Ranked(scores[known], positive[known], cause_of, panel, leads, horizon_days, oracle)
     matched = {lead: matched_auc(panel, lead, horizon_days) for lead in LEADS}
     by_cause = _by_cause(run)
     scored_days = max(obs.days) - min(obs.days) + run_step(obs.days) if obs.days else 0
@@ -244,6 +279,7 @@ def report(
         causes=_cause_rows(ranked, by_cause),
         signals=_signal_rows(points[known], ranked.labels, without),
         timings_s=dict(run.timings),
+        ceiling=ceiling,
     )
 
 

@@ -12,7 +12,9 @@ holds the shared arithmetic):
 - data completeness: hours with data over hours in the window;
 - silence: the whole days with no data right before the as-of day;
 - capacity warnings, tamper, geofence: episodes open at the as-of time, or opened in the window;
-  a warning's drop is the one known then (1 - utilization vs baseline).
+  a warning's drop is the one known then (1 - utilization vs baseline);
+- faults: fault episodes open at the as-of time, by severity (as the live scoring counts open
+  fault alerts).
 """
 
 from __future__ import annotations
@@ -169,7 +171,8 @@ class Portfolio:
         return LeaseSignals(
             lease_id=lease, lessee_id=lease, as_of=as_of, window_days=day - first,
             assets=len(assets), capacity_warnings=warnings, capacity_drop=drop,
-            faults_warning=0, faults_critical=0,
+            faults_warning=sum(e.open_at(as_of) for h in histories for e in h.faults_warning),
+            faults_critical=sum(e.open_at(as_of) for h in histories for e in h.faults_critical),
             silent_assets=sum(1 for s in silent if s > 0), days_silent=float(max(silent)),
             tamper_events=sum(counted(h.tamper) for h in histories),
             geofence_breaches=sum(counted(h.geofence) for h in histories),

@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloud.detectors.scoring import scenario_labels
+from cloud.detectors.scoring import parse_ts, scenario_labels
 from cloud.risk.backtest import BacktestConfig, BacktestRun, run_backtest
 from cloud.risk.metrics import report
+from cloud.risk.oracle import oracle_scores
 from cloud.risk.ranking import auc, matched_auc, panel_of
 from cloud.risk.rules import ScoringRules
 from firmware_sim.repayment import draw_outcomes
 
+INCIDENTS = frozenset({"utilization_decline", "tamper", "relocation", "parked"})
 QUIET = """
 name = "quiet"
 description = "6 assets, 63 days, a christmas-like dip and short outages: no decline at all"
@@ -185,3 +187,46 @@ def test_alerts_are_entries_while_paying_per_100_leases_a_year(
     assert visible.cause == "all but base_rate"
     assert visible.leases == result.leases_in_arrears - result.arrears_by_cause.get("base_rate", 0)
     assert result.lease_auc_cases[30] > 0
+
+
+def test_the_ceiling_is_an_oracle_that_knows_the_hazard(utilization_run: BacktestRun) -> None:
+    """The oracle scores each lease-week with the repayment model's chance of arrears."""
+    result = report(utilization_run)
+    ceiling = result.ceiling
+    assert ceiling is not None and ceiling.auc is not None and ceiling.full_auc is not None
+    assert 0.5 < ceiling.auc <= 1.0
+    assert ceiling.full_auc >= ceiling.auc  # knowing the future incidents too cannot hurt here
+    oracle = oracle_scores(utilization_run, 90.0)
+    obs = utilization_run.observations
+    starts = _decline_days(utilization_run)
+    before = [
+        i for i, (lease, day) in enumerate(zip(obs.leases, obs.days, strict=True))
+        if lease in starts and day < starts[lease] <= day + 20
+    ]  # fmt: skip
+    clean = [i for i, lease in enumerate(obs.leases) if lease not in _incidents(utilization_run)]
+    assert before and clean
+    for i in before:  # the decline to come: the full oracle sees it, the as-of one cannot
+        same_day = next(j for j in clean if obs.days[j] == obs.days[i])
+        assert oracle.as_of[i] == pytest.approx(oracle.as_of[same_day])
+        assert oracle.full[i] > oracle.as_of[i]
+    visible = next(row for row in result.causes if row.cause == "all but base_rate")
+    assert visible.oracle_auc is not None and visible.oracle_auc > 0.5
+    reseeded = report(_reseeded(utilization_run, seed=99)).ceiling
+    assert reseeded is not None and reseeded.auc != ceiling.auc  # other draws, other positives
+
+
+def _decline_days(run: BacktestRun) -> dict[str, float]:
+    """The scenario day of each declining lease's first incident (a decline)."""
+    found: dict[str, tuple[float, str]] = {}
+    for lb in run.labels:
+        if lb["kind"] in INCIDENTS:
+            day = (parse_ts(lb["start"]) - run.start) / timedelta(days=1)
+            lease = str(lb["lease"])
+            mine = (day, str(lb["kind"]))
+            found[lease] = min(found.get(lease, mine), mine)
+    return {lease: day for lease, (day, kind) in found.items() if kind == "utilization_decline"}
+
+
+def _incidents(run: BacktestRun) -> set[str]:
+    """Leases with any incident the repayment model turns into arrears."""
+    return {str(lb["lease"]) for lb in run.labels if lb["kind"] in INCIDENTS}

@@ -12,6 +12,8 @@ from firmware_sim.repayment import (
     Label,
     LabelFileError,
     RepaymentModel,
+    arrears_causes,
+    arrears_chance,
     draw_outcomes,
     read_labels,
 )
@@ -88,3 +90,42 @@ def test_read_labels(tmp_path: Path) -> None:
     path.write_text("{nope\n", encoding="utf-8")
     with pytest.raises(LabelFileError, match=r"labels.jsonl:1: not JSON"):
         read_labels(path)
+
+
+def _tamper(lease: str, day: int) -> Label:
+    start = (START + timedelta(days=day)).isoformat().replace("+00:00", "Z")
+    return {"lease": lease, "kind": "tamper", "start": start}
+
+
+@pytest.mark.parametrize(("as_of_day", "horizon_days"), [(100, 90), (140, 30), (200, 60)])
+def test_arrears_chance_is_what_the_draws_give(as_of_day: int, horizon_days: int) -> None:
+    """The latent hazard the oracle knows matches the frequency the sampler draws."""
+    leases = _leases(6000)
+    mine = [_decline("x", 0.5, day=60), _tamper("x", 110)]
+    labels = [dict(label, lease=lease) for lease in leases for label in mine]
+    outcomes = draw_outcomes(leases, labels, WINDOW, seed=11).values()
+    as_of = START + timedelta(days=as_of_day)
+    horizon = timedelta(days=horizon_days)
+    paying = [o for o in outcomes if o.arrears_at is None or o.arrears_at > as_of]
+    hit = [o for o in paying if o.arrears_at is not None and o.arrears_at <= as_of + horizon]
+    causes = arrears_causes(mine, WINDOW, RepaymentModel())
+    assert {c.kind for c in causes} == {"base_rate", "utilization_decline", "tamper"}
+    chance = arrears_chance(causes, as_of, horizon)
+    assert len(hit) / len(paying) == pytest.approx(chance, abs=0.025)
+    assert 0.0 < chance < 1.0
+
+
+def test_the_as_of_oracle_knows_only_incidents_begun() -> None:
+    causes = arrears_causes([_tamper("x", 110)], WINDOW, RepaymentModel())
+    before, after = START + timedelta(days=100), START + timedelta(days=120)
+    horizon = timedelta(days=90)
+    clean = arrears_causes([], WINDOW, RepaymentModel())
+    # before the tamper the as-of oracle sees only the base rate, like a clean lease's
+    assert arrears_chance(causes, before, horizon, known_by=before) == pytest.approx(
+        arrears_chance(clean, before, horizon)
+    )
+    assert arrears_chance(causes, before, horizon) > arrears_chance(clean, before, horizon)
+    assert arrears_chance(causes, after, horizon, known_by=after) > 0.5
+    # seasonal dips and faults add nothing
+    dip = {"lease": "x", "kind": "seasonal_dip", "start": "2025-12-18T00:00:00Z"}
+    assert [c.kind for c in arrears_causes([dip], WINDOW, RepaymentModel())] == ["base_rate"]
