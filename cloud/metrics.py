@@ -51,6 +51,12 @@ class IngestMetrics:
         self.store_seconds = Histogram(
             "lw_ingest_store_write_seconds", "Telemetry store write latency", registry=self.registry
         )
+        self.store_readings = Histogram(
+            "lw_ingest_store_write_readings",
+            "Readings per telemetry store write (one write per batch, acknowledged after it)",
+            buckets=(100, 500, 1000, 2500, 5000, 10_000, 20_000, 40_000, 80_000),
+            registry=self.registry,
+        )
         self.state_seconds = Histogram(
             "lw_ingest_state_write_seconds",
             "State store transaction latency (ledger, rollups, registry) per batch",

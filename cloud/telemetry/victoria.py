@@ -246,17 +246,18 @@ class VictoriaMetricsStore:
         """Send line protocol in bounded requests; each returns after VM answered 204."""
         for first in range(0, len(readings), _LINES_PER_REQUEST):
             chunk = readings[first : first + _LINES_PER_REQUEST]
-            lines = [_line(device, reading) for device, reading in chunk]
+            # one body: the client would serialise and join a list of lines one by one
+            body = "\n".join([_line(device, reading) for device, reading in chunk]).encode()
             try:
                 self._write_api.write(
                     bucket="leasewatch",
-                    record=lines,
+                    record=body,
                     # The client annotates WritePrecision but its members are plain strings.
                     write_precision=WritePrecision.MS,  # type: ignore[arg-type]
                 )
             except _ERRORS_ON_WRITE as err:
                 raise TelemetryStoreError(
-                    f"VictoriaMetrics at {self.url} did not take {len(lines)} readings: {err!r}"
+                    f"VictoriaMetrics at {self.url} did not take {len(chunk)} readings: {err!r}"
                 ) from err
 
 
