@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from cloud.gateway_clocks import GatewayClocks
 from cloud.metrics import IngestMetrics
+from cloud.mqtt_decoding import install_shared_table_properties
 from cloud.settings import CloudSettings
 from cloud.state import Rejection, StateStore
 from cloud.telemetry import ReadingsRejectedError, TelemetryStore, TelemetryStoreError
@@ -324,6 +325,7 @@ class Ingestor:
     async def run(self, stop: asyncio.Event) -> None:
         """Stay subscribed until `stop` is set, reconnecting with capped, jittered back-off."""
         tune_gc()
+        install_shared_table_properties()
         attempt = 0
         while not stop.is_set():
             try:
