@@ -64,6 +64,11 @@ _ROLLUP_UNNEST = (
     " count = rollups.count + excluded.count, sum = rollups.sum + excluded.sum,"
     " min = LEAST(rollups.min, excluded.min), max = GREATEST(rollups.max, excluded.max)"
 )
+_KNOWN_UNNEST = (
+    "SELECT l.device, l.boot, l.seq FROM message_ledger AS l"
+    " JOIN unnest(%s::text[], %s::text[], %s::int[]) AS k(device, boot, seq)"
+    " ON l.device = k.device AND l.boot = k.boot AND l.seq = k.seq"
+)
 _CHUNK = 500  # rows per multi-row statement (SQLite's bound-parameter limit is far above)
 _MIGRATION_LOCK = 72_450_001  # pg_advisory_lock key: one worker migrates at a time
 
@@ -168,8 +173,16 @@ class StateStore:
     # --- ledger ---------------------------------------------------------------------------
 
     def known_keys(self, keys: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
-        """Which (device, boot, seq) keys are already in the ledger."""
+        """Which (device, boot, seq) keys are already in the ledger.
+
+        PostgreSQL: one join with `unnest` of the keys, which probes the primary key per key.
+        A row-value `IN` list let the planner match on the one value the keys shared (the
+        boot of a whole fleet run) and test every ledger row of it against 500 alternatives:
+        445 ms per chunk on a 60,000-message ledger, growing with it; the join took 4-15 ms.
+        """
         wanted = list(keys)
+        if self._postgres:
+            return self._known_keys_postgres(wanted)
         c = message_ledger.c
         found: set[tuple[str, str, int]] = set()
         with self.engine.connect() as conn:
@@ -180,6 +193,16 @@ class StateStore:
                 )
                 found |= {(r[0], r[1], r[2]) for r in conn.execute(query)}
         return found
+
+    def _known_keys_postgres(
+        self, wanted: Sequence[tuple[str, str, int]]
+    ) -> set[tuple[str, str, int]]:
+        if not wanted:
+            return set()
+        columns = tuple(list(column) for column in zip(*wanted, strict=True))
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(_KNOWN_UNNEST, columns)
+            return {(r[0], r[1], r[2]) for r in rows}
 
     def record_stored(
         self,

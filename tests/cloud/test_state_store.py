@@ -165,3 +165,34 @@ def test_events_are_stored_once_and_health_keeps_the_newest(store: StateStore) -
     newest = store.health("gw-0001")
     assert newest is not None
     assert newest.buffer_messages == 2
+
+
+def test_known_keys_are_exactly_the_ledgered_messages(store: StateStore) -> None:
+    stored = [
+        _batch(seq, [1.0]).model_copy(update={"device": device})
+        for device in ("gw-0001", "gw-0002", "gw-0003")
+        for seq in range(300)
+    ]
+    store.record_stored(stored, [], T0)
+    ledgered = {b.key for b in stored}
+    # the same boot everywhere, more keys than one statement's chunk, near misses of each kind
+    asked = [*ledgered, ("gw-0001", "b1", 300), ("gw-0001", "b2", 0), ("gw-0004", "b1", 0)]
+    assert store.known_keys(asked) == ledgered
+    assert store.known_keys([]) == set()
+
+
+def test_status_and_health_reports_are_kept_in_the_batch_transaction(store: StateStore) -> None:
+    from leasewatch.wire import GatewayHealth  # noqa: PLC0415
+
+    offline = GatewayStatus(device="gw-0002", boot="b1", state="offline", ts=T0)
+    older = GatewayStatus(device="gw-0002", boot="b1", state="online", ts=T0 - timedelta(1))
+    report = GatewayHealth(
+        device="gw-0003", boot="b1", ts=T0, uptime_s=1.0, buffer_messages=4, buffer_readings=9
+    )
+    outcome = store.record_stored([_batch(0, [1.0])], [], T0, [offline, older, report])
+    assert [b.key for b in outcome.stored] == [("gw-0001", "b1", 0)]
+    status = {d["device"]: d["status"] for d in store.devices()}
+    assert status == {"gw-0001": "unknown", "gw-0002": "offline", "gw-0003": "unknown"}
+    health = store.health("gw-0003")
+    assert health is not None
+    assert health.buffer_readings == 9
