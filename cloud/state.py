@@ -49,6 +49,9 @@ from cloud.schema import (
 from leasewatch.wire import GatewayHealth, GatewayStatus, RejectReason, TelemetryBatch
 
 DEAD_LETTER_PAYLOAD_BYTES = 4096
+#: A stored status or health report stamped further than this ahead of the cloud's clock yields
+#: to any later one (see `StateStore._health_in`).
+STAMP_AHEAD_SLACK = timedelta(minutes=5)
 _ROLLUP_SQLITE = (
     "INSERT INTO rollups (device, sensor, metric, resolution_s, bucket, unit, count, sum, min, max)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -255,7 +258,10 @@ class StateStore:
             "report": health.model_dump_json(),
         }  # fmt: skip
         stmt = self._insert(gateway_health).values(**row)
-        newer = stmt.excluded.ts > gateway_health.c.ts
+        # A report stamped ahead of the cloud (a gateway clock running ahead) must not hide
+        # the reports after it (from the same gateway once its clock is right).
+        ahead = gateway_health.c.ts > now + STAMP_AHEAD_SLACK
+        newer = (stmt.excluded.ts > gateway_health.c.ts) | ahead
         self._ensure_device(conn, health.device, now)
         conn.execute(stmt.on_conflict_do_update(index_elements=["device"], set_=row, where=newer))
 
@@ -407,7 +413,11 @@ class StateStore:
         conn.execute(
             update(devices)
             .where(devices.c.device == status.device)
-            .where((devices.c.status_at.is_(None)) | (devices.c.status_at <= status.ts))
+            .where(
+                (devices.c.status_at.is_(None))
+                | (devices.c.status_at <= status.ts)
+                | (devices.c.status_at > now + STAMP_AHEAD_SLACK)  # see _health_in
+            )
             .values(status=status.state, status_at=status.ts)
         )
 

@@ -136,6 +136,28 @@ def test_status_keeps_the_newest_state(store: StateStore) -> None:
     assert store.devices()[0]["status"] == "offline"
 
 
+def test_a_status_and_a_health_report_stamped_ahead_do_not_hide_later_ones(
+    store: StateStore,
+) -> None:
+    from leasewatch.wire import GatewayHealth  # noqa: PLC0415
+
+    ahead = T0 + timedelta(hours=1)  # a gateway clock running an hour ahead, set right later
+    store.record_status(GatewayStatus(device="gw-0001", boot="b1", state="online", ts=ahead), T0)
+    later = T0 + timedelta(minutes=2)
+    store.record_status(
+        GatewayStatus(device="gw-0001", boot="b2", state="offline", ts=later), later
+    )
+    assert store.devices()[0]["status"] == "offline"
+    report = GatewayHealth(
+        device="gw-0001", boot="b1", ts=ahead, uptime_s=1, buffer_messages=7, buffer_readings=7
+    )
+    store.record_health(report, T0)
+    fixed = report.model_copy(update={"boot": "b2", "ts": later, "buffer_messages": 0})
+    store.record_health(fixed, later)
+    newest = store.health("gw-0001")
+    assert newest is not None and newest.boot == "b2"
+
+
 def test_events_are_stored_once_and_health_keeps_the_newest(store: StateStore) -> None:
     from leasewatch.wire import GatewayHealth, MachineEvent  # noqa: PLC0415
 
