@@ -30,6 +30,17 @@ class DetectionMetrics:
             "Stored batches a detection error skipped (acknowledged without detection; logged)",
             registry=r,
         )
+        self.failed_gateways = Counter(
+            "lw_detect_failed_gateways",
+            "Gateways whose detectors failed on their share of a batch (logged; folded without"
+            " evaluation)",
+            registry=r,
+        )
+        self.skipped = Counter(
+            "lw_detect_skipped",
+            "Gateway evaluations dropped after a detector failed (their closed minutes)",
+            registry=r,
+        )
         self.store_errors = Counter(
             "lw_detect_store_errors", "Failed state-store transactions (retried)", registry=r
         )

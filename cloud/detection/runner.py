@@ -63,6 +63,7 @@ class RunOutcome:
     messages: int = 0
     duplicates: int = 0
     evaluations: int = 0
+    skipped: int = 0  # gateways whose closed minutes and events were dropped unevaluated
     findings: list[Finding] = field(default_factory=list)
     alerts: ApplyOutcome = field(default_factory=ApplyOutcome)
 
@@ -117,15 +118,28 @@ class DetectionRunner:
     """Blocking detection steps on the state store; the async worker calls them in a thread."""
 
     def __init__(
-        self, engine: Engine, alerts: AlertStore, context: AssetContextSource, timing: Timing
+        self,
+        engine: Engine,
+        alerts: AlertStore,
+        context: AssetContextSource,
+        timing: Timing,
+        detectors: Sequence[DetectorDescription[Any, Any]] = LANE_DETECTORS,
     ) -> None:
         self.engine = engine
         self.alerts = alerts
         self.context = context
         self.timing = timing
+        self.detectors = tuple(detectors)  # what closed minutes and events are fed to
 
-    def process(self, messages: Sequence[Message], wall: datetime | None = None) -> RunOutcome:
-        """Fold and evaluate a batch of messages in one transaction; returns what it did."""
+    def process(
+        self, messages: Sequence[Message], wall: datetime | None = None, *, evaluate: bool = True
+    ) -> RunOutcome:
+        """Fold and evaluate a batch of messages in one transaction; returns what it did.
+
+        With `evaluate=False` the messages are only folded: their (boot, seq) taken and the
+        minutes they close dropped unevaluated (`skipped`), which moves a gateway past data a
+        detector failed on (`DetectionWorker`).
+        """
         wall = wall or datetime.now(UTC)
         by_device: dict[str, list[Message]] = {}
         for message in messages:
@@ -135,6 +149,9 @@ class DetectionRunner:
             leased = self.lease(conn, by_device, wall)
             closed = {w.device: self._fold(w, by_device[w.device], wall, outcome) for w in leased}
             due = [w for w in leased if closed[w.device]]
+            if not evaluate:
+                outcome.skipped = len(due)
+                due = []
             self.load_details(conn, due)
             for work in due:
                 outcome.findings += self.evaluate_lanes(work, closed[work.device], wall, outcome)
@@ -219,7 +236,7 @@ class DetectionRunner:
         live = lane == "live"
         data = self.asset_data(work, wall, live=live, minutes=minutes, events=events)
         found: list[Finding] = []
-        for description in LANE_DETECTORS:
+        for description in self.detectors:
             if description is GEOFENCE and work.asset.region is None:
                 continue
             if not live and description is SILENCE and description.key not in work.states:

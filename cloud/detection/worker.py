@@ -12,8 +12,12 @@ When detection fails for a stored batch:
   with back-off and leaves the batch unacknowledged meanwhile (its own writes needed the same
   store a moment earlier); on shutdown the broker redelivers it and detection runs on it then;
 - anything else is a detection bug: counted (`lw_detect_failed_batches_total`), logged with the
-  traceback, and the stored batch is acknowledged without detection. Storage exactly-once comes
-  first: a bug in a detector must not stall ingestion or make the broker redeliver forever.
+  traceback, and the batch is detected again gateway by gateway; a gateway that fails alone is
+  counted (`lw_detect_failed_gateways_total`), logged, and its messages are folded without
+  evaluation (the minutes they close are dropped: `lw_detect_skipped_total`), so the same bug
+  does not fail every later batch of that gateway. The stored batch is acknowledged either way.
+  Storage exactly-once comes first: a bug in a detector must not stall ingestion or make the
+  broker redeliver forever.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class DetectionCounts:
     alerts_opened: int = 0
     store_errors: int = 0
     failed_batches: int = 0
+    failed_gateways: int = 0
+    skipped: int = 0
 
 
 class DetectionWorker:
@@ -77,28 +83,56 @@ class DetectionWorker:
             return
         began = time.monotonic()
         try:
-            outcome = self.runner.process(messages, datetime.now(UTC))
+            self._count(self._in_transaction(messages, evaluate=True))
         except OperationalError:
-            self.counts.store_errors += 1
-            self.metrics.store_errors.inc()
             raise  # the ingestor retries; the batch stays unacknowledged meanwhile
-        except Exception:  # a detection bug must not stall storage (module doc): logged below
+        except Exception:  # a detection bug must not stall storage (module doc): logged
             self.counts.failed_batches += 1
             self.metrics.failed_batches.inc()
-            devices = sorted({m.device for m in messages})
             log.exception(
-                "detection failed on a stored batch; acknowledged without detection",
+                "detection failed on a stored batch; detecting it gateway by gateway",
                 messages=len(messages),
-                devices=devices[:10],
             )
-            return
-        self._count(outcome)
+            self._gateway_by_gateway(messages)
         m, committed = self.metrics, time.time()
         m.batch_size.observe(len(messages))
         m.batch_seconds.observe(time.monotonic() - began)
         for message in messages:
             if isinstance(message, TelemetryBatch) and not message.historical:
                 m.lag.observe(max(0.0, committed - message.sent_at.timestamp()))
+
+    def _in_transaction(self, messages: Sequence[Message], *, evaluate: bool) -> RunOutcome:
+        try:
+            return self.runner.process(messages, datetime.now(UTC), evaluate=evaluate)
+        except OperationalError:
+            self.counts.store_errors += 1
+            self.metrics.store_errors.inc()
+            raise
+
+    def _gateway_by_gateway(self, messages: Sequence[Message]) -> None:
+        """After a batch failed: each gateway in its own transaction, so a bug costs only the
+        gateway it hits; that gateway's messages are then folded without evaluation (its
+        closed minutes dropped, counted), or a detector failing on a minute would fail on it
+        again with every later batch."""
+        by_device: dict[str, list[Message]] = {}
+        for message in messages:
+            by_device.setdefault(message.device, []).append(message)
+        for device, own in by_device.items():
+            try:
+                self._count(self._in_transaction(own, evaluate=True))
+                continue
+            except OperationalError:
+                raise
+            except Exception:  # the bug, isolated: logged with its gateway
+                self.counts.failed_gateways += 1
+                self.metrics.failed_gateways.inc()
+                log.exception("detection failed for a gateway", device=device, messages=len(own))
+            try:
+                self._count(self._in_transaction(own, evaluate=False))
+            except OperationalError:
+                raise
+            except Exception:  # folding itself failed: acknowledged without detection
+                log.exception("folding failed for a gateway", device=device, messages=len(own))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep every `sweep_s` (silence, idle minutes, daily utilization) until `stop`."""
@@ -121,11 +155,13 @@ class DetectionWorker:
         c.evaluations += outcome.evaluations
         c.findings += len(outcome.findings)
         c.alerts_opened += len(outcome.alerts.opened)
+        c.skipped += outcome.skipped
         m.messages.inc(outcome.messages)
         m.duplicates.inc(outcome.duplicates)
         m.evaluations.inc(outcome.evaluations)
         m.findings.inc(len(outcome.findings))
         m.alerts_opened.inc(len(outcome.alerts.opened))
+        m.skipped.inc(outcome.skipped)
         if outcome.alerts.opened:
             log.info("alerts opened", ids=outcome.alerts.opened)
 
