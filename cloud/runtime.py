@@ -24,6 +24,7 @@ from cloud.detection.settings import DetectionSettings, load_detection_settings
 from cloud.detection.worker import DetectionWorker, detection_worker
 from cloud.ingest import Ingestor
 from cloud.leasing.asset_context import LeasingContextSource
+from cloud.leasing.peer_refresh import run_peer_refresh
 from cloud.leasing.rescore import run_rescoring
 from cloud.metrics import IngestMetrics
 from cloud.settings import CloudSettings
@@ -127,6 +128,8 @@ class CloudRuntime:
                 group.create_task(run_rescoring(self.settings, self.services.state.engine, stop))
             if api_socket is not None and not ops_only and (link := self._command_link()):
                 group.create_task(link.run(stop))
+            if api_socket is not None and not ops_only:
+                group.create_task(run_peer_refresh(self.settings, self.services.state.engine, stop))
             if api_socket is not None:
                 app = create_ops_app(self) if ops_only else create_app(self.services)
                 group.create_task(_serve(app, api_socket, stop))

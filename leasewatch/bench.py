@@ -134,4 +134,7 @@ def credit_check(
     table.add_row("lease check p99", f"{r.p99_ms:.1f} ms", "< 50 ms")
     table.add_row("lease check max", f"{r.max_ms:.1f} ms", "")
     table.add_row("lessee check p99 (about 3 leases)", f"{r.lessee_p99_ms:.1f} ms", "")
+    table.add_row(
+        "load average (1 min) before / after", "{:.1f} / {:.1f}".format(*r.load_average), ""
+    )
     Console().print(table)

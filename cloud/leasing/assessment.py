@@ -92,6 +92,7 @@ class RiskAssessor:
         self.engine = engine
         self.rules = rules
         self.store = LeasingStore(engine)
+        self.per_tenant = rules.peers.scope == "tenant"
 
     def score_leases(
         self, conn: Connection, leases: Sequence[Lease], as_of: datetime
@@ -99,7 +100,7 @@ class RiskAssessor:
         """Signals and scores of these leases (four queries for all of them)."""
         return [
             LeaseAssessment(signals, score_lease(signals, self.rules), data.devices)
-            for data in read_lease_data(conn, leases, as_of)
+            for data in read_lease_data(conn, leases, as_of, per_tenant=self.per_tenant)
             for signals in [lease_signals(data, as_of)]
         ]
 

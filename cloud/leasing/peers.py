@@ -7,6 +7,9 @@ the usage fields of `Portfolio(histories, calendars).signals(day, peers)`. The p
 (the medians of the same ratios over the assets of the same type and region) come from the
 whole group's histories, computed once per group and as-of hour and kept in a small LRU cache
 per engine: a group of 10,000 assets is one grouped query of its rollups, not one per lease.
+A group is the assets of one type and region, of every tenant (the default) or, with the rules'
+`peers.scope = "tenant"`, of the lease's own tenant only (`cloud.leasing.peer_refresh`
+computes each day's levels ahead of its first check).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from sqlalchemy import Connection, Engine, Select, func, or_, select, text
 
 from cloud.detectors.scoring_usage import PUBLIC_HOLIDAYS
 from cloud.leasing.models import DAYS_PER_MONTH
-from cloud.leasing.tables import RUNNING_HOURLY, assets, leases
+from cloud.leasing.tables import RUNNING_HOURLY, assets, leases, lessees
 from cloud.risk.history import AssetHistory
 from cloud.risk.portfolio import Calendars, PeerLevels, Portfolio
 from cloud.risk.usage import BASELINE_DAYS, LOOKBACK_WEEKS, FloatArray
@@ -32,7 +35,8 @@ from cloud.schema import rollups
 
 HISTORY_DAYS = 7 * LOOKBACK_WEEKS + BASELINE_DAYS  # the sustained quarter and its baseline
 CACHE_GROUPS = 256  # (group, as-of hour) entries kept per engine
-Group = tuple[str, str]  # (asset type, region; "" for none)
+Group = tuple[str, str, str]  # (asset type, region, tenant): "" for none, ALL_TENANTS for any
+ALL_TENANTS = "*"
 
 
 def region_holidays(region: str) -> frozenset[date]:
@@ -67,35 +71,51 @@ def _asset_query() -> Select[Any]:
     a, lease = assets.c, leases.c
     return (
         select(a.asset_id, a.lease_id, a.device, a.asset_type, a.region,
-               lease.expected_hours_per_day, lease.expected_hours_per_month)
-        .select_from(assets.outerjoin(leases, leases.c.lease_id == a.lease_id))
+               lease.expected_hours_per_day, lease.expected_hours_per_month, lessees.c.tenant)
+        .select_from(assets.outerjoin(leases, leases.c.lease_id == a.lease_id)
+                     .outerjoin(lessees, lessees.c.lessee_id == lease.lessee_id))
         .where(a.device.is_not(None))
     )  # fmt: skip
 
 
-def asset_rows(conn: Connection, query: Select[Any]) -> list[AssetRow]:
+def asset_rows(conn: Connection, query: Select[Any], per_tenant: bool) -> list[AssetRow]:
     """The assets `query` (built on `_asset_query`) selects, in asset order."""
     found = []
     for row in conn.execute(query.order_by(assets.c.asset_id)):
         per_day = row.expected_hours_per_day
         if per_day is None and row.expected_hours_per_month is not None:
             per_day = row.expected_hours_per_month / DAYS_PER_MONTH
-        group = (row.asset_type, row.region or "")
-        found.append(AssetRow(row.asset_id, row.lease_id or "", row.device, group,
+        tenant = (row.tenant or "") if per_tenant else ALL_TENANTS
+        found.append(AssetRow(row.asset_id, row.lease_id or "", row.device,
+                              (row.asset_type, row.region or "", tenant),
                               float(per_day or 0.0)))  # fmt: skip
     return found
 
 
-def lease_assets(conn: Connection, lease_ids: Sequence[str]) -> list[AssetRow]:
-    """The assets with a gateway on these leases."""
-    return asset_rows(conn, _asset_query().where(assets.c.lease_id.in_(lease_ids)))
+def lease_assets(
+    conn: Connection, lease_ids: Sequence[str], per_tenant: bool = False
+) -> list[AssetRow]:
+    """The assets with a gateway on these leases (groups per tenant when `per_tenant`)."""
+    query = _asset_query().where(assets.c.lease_id.in_(lease_ids))
+    return asset_rows(conn, query, per_tenant)
+
+
+def _blank(column: Any, value: str) -> Any:
+    """`column = value`, where "" also matches NULL."""
+    return column == value if value else or_(column.is_(None), column == "")
 
 
 def _group_assets(conn: Connection, group: Group) -> list[AssetRow]:
-    asset_type, region = group
-    where = assets.c.region == region if region else or_(assets.c.region.is_(None),
-                                                         assets.c.region == "")  # fmt: skip
-    return asset_rows(conn, _asset_query().where(assets.c.asset_type == asset_type, where))
+    asset_type, region, tenant = group
+    query = _asset_query().where(assets.c.asset_type == asset_type, _blank(assets.c.region, region))
+    if tenant != ALL_TENANTS:
+        query = query.where(_blank(lessees.c.tenant, tenant))
+    return asset_rows(conn, query, tenant != ALL_TENANTS)
+
+
+def known_groups(conn: Connection, per_tenant: bool) -> list[Group]:
+    """Every peer group with at least one asset with a gateway."""
+    return sorted({row.group for row in asset_rows(conn, _asset_query(), per_tenant)})
 
 
 def _day(conn: Connection, bucket: Any) -> Any:
@@ -105,31 +125,43 @@ def _day(conn: Connection, bucket: Any) -> Any:
     return func.substr(bucket, 1, 10)
 
 
-def daily_use(
-    conn: Connection, devices: Sequence[str], start: datetime
-) -> dict[str, tuple[FloatArray, FloatArray]]:
-    """Per gateway: running hours and hours with data of each day from `start`, `HISTORY_DAYS`."""
+def daily_use_query(conn: Connection, devices: Sequence[str], start: datetime) -> Select[Any]:
+    """Running and covered hours per gateway and UTC day, `HISTORY_DAYS` from `start`."""
     r = rollups.c
     day = _day(conn, r.bucket)
     end = start + timedelta(days=HISTORY_DAYS)
-    query = (
+    return (
         select(r.device, day, func.sum(r.sum / r.count), func.count())
         .where(text(RUNNING_HOURLY), r.device.in_(devices), r.count > 0)
         .where(r.bucket >= start, r.bucket < end)
         .group_by(r.device, day)
     )
+
+
+def daily_use(
+    devices: Sequence[str], start: datetime, rows: Iterable[Any]
+) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """Per gateway: running hours and hours with data of each day, from `daily_use_query` rows."""
     found = {d: (np.zeros(HISTORY_DAYS), np.zeros(HISTORY_DAYS)) for d in devices}
     first = start.date()
-    for device, when, hours, covered in conn.execute(query):
+    for device, when, hours, covered in rows:
         index = (date.fromisoformat(when) - first).days
         found[device][0][index] = float(hours or 0.0)
         found[device][1][index] = float(covered)
     return found
 
 
-def histories(conn: Connection, rows: Sequence[AssetRow], start: datetime) -> list[AssetHistory]:
-    """An `AssetHistory` per asset (usage only: episodes are the alerts' business here)."""
-    use = daily_use(conn, [row.device for row in rows], start) if rows else {}
+def histories(
+    conn: Connection, rows: Sequence[AssetRow], start: datetime, daily: Iterable[Any] | None = None
+) -> list[AssetHistory]:
+    """An `AssetHistory` per asset (usage only: episodes are the alerts' business here).
+
+    `daily`: the rows of `daily_use_query` for these assets, when read already.
+    """
+    devices = [row.device for row in rows]
+    if rows and daily is None:
+        daily = conn.execute(daily_use_query(conn, devices, start))
+    use = daily_use(devices, start, daily or [])
     return [
         AssetHistory(asset=row.asset_id, lease=row.lease_id, start=start,
                      hours=use[row.device][0], covered=use[row.device][1],
@@ -168,6 +200,11 @@ def peer_levels(found: Sequence[GroupLevels]) -> PeerLevels:
     )  # fmt: skip
 
 
+def _hour(as_of: datetime) -> datetime:
+    """The UTC hour `as_of` falls in: the cache's time key."""
+    return as_of.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 class PeerCache:
     """Group levels per (group, as-of hour), least recently used dropped past `size`.
 
@@ -185,9 +222,17 @@ class PeerCache:
         self.misses = 0
         self.refreshing: set[tuple[Group, datetime]] = set()
 
+    def warm(self, conn: Connection, group: Group, as_of: datetime) -> None:
+        """Compute and keep the group's levels for `as_of`'s hour, unless kept already."""
+        key = (group, _hour(as_of))
+        with self.lock:
+            if key in self.entries:
+                return
+        self._store(key, group_levels(conn, group, key[1]))
+
     def levels(self, conn: Connection, group: Group, as_of: datetime) -> GroupLevels:
         """The group's levels as of `as_of`'s hour (or earlier that day, while refreshing)."""
-        key = (group, as_of.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
+        key = (group, _hour(as_of))
         with self.lock:
             if key in self.entries:
                 self.entries.move_to_end(key)
@@ -245,14 +290,17 @@ USAGE_FIELDS = (
 
 
 def usage_signals(
-    conn: Connection, rows: Sequence[AssetRow], as_of: datetime
+    conn: Connection, rows: Sequence[AssetRow], as_of: datetime, daily: Iterable[Any] | None = None
 ) -> dict[str, Mapping[str, Any]]:
-    """Per lease: the usage fields of `LeaseSignals`, as `Portfolio.signals` computes them."""
+    """Per lease: the usage fields of `LeaseSignals`, as `Portfolio.signals` computes them.
+
+    `daily`: the rows of `daily_use_query` for these assets, when read already.
+    """
     if not rows:
         return {}
     start = history_start(as_of)
     cache = peer_cache(conn.engine)
-    owned = histories(conn, rows, start)
+    owned = histories(conn, rows, start, daily)
     portfolio = Portfolio(owned, calendars(row.group[1] for row in rows))
     levels = peer_levels([cache.levels(conn, row.group, as_of) for row in rows])  # asset order
     return {

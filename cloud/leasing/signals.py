@@ -9,6 +9,8 @@ at it), messages sent before it.
 - Use (vs contract, vs baseline, the peers' levels, sustained drops): the backtest's own
   functions over daily histories (`cloud.leasing.peers`, `cloud.risk.portfolio`): whole days
   before as-of's day, judged when they had 12+ hours of data and are no public holiday.
+- Capacity warnings: open `utilization/decline` alerts; their drop is the backtest's
+  (`cloud.risk.portfolio.capacity_drop`: 1 - use vs baseline), not the alert's magnitude.
 - Hours cap: running hours of the last `WINDOW_DAYS` (hours with a `running` rollup).
 - Silent: an open silence alert on the gateway, or no rollup for `SILENT_AFTER` before as_of.
 - Completeness: messages received over messages the (boot, seq) numbering says were sent in the
@@ -23,12 +25,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, case, func, or_, select, text
+from sqlalchemy import Connection, Select, case, func, or_, select, text
 
 from cloud.leasing.models import DAYS_PER_MONTH, Lease
-from cloud.leasing.peers import lease_assets, usage_signals
+from cloud.leasing.peers import (
+    AssetRow,
+    daily_use_query,
+    history_start,
+    lease_assets,
+    usage_signals,
+)
 from cloud.leasing.tables import RUNNING_HOURLY
 from cloud.risk.model import LeaseSignals
+from cloud.risk.portfolio import capacity_drop
 from cloud.risk.usage import MIN_BASELINE_DAYS
 from cloud.schema import alerts, message_ledger, rollups
 
@@ -59,7 +68,6 @@ class AlertRow:
     since: datetime
     opened_at: datetime
     resolved_at: datetime | None
-    magnitude: float | None
     cause: str | None
 
     def open_at(self, when: datetime) -> bool:
@@ -86,7 +94,7 @@ def _utc(value: Any) -> Any:
     return value
 
 
-def _usage(conn: Connection, devices: Sequence[str], as_of: datetime) -> dict[str, DeviceUsage]:
+def _usage_query(devices: Sequence[str], as_of: datetime) -> Select[Any]:
     r = rollups.c
     last_bucket = as_of - HOUR  # only hours that ended by as_of
     window = as_of - timedelta(days=WINDOW_DAYS)
@@ -96,7 +104,7 @@ def _usage(conn: Connection, devices: Sequence[str], as_of: datetime) -> dict[st
     def part(cond: Any, value: Any) -> Any:
         return func.sum(case((cond, value), else_=0.0))
 
-    query = (
+    return (
         select(
             r.device, part(r.bucket >= window, share), part(r.bucket >= window, 1.0),
             func.max(r.bucket),
@@ -105,68 +113,98 @@ def _usage(conn: Connection, devices: Sequence[str], as_of: datetime) -> dict[st
         .where(r.bucket >= start, r.bucket <= last_bucket, r.count > 0)
         .group_by(r.device)
     )  # fmt: skip
-    found = {}
-    for row in conn.execute(query):
-        found[row[0]] = DeviceUsage(float(row[1] or 0.0), float(row[2] or 0.0), _utc(row[3]))
-    return found
 
 
-def _alerts(conn: Connection, devices: Sequence[str], as_of: datetime) -> list[AlertRow]:
+def _usage(rows: Iterable[Any]) -> dict[str, DeviceUsage]:
+    """Per gateway: the window's running and covered hours, and its last hour."""
+    return {
+        row[0]: DeviceUsage(float(row[1] or 0.0), float(row[2] or 0.0), _utc(row[3]))
+        for row in rows
+    }
+
+
+def _alerts_query(devices: Sequence[str], as_of: datetime) -> Select[Any]:
     a = alerts.c
     window = as_of - timedelta(days=WINDOW_DAYS)
-    query = (
+    return (
         select(a.device, a.detector, a.key, a.severity, a.since, a.opened_at, a.resolved_at,
-               a.magnitude, a.evidence)
+               a.evidence)
         .where(a.device.in_(devices), a.opened_at <= as_of, a.suppressed_by.is_(None))
         .where(or_(a.resolved_at.is_(None), a.resolved_at > window))
     )  # fmt: skip
-    rows = []
-    for row in conn.execute(query):
+
+
+def _alerts(rows: Iterable[Any]) -> list[AlertRow]:
+    found = []
+    for row in rows:
         evidence = row.evidence if isinstance(row.evidence, dict) else {}
         cause = evidence.get("cause")
-        rows.append(
+        found.append(
             AlertRow(
                 row.device, row.detector, row.key, row.severity, _utc(row.since),
-                _utc(row.opened_at), _utc(row.resolved_at), row.magnitude,
+                _utc(row.opened_at), _utc(row.resolved_at),
                 cause if isinstance(cause, str) else None,
             )
         )  # fmt: skip
-    return rows
+    return found
 
 
-def _ledger(
-    conn: Connection, devices: Sequence[str], as_of: datetime
-) -> dict[str, tuple[int, int]]:
-    """(received, expected) messages per device over the recent window, from (boot, seq)."""
+def _ledger_query(devices: Sequence[str], as_of: datetime) -> Select[Any]:
     m = message_ledger.c
     start = as_of - timedelta(days=RECENT_DAYS)
-    query = (
+    return (
         select(m.device, func.count(), func.min(m.seq), func.max(m.seq))
         .where(m.device.in_(devices), m.sent_at >= start, m.sent_at < as_of)
         .where(m.received_at <= as_of)
         .group_by(m.device, m.boot)
     )
+
+
+def _ledger(rows: Iterable[Any]) -> dict[str, tuple[int, int]]:
+    """(received, expected) messages per device over the recent window, from (boot, seq)."""
     found: dict[str, tuple[int, int]] = {}
-    for device, count, low, high in conn.execute(query):
+    for device, count, low, high in rows:
         received, expected = found.get(device, (0, 0))
         found[device] = (received + int(count), expected + int(high) - int(low) + 1)
     return found
 
 
-def read_lease_data(conn: Connection, leases: Sequence[Lease], as_of: datetime) -> list[LeaseData]:
-    """The data behind the signals of these leases as of a time (five queries, plus the peer
-    groups' on a cache miss)."""
+GatewayReads = tuple[
+    Mapping[str, Mapping[str, Any]], dict[str, DeviceUsage], list[AlertRow],
+    dict[str, tuple[int, int]],
+]  # fmt: skip
+
+
+def _gateway_reads(conn: Connection, rows: Sequence[AssetRow], as_of: datetime) -> GatewayReads:
+    """The usage fields per lease, and per gateway its use, alerts and ledger.
+
+    Four statements, one after another: sending them in one PostgreSQL pipeline saved three
+    round trips but cost as much in statement compiling (measured: p99 15.2 vs 15.3 ms).
+    """
+    every = sorted({row.device for row in rows})
+    if not every:
+        return usage_signals(conn, rows, as_of, []), {}, [], {}
+    daily = daily_use_query(conn, every, history_start(as_of))
+    statements = (daily, _usage_query(every, as_of), _alerts_query(every, as_of),
+                  _ledger_query(every, as_of))  # fmt: skip
+    found = [list(conn.execute(statement)) for statement in statements]
+    use = usage_signals(conn, rows, as_of, found[0])
+    return use, _usage(found[1]), _alerts(found[2]), _ledger(found[3])
+
+
+def read_lease_data(
+    conn: Connection, leases: Sequence[Lease], as_of: datetime, *, per_tenant: bool = False
+) -> list[LeaseData]:
+    """The data behind the signals of these leases as of a time: the assets, then their
+    gateways' reads together (`_gateway_reads`), plus the peer groups' on a cache miss; peer
+    groups per tenant when `per_tenant`."""
     if not leases:
         return []
-    rows = lease_assets(conn, [lease.lease_id for lease in leases])
-    use = usage_signals(conn, rows, as_of)
+    rows = lease_assets(conn, [lease.lease_id for lease in leases], per_tenant)
+    use, usage, alert_rows, ledger = _gateway_reads(conn, rows, as_of)
     devices: dict[str, list[str]] = defaultdict(list)
     for row in rows:
         devices[row.lease_id].append(row.device)
-    every = sorted({row.device for row in rows})
-    usage = _usage(conn, every, as_of) if every else {}
-    alert_rows = _alerts(conn, every, as_of) if every else []
-    ledger = _ledger(conn, every, as_of) if every else {}
     result = []
     for lease in leases:
         mine = tuple(sorted(devices.get(lease.lease_id, [])))
@@ -218,7 +256,6 @@ def _counts(rows: Iterable[AlertRow], as_of: datetime) -> dict[str, Any]:
     now_open = [a for a in rows if a.open_at(as_of)]
     recent = [a for a in rows if a.open_at(as_of) or a.opened_at >= window]
     capacity = [a for a in now_open if a.detector == "utilization" and a.key == "decline"]
-    drops = [abs(a.magnitude) for a in capacity if a.magnitude is not None]
     faults = [a for a in now_open if a.detector == "faults"]
     tamper = [
         a for a in recent
@@ -226,7 +263,6 @@ def _counts(rows: Iterable[AlertRow], as_of: datetime) -> dict[str, Any]:
     ]  # fmt: skip
     return {
         "capacity_warnings": len(capacity),
-        "capacity_drop": max(drops) if drops else None,
         "faults_warning": sum(1 for a in faults if a.severity == "warning"),
         "faults_critical": sum(1 for a in faults if a.severity == "critical"),
         "tamper_events": len(tamper),
@@ -238,6 +274,8 @@ def lease_signals(data: LeaseData, as_of: datetime) -> LeaseSignals:
     """The signals of one lease from its data (pure)."""
     silent, days_silent = _silence(data, as_of)
     starts = datetime.combine(data.lease.starts_on, time(), UTC)
+    counts = _counts(data.alerts, as_of)
+    drop = capacity_drop(counts["capacity_warnings"], data.use.get("utilization_vs_baseline"))
     return LeaseSignals(
         lease_id=data.lease.lease_id,
         lessee_id=data.lease.lessee_id,
@@ -249,6 +287,7 @@ def lease_signals(data: LeaseData, as_of: datetime) -> LeaseSignals:
         hours_cap_overrun=_hours_cap_overrun(data),
         data_completeness=_ratio(data.received, data.expected),
         lease_age_days=max(0.0, (as_of - starts).total_seconds() / 86_400),
-        **_counts(data.alerts, as_of),
+        capacity_drop=drop,
+        **counts,
         **data.use,
     )

@@ -12,7 +12,8 @@ holds the shared arithmetic):
 - data completeness: hours with data over hours in the window;
 - silence: the whole days with no data right before the as-of day;
 - capacity warnings, tamper, geofence: episodes open at the as-of time, or opened in the window;
-  a warning's drop is the one known then (1 - utilization vs baseline);
+  the warnings' drop is `capacity_drop`: the one known then (1 - utilization vs baseline), the
+  one definition the credit check uses too;
 - faults: fault episodes open at the as-of time, by severity (as the live scoring counts open
   fault alerts).
 """
@@ -52,6 +53,17 @@ class PeerLevels:
     baseline: FloatArray  # (assets,)
     weekly: FloatArray  # (assets, weeks), newest first, as `usage.weekly_use`
     sizes: IntArray  # (assets,)
+
+
+def capacity_drop(warnings: int, utilization_vs_baseline: float | None) -> float | None:
+    """The open capacity warnings' drop as of now: 1 - use vs baseline (None: no warning/ratio).
+
+    The detector's alert magnitude is the drop it saw when it last evaluated; the score
+    judges the drop known at the as-of time, the same in the backtest and the credit check.
+    """
+    if not warnings or utilization_vs_baseline is None:
+        return None
+    return max(0.0, 1.0 - float(utilization_vs_baseline))
 
 
 def _finite(value: float) -> float | None:
@@ -164,7 +176,7 @@ class Portfolio:
 
         warnings = sum(counted(h.capacity) for h in histories)
         baseline = usage["utilization_vs_baseline"]
-        drop = None if baseline is None or not warnings else max(0.0, 1.0 - float(baseline))
+        drop = capacity_drop(warnings, None if baseline is None else float(baseline))
         silent = [h.silent_days(day) for h in histories]
         hours = 24.0 * (day - first) * len(assets)
         covered = float(self.covered[assets, first:day].sum()) / hours

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -61,9 +61,13 @@ class CapacityRamp(Ramp):
 
 
 class PeerRule(_Frozen):
-    """Below this peer level the whole group is laid up: use-based ratios are not judged."""
+    """Below this peer level the whole group is laid up: use-based ratios are not judged.
+
+    `scope`: whose assets make a peer group: every tenant's (`all`) or the lease's tenant's.
+    """
 
     pause: float = Field(ge=0.0, lt=1.0)
+    scope: Literal["all", "tenant"] = "all"
 
     def adjusted(self, ratio: float | None, peer: float | None) -> tuple[float | None, bool]:
         """(ratio over min(1, the peers'), whether the peers paused); as is without peers."""

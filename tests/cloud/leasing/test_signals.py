@@ -9,6 +9,7 @@ import pytest
 from cloud.alerts.signals import Severity
 from cloud.leasing.assessment import RiskAssessor
 from cloud.leasing.store import LeasingStore
+from cloud.risk.portfolio import capacity_drop
 from cloud.risk.rules import load_rules
 from cloud.state import StateStore
 from tests.cloud.leasing.conftest import AS_OF, STARTS, days_before, feed, make_lease, open_alert
@@ -84,11 +85,25 @@ def test_open_alerts_count_by_detector_and_severity(state: StateStore) -> None:
     open_alert(state, "gw-0001", "geofence", "region", severity=Severity.CRITICAL)
     open_alert(state, "gw-0001", "faults", "late", at=AS_OF + timedelta(hours=1))  # after as_of
     s = _signals(state, "LS-1")
-    assert (s.capacity_warnings, s.capacity_drop) == (1, pytest.approx(0.4))
+    # the drop is the backtest's (1 - use vs baseline: steady use, none), not the alert's 0.4
+    assert (s.capacity_warnings, s.capacity_drop) == (1, pytest.approx(0.0, abs=0.01))
     assert (s.faults_warning, s.faults_critical) == (1, 1)
     assert (s.tamper_events, s.geofence_breaches) == (1, 1)
     earlier = _signals(state, "LS-1", AS_OF - timedelta(days=3))
     assert (earlier.capacity_warnings, earlier.faults_critical, earlier.tamper_events) == (0, 0, 0)
+
+
+def test_a_capacity_warnings_drop_is_the_backtests(state: StateStore) -> None:
+    """One definition: 1 - use vs baseline when a warning is open, as `Portfolio` computes it."""
+    make_lease(LeasingStore(state.engine), "LS-1", ["gw-0001"])
+    days = days_before(AS_OF, DAYS)
+    feed(state, "gw-0001", [(d, 8.0 if i < DAYS - 14 else 3.0) for i, d in enumerate(days)])
+    assert _signals(state, "LS-1").capacity_drop is None  # no warning open: no drop
+    open_alert(state, "gw-0001", "utilization", "decline", magnitude=0.2)
+    s = _signals(state, "LS-1")
+    assert s.utilization_vs_baseline is not None
+    assert s.capacity_drop == pytest.approx(capacity_drop(1, s.utilization_vs_baseline))
+    assert s.capacity_drop == pytest.approx(1.0 - 3.0 / 8.0, abs=0.05)
 
 
 def test_hours_beyond_the_monthly_cap_are_an_overrun(state: StateStore) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,11 +13,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy import update
 
 from cloud.api.deps import Services
 from cloud.api.main import create_app
 from cloud.leasing.assessment import RiskAssessor
+from cloud.leasing.peer_refresh import AHEAD, next_run, precompute, run_peer_refresh
 from cloud.leasing.peers import (
+    ALL_TENANTS,
     HISTORY_DAYS,
     USAGE_FIELDS,
     PeerCache,
@@ -24,7 +28,9 @@ from cloud.leasing.peers import (
     history_start,
     peer_cache,
 )
+from cloud.leasing.signals import HOUR
 from cloud.leasing.store import LeasingStore
+from cloud.leasing.tables import lessees
 from cloud.metrics import IngestMetrics
 from cloud.risk.history import AssetHistory
 from cloud.risk.portfolio import Portfolio
@@ -53,12 +59,14 @@ def _hours(number: int, change: Change) -> np.ndarray:
     return np.asarray(np.round(hours * 6) / 6, dtype=np.float64)  # what the rollups can hold
 
 
-def _fleet(state: StateStore, change: Change, as_of: datetime = AS_OF) -> list[AssetHistory]:
-    """PEERS excavators in region south, one lease each; written, and as histories."""
+def _fleet(
+    state: StateStore, change: Change, as_of: datetime = AS_OF, count: int = PEERS
+) -> list[AssetHistory]:
+    """`count` excavators in region south, one lease each; written, and as histories."""
     leasing = LeasingStore(state.engine)
     start = history_start(as_of)
     found = []
-    for n in range(PEERS):
+    for n in range(count):
         hours = _hours(n, change)
         device = f"gw-{n:04d}"
         make_lease(leasing, f"LS-{n}", [device], lessee_id=f"L-{n}", region="south",
@@ -149,7 +157,7 @@ def test_a_later_hour_answers_from_the_days_levels_while_they_refresh_behind(
 ) -> None:
     _fleet(state, {})
     cache = PeerCache()
-    group = ("excavator", "south")
+    group = ("excavator", "south", ALL_TENANTS)
     with state.engine.connect() as conn:
         first = cache.levels(conn, group, AS_OF)  # computed in the request: nothing that day
         assert (cache.misses, first.size) == (1, PEERS)
@@ -165,3 +173,63 @@ def test_a_later_hour_answers_from_the_days_levels_while_they_refresh_behind(
         assert refreshed.contract == pytest.approx(first.contract)
         cache.levels(conn, group, AS_OF + timedelta(days=1))  # a new day: computed in the request
         assert cache.misses == 3
+
+
+def test_peer_groups_per_tenant_when_the_rules_say_so(state: StateStore) -> None:
+    """Tenant a's fleet dips as a whole: its own peers say so; every tenant's do not."""
+    _fleet(state, dict.fromkeys(range(PEERS), (HISTORY_DAYS - 14, HISTORY_DAYS, 0.2)), count=12)
+    with state.engine.begin() as conn:
+        for n in range(12):
+            tenant = "tenant-a" if n < PEERS else "tenant-b"
+            conn.execute(
+                update(lessees).where(lessees.c.lessee_id == f"L-{n}").values(tenant=tenant)
+            )
+    rules = load_rules()
+    per_tenant = rules.model_copy(
+        update={"peers": rules.peers.model_copy(update={"scope": "tenant"})}
+    )
+    with state.engine.connect() as conn:
+        every = RiskAssessor(state.engine, rules).lease(conn, "LS-0", AS_OF).leases[0]
+        own = RiskAssessor(state.engine, per_tenant).lease(conn, "LS-0", AS_OF).leases[0]
+    assert (every.signals.peer_group_size, own.signals.peer_group_size) == (12, PEERS)
+    assert own.signals.peer_utilization_vs_baseline == pytest.approx(0.2, abs=0.05)
+    assert "peer_group_dip" in [r.code for r in own.score.reasons]
+    assert "utilization_below_baseline" in [r.code for r in every.score.reasons]
+
+
+def test_the_days_levels_are_computed_before_the_first_check(state: StateStore) -> None:
+    _fleet(state, {})
+    cache = peer_cache(state.engine)
+    assert precompute(state.engine, AS_OF, per_tenant=False) == 1  # one group
+    assert cache.misses == 1
+    with state.engine.connect() as conn:
+        checked = RiskAssessor(state.engine, load_rules()).lease(
+            conn, "LS-0", AS_OF + timedelta(minutes=30)
+        )
+    assert checked.leases[0].signals.peer_group_size == PEERS
+    assert cache.misses == 1  # the check read the precomputed levels
+    assert precompute(state.engine, AS_OF, per_tenant=False) == 1
+    assert cache.misses == 1  # kept already: not computed again
+
+
+def test_the_refresh_runs_at_start_and_before_midnight(state: StateStore) -> None:
+    late = datetime(2026, 3, 1, 23, 50, tzinfo=UTC)
+    midnight = datetime(2026, 3, 2, tzinfo=UTC)
+    assert next_run(late) == (late, midnight)
+    assert next_run(datetime(2026, 3, 1, 9, 0, tzinfo=UTC)) == (midnight - AHEAD, midnight)
+    _fleet(state, {}, as_of=datetime.now(UTC))
+    settings = CloudSettings(mode="demo", api_key=SecretStr(KEY))
+
+    async def started() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_peer_refresh(settings, state.engine, stop))
+        for _ in range(200):
+            if peer_cache(state.engine).misses:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+
+    asyncio.run(started())
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    assert [key[1] for key in peer_cache(state.engine).entries] in ([hour], [hour - HOUR])
