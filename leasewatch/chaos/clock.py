@@ -3,9 +3,10 @@
 The agent runs with a small LD_PRELOAD library that adds an offset, read from a file, to
 CLOCK_REALTIME (clock_gettime, gettimeofday, time). CLOCK_MONOTONIC and CLOCK_BOOTTIME are
 left alone, exactly as a real step of the system clock leaves them, and `adjtimex` says the
-clock is not synchronised while the offset is not 0, as after `date -s`. (libfaketime would do, but 0.9.10 breaks
-Python's monotonic sleeps when monotonic time is not faked: clock_nanosleep gets a negative
-deadline.) The library is compiled once with the system C compiler into the work directory.
+clock is not synchronised while the offset is not 0, as after `date -s`. (libfaketime would
+do, but 0.9.10 breaks Python's monotonic sleeps when monotonic time is not faked:
+clock_nanosleep gets a negative deadline.) The library is compiled once with the system C
+compiler into the work directory.
 """
 
 from __future__ import annotations

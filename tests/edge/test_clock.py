@@ -150,7 +150,7 @@ def test_a_real_step_of_a_process_clock_does_not_move_its_stamps(tmp_path: Path)
     offset.write_text("0\n")
     env = {"LD_PRELOAD": str(library), "LW_CLOCK_OFFSET_FILE": str(offset), "PATH": "/usr/bin"}
     started = time.time()
-    result = subprocess.run(  # noqa: S603 - fixed argv
+    result = subprocess.run(
         [sys.executable, "-c", _STAMPS, str(offset)],
         env=env,
         capture_output=True,

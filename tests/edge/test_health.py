@@ -14,8 +14,8 @@ import pytest
 from pydantic import SecretStr
 
 from edge.agent import EdgeAgent
-from edge.config import EdgeConfig, GatewayConfig, HealthConfig, MqttConfig
 from edge.clock import Timeline
+from edge.config import EdgeConfig, GatewayConfig, HealthConfig, MqttConfig
 from edge.health import (
     NTP_EPOCH_OFFSET,
     BufferFigures,
