@@ -55,10 +55,10 @@ SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 SUBSCRIBE_TIMEOUT_S = 60.0
 
 
-# A worker allocates about a thousand objects per message (readings, timestamps, rows), nearly
+# A worker allocates hundreds of objects per message (readings, timestamps, rows), nearly
 # all freed by reference counting. At CPython's default gen-0 threshold (700) the cyclic
-# collector ran several times per message, each pass also walking every long-lived object of
-# the process: a quarter of the worker's CPU (docs/ingestion.md, "Throughput").
+# collector ran every other message, and its older generations walked every long-lived object
+# of the process: a quarter of the worker's CPU (docs/ingestion.md, "Throughput").
 GC_THRESHOLDS = (10_000, 10, 10)
 
 _T = TypeVar("_T")
@@ -445,12 +445,11 @@ class Ingestor:
         while len(batch) < limit and not stop.is_set():
             while len(batch) < limit and not queue.empty():  # what is there: no task per message
                 batch.append(queue.get_nowait())
-            if len(batch) >= limit or loop.time() >= deadline:
+            left = deadline - loop.time()
+            if len(batch) >= limit or left <= 0:
                 break
             try:
-                batch.append(
-                    await asyncio.wait_for(queue.get(), timeout=max(0, deadline - loop.time()))
-                )
+                batch.append(await asyncio.wait_for(queue.get(), timeout=left))
             except TimeoutError:
                 break
         return batch
