@@ -61,15 +61,15 @@ _ROLLUP_SQLITE = (
 )
 _ROLLUP_UNNEST = (
     "INSERT INTO rollups (device, sensor, metric, resolution_s, bucket, unit, count, sum, min, max)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::timestamptz[],"
-    " %s::text[], %s::int[], %s::float8[], %s::float8[], %s::float8[])"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::int[], %b::timestamptz[],"
+    " %b::text[], %b::int[], %b::float8[], %b::float8[], %b::float8[])"
     " ON CONFLICT (device, sensor, metric, resolution_s, bucket) DO UPDATE SET"
     " count = rollups.count + excluded.count, sum = rollups.sum + excluded.sum,"
     " min = LEAST(rollups.min, excluded.min), max = GREATEST(rollups.max, excluded.max)"
 )
 _KNOWN_UNNEST = (
     "SELECT l.device, l.boot, l.seq FROM message_ledger AS l"
-    " JOIN unnest(%s::text[], %s::text[], %s::int[]) AS k(device, boot, seq)"
+    " JOIN unnest(%b::text[], %b::text[], %b::int[]) AS k(device, boot, seq)"
     " ON l.device = k.device AND l.boot = k.boot AND l.seq = k.seq"
 )
 _CHUNK = 500  # rows per multi-row statement (SQLite's bound-parameter limit is far above)
@@ -326,6 +326,7 @@ class StateStore:
                 newest = max(r.ts for r in batch.readings)
                 if batch.device not in latest or newest > latest[batch.device][0]:
                     latest[batch.device] = (newest, batch.boot)
+        # in device order, like the rollups: two workers lock shared gateways' rows alike
         if counts:
             conn.execute(
                 update(devices)
@@ -334,7 +335,7 @@ class StateStore:
                     messages=devices.c.messages + bindparam("m"),
                     readings=devices.c.readings + bindparam("r"),
                 ),
-                [{"d": d, "m": m, "r": r} for d, (m, r) in counts.items()],
+                [{"d": d, "m": m, "r": r} for d, (m, r) in sorted(counts.items())],
             )
         if latest:
             newest_param = bindparam("newest", type_=DateTime(timezone=True))
@@ -350,7 +351,7 @@ class StateStore:
                 ),
                 [
                     {"d": d, "newest": ts, "boot": boot, "at": now}
-                    for d, (ts, boot) in latest.items()
+                    for d, (ts, boot) in sorted(latest.items())
                 ],
             )
 
@@ -363,7 +364,7 @@ class StateStore:
             update(devices)
             .where(devices.c.device == bindparam("d"))
             .values(duplicates=devices.c.duplicates + bindparam("n")),
-            [{"d": d, "n": n} for d, n in per_device.items()],
+            [{"d": d, "n": n} for d, n in sorted(per_device.items())],
         )
         stmt = self._insert(duplicate_counts)
         conn.execute(
