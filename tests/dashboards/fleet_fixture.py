@@ -89,7 +89,8 @@ def _live(device: str, now: datetime, state: float) -> list[Reading]:
 def write_fleet(state: StateStore, telemetry_url: str, now: datetime) -> FleetFixture:
     """Write the four assets, readings (both stores), alerts, baseline; return what was written."""
     days, running = _running_days(now)
-    minute = now.replace(second=0, microsecond=0)
+    # readings 5 s into each minute, none after `now` (a page rendered at once shows them all)
+    minute = (now - timedelta(seconds=10)).replace(second=0, microsecond=0)
     minute_ts = [minute - timedelta(minutes=4 - n) for n in range(5)]
     current = [
         Reading(sensor="machine", metric="motor_current", ts=ts + timedelta(seconds=5),
