@@ -38,7 +38,7 @@ def _forged(role: Role, key: bytes, *, seconds: int = 60, kind: str = "access") 
         {"X-API-Key": "caf\u00e9".encode()},
         {"X-API-Key": "lwk_0123456789abcdef_" + "x" * 43},
         {"Authorization": "Bearer wrong"},
-        {"Authorization": "Bearer " + _forged(Role.ADMIN, b"not-the-server-key")},
+        {"Authorization": "Bearer " + _forged(Role.ADMIN, b"not-the-server-key".ljust(32, b"!"))},
         {"Authorization": "Bearer " + _forged(Role.ADMIN, derive(AUTH_SECRET, "token-signing"))},
         {"Authorization": "Bearer " + jwt.encode({"sub": "bootstrap"}, None, algorithm="none")},
         {"Cookie": f"{SESSION_COOKIE}=caf\u00e9".encode()},
