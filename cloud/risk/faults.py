@@ -29,8 +29,7 @@ from cloud.detectors.scoring_faults import BATCH
 from cloud.detectors.simulated import minute_samples, off_windows
 from cloud.risk import cache
 from cloud.risk.history import AssetHistory, Episode
-from cloud.risk.pipeline import Progress
-from cloud.risk.pipeline import _fan_out as fan_out
+from cloud.risk.pipeline import Progress, fan_out
 from firmware_sim.scenarios import ResolvedScenario, SimulatedAsset
 from firmware_sim.scenarios.run import simulated_assets
 

@@ -187,7 +187,7 @@ def _balanced(groups: Sequence[Sequence[str]], workers: int) -> list[list[str]]:
     return [c for c in chunks if c]
 
 
-def _fan_out(job: Callable[..., T], args: Sequence[tuple[object, ...]], workers: int) -> list[T]:
+def fan_out(job: Callable[..., T], args: Sequence[tuple[object, ...]], workers: int) -> list[T]:
     """`job(*a)` for each of `args`, over `workers` processes (in this one when 1)."""
     if workers <= 1 or len(args) <= 1:
         return [job(*a) for a in args]
@@ -204,7 +204,7 @@ def _usage(resolved: ResolvedScenario, scenario: str, assets: int | None, worker
     hours: dict[str, np.ndarray] = {}
     covered: dict[str, np.ndarray] = {}
     capacity: EpisodeMap = {}
-    for part in _fan_out(group_usage, [(scenario, assets, c) for c in chunks], workers):
+    for part in fan_out(group_usage, [(scenario, assets, c) for c in chunks], workers):
         hours.update(part[0])
         covered.update(part[1])
         capacity.update(part[2])
@@ -220,7 +220,7 @@ def _spread(
     geofence: EpisodeMap = {}
     tamper: EpisodeMap = {}
     args = [(scenario, assets, c, gappy) for c in chunks if c]
-    for found_geofence, found_tamper in _fan_out(per_asset_detectors, args, workers):
+    for found_geofence, found_tamper in fan_out(per_asset_detectors, args, workers):
         geofence.update(found_geofence)
         tamper.update(found_tamper)
     return geofence, tamper
