@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from cloud.alerts.signals import Severity
 from cloud.detectors.faults import FaultDetector, FaultInputs, FaultThresholds
 from cloud.detectors.inputs import MinuteSample
 from cloud.detectors.scoring import YEAR_DAYS, KindScore, parse_ts, scenario_labels
@@ -34,6 +35,7 @@ class FaultEpisode:
     key: str
     opened: datetime
     cleared: datetime | None
+    severity: Severity
 
 
 def run_asset(sim: SimulatedAsset, resolved: ResolvedScenario) -> list[FaultEpisode]:
@@ -41,7 +43,7 @@ def run_asset(sim: SimulatedAsset, resolved: ResolvedScenario) -> list[FaultEpis
     spec = sim.timeline.spec
     detector = FaultDetector.create(spec.device, spec.type, FaultThresholds())
     off = off_windows(resolved, spec.id)
-    opened: dict[str, datetime] = {}
+    opened: dict[str, tuple[datetime, Severity]] = {}
     episodes: list[FaultEpisode] = []
     batch: list[MinuteSample] = []
     for sample in minute_samples(sim, resolved.start_ts, resolved.end_ts, off):
@@ -51,11 +53,12 @@ def run_asset(sim: SimulatedAsset, resolved: ResolvedScenario) -> list[FaultEpis
         now = batch[-1].ts + timedelta(minutes=1)
         for found in detector.update(FaultInputs(tuple(batch)), now):
             if found.state == "open":
-                opened[found.key] = now
+                opened[found.key] = (now, found.severity)
             elif found.key in opened:
-                episodes.append(FaultEpisode(spec.id, found.key, opened.pop(found.key), now))
+                at, severity = opened.pop(found.key)
+                episodes.append(FaultEpisode(spec.id, found.key, at, now, severity))
         batch = []
-    episodes += [FaultEpisode(spec.id, k, t, None) for k, t in opened.items()]
+    episodes += [FaultEpisode(spec.id, k, at, None, sev) for k, (at, sev) in opened.items()]
     return episodes
 
 

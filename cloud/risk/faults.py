@@ -3,12 +3,13 @@
 The live scoring counts a lease's open `faults` alerts by severity (`faults_warning`,
 `faults_critical`: one alert per detector key, so one asset can have several open). Here the
 fault detector (`cloud.detectors.faults`) runs over each asset's minute samples in 10-minute
-batches, as `scoring_faults.run_asset` feeds it, and every (key) episode keeps its severity.
+batches through the quality score's own loop (`scoring_faults.run_asset`), and every (key)
+episode keeps its severity.
 
 It is slow: about 37 ms of CPU per asset-day (minute samples and the robust scorer), so the
 2,000-asset portfolio year (730,000 asset-days) would take hours. The backtest runs it only
 when asked (`--faults`), on a scenario subsampled with `--assets`. Episodes are cached beside
-the histories, keyed by the histories' key and this module's source.
+the histories, keyed by the histories' key and the source of this module and of that loop.
 """
 
 from __future__ import annotations
@@ -17,16 +18,14 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 from cloud.alerts.signals import Severity
-from cloud.detectors.faults import FaultDetector, FaultInputs, FaultThresholds
-from cloud.detectors.inputs import MinuteSample
+from cloud.detectors import scoring_faults
 from cloud.detectors.scoring import load
-from cloud.detectors.scoring_faults import BATCH
-from cloud.detectors.simulated import minute_samples, off_windows
+from cloud.detectors.scoring_faults import run_asset
 from cloud.risk import cache
 from cloud.risk.history import AssetHistory, Episode
 from cloud.risk.pipeline import Progress, fan_out
@@ -36,39 +35,16 @@ from firmware_sim.scenarios.run import simulated_assets
 Found = dict[str, tuple[tuple[Episode, ...], tuple[Episode, ...]]]  # asset -> (warning, critical)
 
 
-@dataclass(slots=True)
-class _Open:
-    """A fault key's open episode: when it opened and at which severity."""
-
-    opened: datetime
-    severity: Severity
-
-
 def asset_faults(
     sim: SimulatedAsset, resolved: ResolvedScenario
 ) -> tuple[tuple[Episode, ...], tuple[Episode, ...]]:
     """One asset's fault episodes over the scenario: (warning, critical)."""
-    spec = sim.timeline.spec
-    detector = FaultDetector.create(spec.device, spec.type, FaultThresholds())
-    opened: dict[str, _Open] = {}
-    found: dict[Severity, list[Episode]] = {Severity.WARNING: [], Severity.CRITICAL: []}
-    batch: list[MinuteSample] = []
-    off = off_windows(resolved, spec.id)
-    for sample in minute_samples(sim, resolved.start_ts, resolved.end_ts, off):
-        batch.append(sample)
-        if len(batch) < BATCH:
-            continue
-        now = batch[-1].ts + timedelta(minutes=1)
-        for finding in detector.update(FaultInputs(tuple(batch)), now):
-            if finding.state == "open" and finding.key not in opened:
-                opened[finding.key] = _Open(now, finding.severity)
-            elif finding.state == "cleared" and finding.key in opened:
-                episode = opened.pop(finding.key)
-                found[episode.severity].append(Episode(episode.opened, now))
-        batch = []
-    for episode in opened.values():
-        found[episode.severity].append(Episode(episode.opened))
-    return tuple(found[Severity.WARNING]), tuple(found[Severity.CRITICAL])
+    episodes = run_asset(sim, resolved)
+
+    def of(severity: Severity) -> tuple[Episode, ...]:
+        return tuple(Episode(e.opened, e.cleared) for e in episodes if e.severity is severity)
+
+    return of(Severity.WARNING), of(Severity.CRITICAL)
 
 
 def chunk_faults(scenario: str, assets: int | None, chunk: Sequence[str]) -> Found:
@@ -83,9 +59,10 @@ def chunk_faults(scenario: str, assets: int | None, chunk: Sequence[str]) -> Fou
 
 
 def cache_path(directory: Path, scenario: str, assets: int | None) -> Path:
-    """The fault episodes' cache file: the histories' key plus this module's source."""
+    """The fault episodes' cache file: the histories' key plus the fault loop's source."""
     digest = hashlib.sha256(cache.cache_key(scenario, assets).encode())
     digest.update(Path(__file__).read_bytes())
+    digest.update(Path(scoring_faults.__file__).read_bytes())
     return directory / f"faults-{digest.hexdigest()[:32]}.json"
 
 
