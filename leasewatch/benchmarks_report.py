@@ -9,10 +9,12 @@ benchmarks is data: adding one is adding a `Benchmark`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +25,10 @@ from pathlib import Path
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _OUTPUT_TAIL = 12_000  # characters of a benchmark's output kept in the report
+
+
+#: After its timeout a benchmark gets this long, interrupted, to stop what it started.
+STOP_GRACE_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,22 +151,41 @@ def run_benchmark(benchmark: Benchmark, *, quick: bool) -> BenchmarkRun:
     env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", "TERM": "dumb"}
     load_before = os.getloadavg()[0]
     started = time.monotonic()
+    process = subprocess.Popen(  # noqa: S603 (our own CLI, arguments from the table above)
+        [*leasewatch_command(), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group: the services it starts go with it
+    )
     try:
-        done = subprocess.run(  # noqa: S603 (our own CLI, arguments from the table above)
-            [*leasewatch_command(), *argv],
-            capture_output=True,
-            text=True,
-            timeout=benchmark.timeout_s,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as err:
-        output = _text(err.stdout) + _text(err.stderr)
+        stdout, stderr = process.communicate(timeout=benchmark.timeout_s)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = _stop_group(process)
         load = (load_before, os.getloadavg()[0])
-        return BenchmarkRun(benchmark, argv, None, time.monotonic() - started, output, load)
-    output = done.stdout + (f"\n--- stderr ---\n{done.stderr}" if done.returncode else "")
+        elapsed = time.monotonic() - started
+        return BenchmarkRun(benchmark, argv, None, elapsed, stdout + stderr, load)
+    output = stdout + (f"\n--- stderr ---\n{stderr}" if process.returncode else "")
     load = (load_before, os.getloadavg()[0])
-    return BenchmarkRun(benchmark, argv, done.returncode, time.monotonic() - started, output, load)
+    elapsed = time.monotonic() - started
+    return BenchmarkRun(benchmark, argv, process.returncode, elapsed, output, load)
+
+
+def _stop_group(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """Interrupt a benchmark's process group (its cleanup stops what it started), then kill."""
+    _signal_group(process, signal.SIGINT)
+    try:
+        printed = process.communicate(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        printed = None
+    _signal_group(process, signal.SIGKILL)  # whatever of the group is still there
+    return printed if printed is not None else process.communicate()
+
+
+def _signal_group(process: subprocess.Popen[str], signal_number: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal_number)
 
 
 def _text(value: str | bytes | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -38,15 +39,27 @@ def test_a_report_holds_machine_date_summary_and_what_each_command_printed(tmp_p
     assert "/nonexistent/edge.toml" in text, "a failure shows the command's own error"
 
 
-def test_a_benchmark_over_its_time_is_stopped_and_reported(tmp_path: Path) -> None:
+def _bench_brokers() -> set[int]:
+    """Mosquitto processes a benchmark started (their config lives in a lw-bench- directory)."""
+    found = set()
+    for process in psutil.process_iter(["name", "cmdline"]):
+        words = process.info["cmdline"] or []
+        if process.info["name"] == "mosquitto" and any("lw-bench-" in w for w in words):
+            found.add(process.pid)
+    return found
+
+
+def test_a_benchmark_over_its_time_is_stopped_with_what_it_started(tmp_path: Path) -> None:
+    before = _bench_brokers()
     slow = report.Benchmark(
         "slow", 4, "a fleet that publishes longer than allowed", "-",
         full=("sim", "fleet", "--help"), quick=("sim", "bench", "--duration", "120"),
-        timeout_s=3.0,
+        timeout_s=8.0,
     )  # fmt: skip
     (run,) = report.run_all([slow], quick=True)
-    assert run.exit_code is None and run.status == "timed out after 3 s"
+    assert run.exit_code is None and run.status == "timed out after 8 s"
     assert run.seconds < 30
+    assert _bench_brokers() - before == set(), "the benchmark's Mosquitto was stopped with it"
 
 
 def test_unknown_names_are_refused_with_the_known_ones() -> None:
