@@ -18,7 +18,7 @@ stand (`clock_steps`, `clock_held_s`, and `clock_offset_s` with an NTP server co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
     Column,
@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cloud.schema import metadata
+from cloud.stored_time import utc
 from leasewatch.wire import TelemetryBatch
 
 TZ = DateTime(timezone=True)
@@ -124,16 +125,12 @@ class GatewayClocks:
             ClockLead(
                 **{
                     **row,
-                    "first_seen": _aware(row["first_seen"]),
-                    "last_seen": _aware(row["last_seen"]),
+                    "first_seen": utc(row["first_seen"]),
+                    "last_seen": utc(row["last_seen"]),
                 }
             )
             for row in rows
         ]
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def shifted(batch: TelemetryBatch, seconds: float) -> TelemetryBatch:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from cloud.access.digests import mosquitto_hash, new_gateway_password
 from cloud.access.tables import gateway_credentials
 from cloud.access.users import AccessError
+from cloud.stored_time import utc
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,6 @@ class IssuedPassword:
     password: str
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 @dataclass(frozen=True)
 class GatewayCredentialStore:
     """Gateway credentials on the state store's engine."""
@@ -54,8 +51,8 @@ class GatewayCredentialStore:
             row = conn.execute(query).first()
         if row is None:
             return None
-        issued = _aware(row.issued_at) or row.issued_at
-        return CredentialStatus(row.device, row.generation, issued, _aware(row.revoked_at))
+        issued = utc(row.issued_at) or row.issued_at
+        return CredentialStatus(row.device, row.generation, issued, utc(row.revoked_at))
 
     def issue(self, device: str, now: datetime) -> IssuedPassword:
         """First credentials, or new ones after a revocation; AccessError if live ones exist."""

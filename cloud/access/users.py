@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from cloud.access.digests import key_digest, new_api_key, parse_api_key, same_digest
 from cloud.access.roles import Role
 from cloud.access.tables import api_keys, api_users, device_tenants, tenants
+from cloud.stored_time import utc
 
 
 class AccessError(Exception):
@@ -53,11 +54,6 @@ class IssuedKey:
     key: str
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 def _user(row: Row[tuple[object, ...]]) -> ApiUser:
     m = row._mapping
     return ApiUser(
@@ -71,9 +67,9 @@ def _key(row: Row[tuple[object, ...]]) -> ApiKeyInfo:
         m["id"],
         m["user_id"],
         m["label"],
-        _aware(m["created_at"]) or m["created_at"],
-        _aware(m["expires_at"]),
-        _aware(m["revoked_at"]),
+        utc(m["created_at"]) or m["created_at"],
+        utc(m["expires_at"]),
+        utc(m["revoked_at"]),
     )
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Engine, RowMapping, insert, select, update
 
 from cloud.commands.tables import gateway_commands as t
+from cloud.stored_time import utc
 from leasewatch.wire import ArgValue, Command, CommandAck, CommandName
 
 #: What the gateway's final answer makes of a command.
@@ -75,10 +76,6 @@ class CommandRecord:
         )
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 def _record(row: RowMapping) -> CommandRecord:
     result = row["ack_result"]
     return CommandRecord(
@@ -87,11 +84,11 @@ def _record(row: RowMapping) -> CommandRecord:
         name=row["name"],
         args=json.loads(row["args"]),
         requested_by=row["requested_by"],
-        requested_at=_aware(row["requested_at"]),  # type: ignore[arg-type]
-        expires_at=_aware(row["expires_at"]),  # type: ignore[arg-type]
+        requested_at=utc(row["requested_at"]),
+        expires_at=utc(row["expires_at"]),
         status=CommandStatus(row["status"]),
-        sent_at=_aware(row["sent_at"]),
-        acked_at=_aware(row["acked_at"]),
+        sent_at=utc(row["sent_at"]),
+        acked_at=utc(row["acked_at"]),
         ack_status=row["ack_status"],
         ack_detail=row["ack_detail"],
         ack_result=None if result is None else json.loads(result),

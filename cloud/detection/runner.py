@@ -42,6 +42,7 @@ from cloud.detectors.base import DetectorDescription, evaluate
 from cloud.detectors.inputs import AssetData, EventInput, MinuteSample, PositionInput
 from cloud.detectors.registry import FAULTS, GEOFENCE, SILENCE
 from cloud.schema import devices as devices_table
+from cloud.stored_time import utc
 from leasewatch.wire import GatewayHealth, GatewayStatus, TelemetryBatch
 
 Message = TelemetryBatch | GatewayStatus | GatewayHealth
@@ -99,10 +100,6 @@ class DeviceWork:
         if self.context is None:
             raise RuntimeError(f"{self.device}: detector details were not loaded")
         return self.context
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    return None if ts is None else (ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts)
 
 
 def positions_of(minutes: Sequence[MinuteSample]) -> tuple[PositionInput, ...]:
@@ -303,6 +300,6 @@ def _registry(conn: Connection, held: Sequence[str]) -> dict[str, Registry]:
     )
     for row in conn.execute(query):
         found[row.device] = Registry(
-            row.status, _aware(row.status_at), _aware(row.latest_reading_at), row.last_boot
+            row.status, utc(row.status_at), utc(row.latest_reading_at), row.last_boot
         )
     return found
