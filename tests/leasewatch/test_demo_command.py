@@ -1,7 +1,8 @@
 """`leasewatch demo` as a user runs it: starts fast, serves 20 live gateways, stops on Ctrl-C.
 
-The preferred MQTT port is held by this test (as the system Mosquitto holds 1883 on a developer's
-machine), so the demo must fall back to a free port and still work.
+The preferred MQTT and API ports are both held by this test (as the system Mosquitto holds 1883
+and a dev server often holds 8000 on a developer's machine), so the demo must fall back to free
+ports, print the address it really serves, and still work.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import pytest
 from typer.testing import CliRunner
 
 from leasewatch.cli import app
-from tests.services.ports import free_port
 
 ASSETS = 20
 LEASEWATCH = Path(sys.executable).parent / "leasewatch"
@@ -125,13 +125,12 @@ def _all_online_with_readings(api_url: str, key: str) -> list[dict[str, object]]
 @pytest.mark.integration
 @pytest.mark.timeout(90)
 def test_demo_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
-    """Start within 30 s on a taken MQTT port, 20 live gateways over the API, clean Ctrl-C."""
+    """Start within 30 s on taken MQTT and API ports, 20 live gateways, clean Ctrl-C."""
     assert LEASEWATCH.is_file(), f"{LEASEWATCH} missing: install the package (`make demo`)"
-    api_port = free_port()
     stderr_path = tmp_path / "demo.stderr"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with occupied_port() as mqtt_sock, stderr_path.open("w") as stderr:
-        mqtt_port = mqtt_sock.getsockname()[1]
+    with occupied_port() as mqtt_sock, occupied_port() as api_sock, stderr_path.open("w") as stderr:
+        mqtt_port, api_port = mqtt_sock.getsockname()[1], api_sock.getsockname()[1]
         command = [str(LEASEWATCH), "demo", "--assets", str(ASSETS)]
         command += ["--data-dir", str(tmp_path / "demo"), "--mqtt-port", str(mqtt_port)]
         command += ["--api-port", str(api_port)]
@@ -148,7 +147,8 @@ def test_demo_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
             devices = _all_online_with_readings(api_url, key)
             health = httpx.get(f"{api_url}/healthz", timeout=5)
             unauthenticated = httpx.get(f"{api_url}/v1/devices", timeout=5)
-            assert nobody_connected(mqtt_sock), "a client connected to the port we held"
+            assert nobody_connected(mqtt_sock), "a client connected to the MQTT port we held"
+            assert nobody_connected(api_sock), "a client connected to the API port we held"
 
             process.send_signal(signal.SIGINT)
             stopped = time.monotonic()
@@ -165,8 +165,10 @@ def test_demo_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
     errors = stderr_path.read_text()
 
     assert float(first["seconds"]) < START_TIMEOUT_S
-    assert api_url == f"http://127.0.0.1:{api_port}", "the free API port we asked for is used"
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", api_url), api_url
+    assert not api_url.endswith(f":{api_port}"), "the demo announced the API port we held"
     assert f"port {mqtt_port} is taken, using a free port instead" in errors
+    assert re.search(rf"port taken, using a free one .*port={api_port}\b", errors), errors
     assert sorted(str(d["device"]) for d in devices) == [f"gw-{i:04d}" for i in range(1, 21)]
     assert all(d["status"] == "online" for d in devices), devices
     assert all(int(str(d["readings"])) > 0 for d in devices), devices
