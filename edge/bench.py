@@ -66,6 +66,8 @@ class Figures:
     live_latency_max_s: float = 0.0
     live_latency_p95_s: float = 0.0
     live_messages_during_replay: int = 0
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass
@@ -319,12 +321,13 @@ async def run_bench(options: BenchOptions, port: int) -> Figures:
     """Run both phases and return the figures."""
     options.workdir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(options.workdir / "edge", ignore_errors=True)
-    figures = Figures()
+    figures = Figures(load_before=os.getloadavg())
     async with _mosquitto(options.workdir, port), _simulator(options) as pty:
         config = options.workdir / "edge.toml"
         config.write_text(agent_config(options, port, pty, options.workdir / "edge"))
         await _phase_poll(options, config, port, figures)
         await _phase_replay(options, config, port, figures)
+    figures.load_after = os.getloadavg()
     return figures
 
 
@@ -347,5 +350,8 @@ def report(options: BenchOptions, figures: Figures) -> str:
         f"messages (target < 5 s: {figures.live_latency_max_s / 5:.2f} of budget)",
         f"  agent CPU/RSS    {figures.replay_cpu_percent:.1f} % / {figures.replay_rss_max_mb:.1f}"
         " MB at the end of the replay",
+        "machine load (1/5/15 min) before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(
+            *figures.load_before, *figures.load_after
+        ),
     ]
     return "\n".join(rows)

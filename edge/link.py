@@ -1,9 +1,10 @@
 """The gateway's MQTT link: one long-lived client in a reconnect loop, draining the buffer.
 
 A message leaves the buffer only after the broker's PUBACK. Two lanes share the connection:
-live messages (this boot, readings younger than `historical_after`) always go first; the
-backlog (older readings, earlier boots) follows oldest first, marked historical and paced by a
-token bucket in readings per second, and it yields to live messages as soon as they are sealed.
+live messages (this boot, readings younger than `historical_after`, taken since the link came
+back) always go first; the backlog (older readings, earlier boots, and every reading taken while
+the link was down) follows oldest first, marked historical and paced by a token bucket in
+readings per second, and it yields to live messages as soon as they are sealed.
 
 The gateway announces itself with a retained "online" status and leaves a retained "offline"
 last will. It subscribes to its command topic; commands go to `commands` for the agent, and
@@ -56,6 +57,7 @@ class LinkHealth:
     dropped_outgoing: int = 0
     dropped_commands: int = 0
     last_error: str = ""
+    outages: int = 0
     since: datetime = field(default_factory=gateway_now)
 
 
@@ -174,6 +176,8 @@ class MqttLink:
         self.client_factory = client_factory  # replaceable: tests hold the link back with it
         self._bucket = TokenBucket(delivery.replay_readings_per_second)
         self._rng = random.Random()
+        self._down_since: datetime | None = None  # set by a failed connect or a lost link
+        self._live_floor: datetime | None = None  # readings taken before it are historical
 
     def set_delivery(self, delivery: DeliveryConfig) -> None:
         """Adopt new delivery settings (pace of the backlog, intervals, compression)."""
@@ -213,6 +217,9 @@ class MqttLink:
     def _on_link_error(self, err: aiomqtt.MqttError) -> None:
         if self.health.connects > self.health.disconnects:
             self.health.disconnects += 1
+        if self._down_since is None:
+            self._down_since = gateway_now()
+            self.health.outages += 1
         self.health.last_error = str(err)
         log.warning("mqtt link down", device=self.device, error=str(err))
 
@@ -220,6 +227,10 @@ class MqttLink:
         self._reason_codes = track_reason_codes(client)
         self.health.connected = True
         self.health.connects += 1
+        if self._down_since is not None:  # what was taken while down is history now
+            self._live_floor = gateway_now()
+            log.info("mqtt link back", device=self.device, down_since=self._down_since.isoformat())
+            self._down_since = None
         topic = device_topic(self.device, "status")
         await client.publish(topic, _status(self.device, self.boot, "online"), qos=1, retain=True)
         await client.subscribe(device_topic(self.device, "cmd"), qos=1)
@@ -263,7 +274,9 @@ class MqttLink:
         )
 
     def _live_since(self) -> datetime:
-        return gateway_now() - timedelta(seconds=self.delivery.historical_after)
+        """Messages whose oldest reading is older than this go as historical backlog."""
+        by_age = gateway_now() - timedelta(seconds=self.delivery.historical_after)
+        return by_age if self._live_floor is None else max(by_age, self._live_floor)
 
     async def _send_live(self, client: aiomqtt.Client) -> int:
         """Send every live message, oldest first; returns how many went."""

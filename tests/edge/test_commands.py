@@ -13,7 +13,6 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from pydantic import SecretStr
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -36,11 +35,11 @@ from edge.config import (
     ImmobilizerConfig,
     ModbusRtuBusConfig,
     ModbusSlaveConfig,
-    MqttConfig,
 )
 from firmware_sim.pty_pair import PtyPair
 from leasewatch.demo import machine_fields
 from leasewatch.wire import Command, CommandAck, decode_ack, decode_health
+from tests.edge.brokers import gateway_mqtt
 from tests.services.mosquitto import MosquittoBroker
 
 DEVICE = "gw-0001"
@@ -201,14 +200,7 @@ def _config(broker: MosquittoBroker, port_path: str, data_dir: Path) -> EdgeConf
     )
     return EdgeConfig(
         gateway=GatewayConfig(device=DEVICE, data_dir=data_dir),
-        mqtt=MqttConfig(
-            host="127.0.0.1",
-            port=broker.port,
-            username=DEVICE,
-            password=SecretStr(broker.password(DEVICE)),
-            tls=False,
-            reconnect_max=1.0,
-        ),
+        mqtt=gateway_mqtt(broker, DEVICE),
         delivery=DeliveryConfig(publish_interval=0.3),
         health=HealthConfig(interval=0.5),
         control=ControlConfig(immobilizer=ImmobilizerConfig(sensor="machine", coil=3)),

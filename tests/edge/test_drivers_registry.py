@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from edge.config import EdgeConfig, parse_config, sample_config
 from edge.drivers import DRIVERS, open_drivers
@@ -68,3 +69,41 @@ def test_bus_load_says_when_a_bus_cannot_keep_its_poll_rates() -> None:
     assert bus_load(fast) > 1.0
     slow_ascii = bus.model_copy(update={"mode": "ascii", "baudrate": 1200})
     assert bus_load(slow_ascii) > 10 * bus_load(bus)
+
+
+#: Commented options in the sample that show an example value rather than the default.
+EXAMPLE_KEYS = frozenset({"ca_file", "client_cert", "client_key", "ntp_server", "band_id"})
+_OPTION = re.compile(r"^(\s*)# ?(\s*(?:\[|[A-Za-z_]\w* = ))", re.MULTILINE)
+
+
+def _leaves(value: object, path: tuple[object, ...] = ()) -> dict[tuple[object, ...], object]:
+    """Every scalar of a dumped configuration by its path."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _leaves(item, (*path, key)).items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _leaves(item, (*path, i)).items()}
+    return {path: value}
+
+
+def test_every_commented_option_of_the_sample_exists_and_shows_its_default(
+    tmp_path: Path,
+) -> None:
+    """`# key = value` lines are real keys at their real defaults (or named examples)."""
+    base = _sample_with_every_driver().replace("/etc/leasewatch/", f"{tmp_path}/")
+    everything = _OPTION.sub(r"\1\2", base)
+    for name in ("ca.pem", "gateway.pem", "gateway.key"):
+        (tmp_path / name).write_text("not read by validation\n")
+    assert everything.count("\n  # ") == 0, "every commented option was switched on"
+    documented = parse_config(everything, "sample.toml (every option on)")
+    defaults = _leaves(parse_config(base).model_dump(mode="json"))
+    shown = _leaves(documented.model_dump(mode="json"))
+    wrong = {
+        path: (shown[path], default)
+        for path, default in defaults.items()
+        if path in shown and shown[path] != default and path[-1] not in EXAMPLE_KEYS
+    }
+    assert wrong == {}, "the sample shows these options at values that are not their defaults"
+    assert documented.control.immobilizer is not None
+    assert documented.features.machine_state and documented.features.vibration_rms
+    assert documented.scheduler.poll_intervals == {"machine": 0.5}
+    assert documented.mqtt.client_key == tmp_path / "gateway.key"

@@ -23,6 +23,7 @@ from edge.buffer import ReadingBuffer
 from edge.config import DeliveryConfig, MqttConfig
 from edge.link import MqttLink, TokenBucket, backoff_delay, encode_message
 from leasewatch.wire import MachineEvent, Reading, TelemetryBatch, decode_telemetry
+from tests.edge.brokers import gateway_mqtt
 from tests.services.mosquitto import MosquittoBroker
 from tests.services.ports import free_port, wait_for_port
 
@@ -103,15 +104,7 @@ def test_stored_messages_encode_to_batches_the_cloud_accepts(
 
 
 def _mqtt(broker: MosquittoBroker, **update: object) -> MqttConfig:
-    return MqttConfig(
-        host="127.0.0.1",
-        port=broker.port,
-        username=DEVICE,
-        password=SecretStr(broker.password(DEVICE)),
-        tls=False,
-        reconnect_max=1.0,
-        **update,  # type: ignore[arg-type]
-    )
+    return gateway_mqtt(broker, DEVICE, **update)
 
 
 @asynccontextmanager
