@@ -26,9 +26,9 @@ from edge.commands import (
     CommandRejectedError,
     PushedSections,
     Result,
-    write_coil,
 )
 from edge.config import ConfigError, EdgeConfig, parse_sections, with_sections
+from edge.drivers.modbus_device import SlaveError
 from edge.features import FeatureEngine
 from edge.health import ProcessMeter, buffer_figures, build_health, clock_offset
 from edge.link import MqttLink
@@ -361,7 +361,7 @@ class EdgeAgent:
         raise CommandFailedError("rolled back: no sensor of the new configuration answered")
 
     async def set_immobilized(self, immobilized: bool) -> Result:
-        """Write the immobilizer coil through its bus; returns what the device holds after."""
+        """Write the immobilizer coil through its bus or endpoint; returns what the device holds."""
         immobilizer = self.config.control.immobilizer
         if immobilizer is None:
             raise CommandRejectedError("no immobilizer is configured on this gateway")
@@ -369,7 +369,11 @@ class EdgeAgent:
         if driver is None:
             raise CommandFailedError(f"immobilizer sensor {immobilizer.sensor!r} is not running")
         wanted = immobilizer.immobilize_value if immobilized else not immobilizer.immobilize_value
-        held = await write_coil(driver.bus, driver.slave, immobilizer.coil, wanted)
+        try:
+            held = await driver.write_coil(immobilizer.coil, wanted)
+        except SlaveError as err:  # the device's own answer (an exception code) or its silence
+            where = f"coil {immobilizer.coil} of {driver.sensor} (unit {driver.slave.unit_id})"
+            raise CommandFailedError(f"{where}: {err}") from err
         if held != wanted:
             raise CommandFailedError(f"coil {immobilizer.coil} reads {held} after writing {wanted}")
         return {"coil": immobilizer.coil, "value": held, "immobilized": immobilized}

@@ -15,7 +15,6 @@ every command sets a state (an interval, a configuration, a coil) rather than to
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
@@ -26,14 +25,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import minimalmodbus
-import serial
 import structlog
 
 from edge.clock import gateway_now
 from edge.config import ControlConfig
-from edge.drivers.modbus_device import ModbusSlaveConfig
-from edge.drivers.modbus_rtu import ModbusBus
 from leasewatch.wire import (
     ArgValue,
     Command,
@@ -292,22 +287,3 @@ class PushedSections:
         """Keep a file that no longer applies as `.rejected`, for people to look at."""
         log.error("pushed configuration set aside", path=str(self.path), reason=reason)
         self.path.replace(self.path.with_suffix(".rejected"))
-
-
-async def write_coil(bus: ModbusBus, slave: ModbusSlaveConfig, coil: int, value: bool) -> bool:
-    """Write a coil on the bus's own thread and read it back; returns what the device holds."""
-
-    def blocking() -> bool:
-        instrument = bus.instrument(slave)
-        instrument.write_bit(coil, int(value), functioncode=5)
-        return bool(instrument.read_bit(coil, functioncode=1))
-
-    loop = asyncio.get_running_loop()
-    budget = slave.timeout * 4 + 1.0
-    try:
-        future = loop.run_in_executor(bus._executor, blocking)  # the bus's one I/O thread
-        return await asyncio.wait_for(future, budget)
-    except (minimalmodbus.ModbusException, serial.SerialException, OSError) as err:
-        raise CommandFailedError(f"coil {coil} of unit {slave.unit_id}: {err}") from err
-    except TimeoutError as err:
-        raise CommandFailedError(f"coil {coil}: no answer within {budget:.1f} s") from err

@@ -128,7 +128,7 @@ class HealthConfig(_Strict):
 
 
 class ImmobilizerConfig(_Strict):
-    """The Modbus coil that immobilizes the asset, on the bus of a configured Modbus slave."""
+    """The Modbus coil that immobilizes the asset, on a configured Modbus slave (RTU or TCP)."""
 
     sensor: SensorName
     coil: Annotated[int, Field(ge=0, le=65535)]
@@ -195,8 +195,9 @@ class EdgeConfig(_Strict):
             raise ValueError(f"unknown sensor(s) referenced: {', '.join(unknown)}")
         immobilizer = self.control.immobilizer
         modbus = {s.sensor for bus in self.modbus_rtu for s in bus.slaves}
+        modbus |= {s.sensor for endpoint in self.modbus_tcp for s in endpoint.slaves}
         if immobilizer is not None and immobilizer.sensor not in modbus:
-            raise ValueError(f"immobilizer sensor {immobilizer.sensor!r} is not a Modbus RTU slave")
+            raise ValueError(f"immobilizer sensor {immobilizer.sensor!r} is not a Modbus slave")
         return self
 
 

@@ -23,7 +23,8 @@ from typing import Literal
 from edge.config import EdgeConfig
 from edge.decoding import plan_requests
 from edge.drivers import DriverGroup, PolledDriver, StreamingDriver, open_drivers
-from edge.drivers.modbus_rtu import ModbusSlaveDriver, request_seconds
+from edge.drivers.modbus_device import ModbusUnitDriver
+from edge.drivers.modbus_rtu import request_seconds
 from leasewatch.wire import Reading
 
 #: Consecutive empty polls after which a sensor counts as lost (and a `sensor_lost` event goes).
@@ -246,10 +247,10 @@ class Acquisition:
             return False
         return True
 
-    def modbus_slave(self, sensor: str) -> ModbusSlaveDriver | None:
-        """The Modbus RTU driver of a sensor, when that is what reads it."""
+    def modbus_slave(self, sensor: str) -> ModbusUnitDriver | None:
+        """The Modbus driver (RTU, ASCII or TCP) of a sensor, when that is what reads it."""
         for poller in self.pollers:
-            if poller.sensor == sensor and isinstance(poller.driver, ModbusSlaveDriver):
+            if poller.sensor == sensor and isinstance(poller.driver, ModbusUnitDriver):
                 return poller.driver
         return None
 

@@ -275,6 +275,16 @@ async def test_commands_round_trip_through_the_broker_to_the_device(
             (again,) = await cloud.send(ping, answers=1)
             assert (again.status, again.boot) == ("done", agent.boot)
 
+            handled = agent.commands.handled  # another gateway cannot command this one
+            user, password = mosquitto_broker.credentials("gw-0002")
+            async with aiomqtt.Client(
+                "127.0.0.1", mosquitto_broker.port, username=user, password=password
+            ) as intruder:
+                forged = _command("immobilize", command_id="forged-00000001")
+                await intruder.publish(f"lw/v1/{DEVICE}/cmd", forged.model_dump_json(), qos=1)
+            await asyncio.sleep(1.0)
+            assert (agent.commands.handled, cloud.acks.qsize()) == (handled, 0)
+
             _, read = await cloud.send(_command("read_now", sensor="machine"))
             assert (read.status, read.result) == ("done", {"readings": 6})
 

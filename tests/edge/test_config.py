@@ -81,7 +81,7 @@ def _with(extra: str) -> str:
             "idle_above = 3\nrunning_above = 2\n",
             "running_above must be greater than idle_above",
         ),
-        ('[control.immobilizer]\nsensor = "ghost"\ncoil = 3\n', "not a Modbus RTU slave"),
+        ('[control.immobilizer]\nsensor = "ghost"\ncoil = 3\n', "is not a Modbus slave"),
         ("[scheduler.poll_intervals]\nghost = 0.5\n", "unknown sensor(s) referenced: ghost"),
     ],
 )

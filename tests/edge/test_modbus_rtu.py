@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from pymodbus.framer import FramerType
-from pymodbus.server import ModbusSerialServer
 
 from edge.config import ModbusRtuBusConfig, ModbusSlaveConfig
 from edge.decoding import RegisterField, decode_request
@@ -21,6 +20,7 @@ from firmware_sim.modbus_slave import ModbusRtuSlave
 from firmware_sim.modbus_tcp import OUTPUT_COIL, MachineUnits
 from firmware_sim.pty_pair import PtyPair
 from firmware_sim.register_map import MACHINE_MAP
+from tests.edge.devices import serve_units
 
 
 def machine_fields() -> list[RegisterField]:
@@ -62,22 +62,6 @@ async def bus() -> AsyncIterator[tuple[str, HeldMachine, ModbusRtuSlave]]:
     machine = _machine()
     async with PtyPair() as pair, ModbusRtuSlave(machine, pair.device_path) as slave:
         yield pair.client_path, machine, slave
-
-
-async def _serve(
-    pair: PtyPair, units: MachineUnits, framer: FramerType = FramerType.RTU
-) -> ModbusSerialServer:
-    """Serve `units` on the pair's device side, faults and all."""
-    server = ModbusSerialServer(
-        units.sim_devices(),
-        framer=framer,
-        port=pair.device_path,
-        baudrate=19200,
-        trace_pdu=units.trace_pdu,  # type: ignore[arg-type]
-        trace_packet=units.trace_packet(framer),
-    )
-    await server.serve_forever(background=True)
-    return server
 
 
 def _drivers(
@@ -136,7 +120,7 @@ async def test_a_missing_port_is_a_counted_error_not_a_crash() -> None:
 async def test_registers_and_bits_in_rtu_and_ascii(framer: FramerType) -> None:
     units = MachineUnits({5: _machine()})
     async with PtyPair() as pair:
-        server = await _serve(pair, units, framer)
+        server = await serve_units(pair, units, framer)
         mode = "ascii" if framer is FramerType.ASCII else "rtu"
         slave = ModbusSlaveConfig(sensor="m", unit_id=5, fields=[*machine_fields(), *BITS])
         config = ModbusRtuBusConfig(port=pair.client_path, mode=mode, slaves=[slave])
@@ -185,7 +169,7 @@ async def test_a_dead_slave_on_a_bus_of_three(fault: str) -> None:
     getattr(units, fault).add(2)
     interval, run_for = 0.25, 3.0
     async with PtyPair() as pair:
-        server = await _serve(pair, units)
+        server = await serve_units(pair, units)
         drivers = _drivers(
             pair.client_path, 1, 2, 3, poll_interval=interval, timeout=0.1, backoff_max=1.0
         )
