@@ -15,11 +15,13 @@ from pymodbus.framer import FramerType
 from edge.config import ModbusRtuBusConfig, ModbusSlaveConfig
 from edge.decoding import RegisterField, decode_request
 from edge.drivers.modbus_rtu import ModbusBus, ModbusSlaveDriver
+from edge.scheduler import Poller
 from firmware_sim.machine import HeldMachine
 from firmware_sim.modbus_slave import ModbusRtuSlave
 from firmware_sim.modbus_tcp import OUTPUT_COIL, MachineUnits
 from firmware_sim.pty_pair import PtyPair
 from firmware_sim.register_map import MACHINE_MAP
+from leasewatch.wire import Reading
 from tests.edge.devices import serve_units
 
 
@@ -144,22 +146,19 @@ async def test_registers_and_bits_in_rtu_and_ascii(framer: FramerType) -> None:
     assert not driver.errors
 
 
-async def _poll_like_the_agent(
-    driver: ModbusSlaveDriver, interval: float, stop: asyncio.Event
-) -> list[tuple[float, int]]:
-    """Fixed-rate polling as edge/agent.py does it: (start time, readings) per poll."""
+Polls = list[tuple[float, int]]
+
+
+def _scheduled(driver: ModbusSlaveDriver, interval: float) -> tuple[Poller, Polls]:
+    """The agent's own fixed-rate poller for a driver, noting (end time, readings) per poll."""
+    polls: Polls = []
     loop = asyncio.get_running_loop()
-    polls: list[tuple[float, int]] = []
-    deadline = loop.time()
-    while not stop.is_set():
-        started = loop.time()
-        polls.append((started, len(await driver.read())))
-        deadline = max(deadline + interval, loop.time())
-        try:
-            await asyncio.wait_for(stop.wait(), deadline - loop.time())
-        except TimeoutError:
-            continue
-    return polls
+
+    async def on_poll(poller: Poller, readings: list[Reading]) -> None:
+        del poller
+        polls.append((loop.time(), len(readings)))
+
+    return Poller(driver, interval, on_poll), polls
 
 
 @pytest.mark.parametrize("fault", ["silent", "garbled"])
@@ -174,7 +173,8 @@ async def test_a_dead_slave_on_a_bus_of_three(fault: str) -> None:
             pair.client_path, 1, 2, 3, poll_interval=interval, timeout=0.1, backoff_max=1.0
         )
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(_poll_like_the_agent(d, interval, stop)) for d in drivers]
+        scheduled = [_scheduled(d, interval) for d in drivers]
+        tasks = [asyncio.create_task(poller.run(stop)) for poller, _ in scheduled]
         await asyncio.sleep(run_for)
         getattr(units, fault).discard(2)
         came_back = asyncio.get_running_loop().time()
@@ -183,9 +183,10 @@ async def test_a_dead_slave_on_a_bus_of_three(fault: str) -> None:
             await asyncio.sleep(0.05)
         await asyncio.sleep(interval * 2.5)
         stop.set()
-        (one, dead, three) = await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks)
         drivers[0].bus.close()
         await server.shutdown()  # type: ignore[no-untyped-call]
+    (one, dead, three) = (polls for _, polls in scheduled)
     expected = int(run_for / interval)
     for alive in (one, three):
         during = [count for at, count in alive if at - alive[0][0] < run_for]
@@ -195,6 +196,8 @@ async def test_a_dead_slave_on_a_bus_of_three(fault: str) -> None:
         assert during.count(0) <= 1, f"{during.count(0)} unanswered polls of a live slave"
         gaps = [b[0] - a[0] for a, b in itertools.pairwise(alive)]
         assert max(gaps) < interval + 0.35
+    overruns = [poller.stats.overruns for poller, _ in scheduled]
+    assert overruns[0] + overruns[2] <= 1, f"live slaves overran their slots: {overruns}"
     during_fault = [count for at, count in dead if at - dead[0][0] < run_for - 0.1]
     assert set(during_fault) == {0}, "a dead slave's readings are missing, never zeros"
     assert drivers[1].skipped_polls >= 4, "back-off: a failing slave is polled less often"
