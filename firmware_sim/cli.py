@@ -91,19 +91,21 @@ def modbus(
 ) -> None:
     r"""Serve N simulated assets, each a Modbus RTU slave on its own pty, until Ctrl-C.
 
-    Prints a line per asset: name, unit id, the port a master opens, type, e.g.
+    Prints a line per asset: name, unit id, the port a master opens, type:
     asset-001 unit=1 port=/dev/pts/7 type=truck
 
-    --print-map lists each type's registers; read them with e.g.
-    mbpoll -m rtu -a 1 -b 19200 -P none -t 4 -r 1 -c 11 -1 /dev/pts/7  (a truck)
+    --print-map lists each type's registers; read them with e.g. (a truck)
+    mbpoll -m rtu -a 1 -b 19200 -P none -t 4 -r 1 -c 11 -1 /dev/pts/7
 
     Faults: --fault ASSET=FAULT\[:ARG]\[@PROBABILITY], where FAULT is one of
     timeout, crc, garbage\[:BYTES], illegal-address, stuck\[:METRIC],
     out-of-range:METRIC\[:VALUE], clock-skew:SECONDS. Examples:
-    --fault asset-003=timeout --fault asset-001=crc@0.2 --fault asset-002=stuck:coolant_temp
+    --fault asset-003=timeout --fault asset-001=crc@0.2
+    --fault asset-002=stuck:coolant_temp
 
-    Faults are on from the start (off with --faults-paused); kill -USR1 PID switches them
-    all on or off. The count of requests each fault affected prints at exit.
+    Faults are on from the start (off with --faults-paused); kill -USR1 PID
+    switches them all on or off. The count of requests each fault affected
+    prints at exit.
     """
     configure_logging(log_level)
     chosen = fleet(assets, seed, type_.value)

@@ -1,4 +1,8 @@
-"""Scenario-driven commands: `leasewatch sim scenario ...`, `sim fleet` and `sim bench`."""
+"""Scenario-driven commands: `leasewatch sim scenario ...`, `sim fleet` and `sim bench`.
+
+`fleet_command` and `bench_command` are registered on `sim` itself (`firmware_sim.cli`), not
+under `scenario`: one name per command.
+"""
 
 from __future__ import annotations
 
@@ -89,7 +93,17 @@ def run(
     assets: AssetsOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Simulate a scenario offline and write its ground truth (same seed, same files)."""
+    """Simulate a scenario offline and write its ground truth (same seed, same files).
+
+    Writes to --out: labels.jsonl (one JSON line per incident: asset, device,
+    lease, kind, category, start, end, magnitude and what a detector needs),
+    days.csv (run hours per asset and day, and the nominal hours without
+    incidents), assets.csv (type, site, lease, initial run hours) and
+    scenario.json (the scenario as run). --telemetry adds telemetry.jsonl,
+    every message the gateways would publish.
+
+    Example: leasewatch sim scenario run smoke --out runs/smoke
+    """
     resolved = load_resolved(source, assets)
     console = Console(stderr=True)
     columns = (
@@ -186,7 +200,6 @@ def _describe(stats: FleetStats, report: Path | None) -> str:
     return "\n".join(lines)
 
 
-@app.command("fleet")
 def fleet_command(  # noqa: PLR0917 - typer options are parameters
     scenario: ScenarioOption = "fleet-load",
     assets: AssetsOption = None,
@@ -219,14 +232,23 @@ def fleet_command(  # noqa: PLR0917 - typer options are parameters
 ) -> None:
     """Publish a scenario's gateways straight to MQTT (no serial) and report what was sent.
 
-    Each gateway sends TelemetryBatch messages at QoS 1 like the edge agent (device, boot,
-    per-boot seq, readings stamped in simulated time, historical replays after outages), with
-    the scenario's outages, power cuts, duplicates, late and malformed messages. A few
-    connections carry all gateways, so log in as a simulator principal (load tests only).
-    Runs to the scenario's end or for --duration; --report lists every acknowledged publish
-    (device, boot, seq, fault) so a test can check what the cloud stored.
+    Each gateway sends TelemetryBatch messages at QoS 1 like the edge agent
+    (device, boot, per-boot seq, readings stamped in simulated time,
+    historical replays after outages), with the scenario's outages, power
+    cuts, duplicates, late and malformed messages.
 
-    Example: leasewatch sim fleet --assets 10000 --rate 5000 --duration 60
+    A few connections carry all gateways, so log in as a simulator principal
+    (load tests only; never provision one in production).
+
+    Pace: --rate (messages/s over the fleet) or --speed (simulated s per real
+    s), or --unpaced. Runs to the scenario's end or for --duration.
+
+    --report sent.jsonl lists every acknowledged publish (device, boot, seq,
+    fault), one JSON line each, next to sent.devices.csv (per device) and
+    sent.summary.json, so a test can check what the cloud stored.
+
+    Example:
+    leasewatch sim fleet --assets 10000 --rate 5000 --duration 60
     --host broker --credentials sim.toml --report sent.jsonl
     """
     configure_logging(log_level)
@@ -257,7 +279,6 @@ def fleet_command(  # noqa: PLR0917 - typer options are parameters
     typer.echo(_describe(stats, report))
 
 
-@app.command("bench")
 def bench_command(  # noqa: PLR0917 - typer options are parameters
     assets: Annotated[int, typer.Option(min=1, max=100_000, help="Number of gateways.")] = 2000,
     duration: Annotated[float, typer.Option(min=1.0, help="Real seconds to publish.")] = 20.0,
@@ -279,9 +300,13 @@ def bench_command(  # noqa: PLR0917 - typer options are parameters
 ) -> None:
     """Measure fleet mode: messages/s, readings/s and PUBACK latency, publishing unpaced.
 
-    Starts Mosquitto with the deployed configuration on a free port (unless --host is given),
-    runs the fleet as fast as PUBACKs return, and prints the figures with the CPU each side
-    used, which tells what limited the run.
+    Starts Mosquitto with the deployed configuration on a free port (unless
+    --host is given), runs the fleet as fast as PUBACKs return for --duration,
+    and prints the figures with the CPU each side used and the machine's load,
+    which tell what limited the run. The target is 5,000 messages/s.
+
+    --subscriber also counts what a QoS 1 mosquitto_sub received (each
+    publish then costs the broker a delivery too).
     """
     configure_logging("WARNING")
     resolved = load_resolved(scenario, assets)
