@@ -99,12 +99,16 @@ async def edge_kills(stack: Stack, options: ChaosOptions, phase: Phase) -> None:
 
 
 async def store_down(stack: Stack, options: ChaosOptions, phase: Phase) -> None:
-    """VictoriaMetrics stopped for `store_down_s`, then started on the same port and data."""
-    await asyncio.to_thread(stack.victoria.stop)
+    """VictoriaMetrics killed (-9) for `store_down_s`, then started on the same port and data.
+
+    A crash, not a stop: what VM acknowledged must already be on disk (the store's durable
+    writes, cloud/telemetry/victoria.py); a graceful stop would flush it and prove nothing.
+    """
+    await asyncio.to_thread(stack.victoria.kill)
     await asyncio.sleep(options.store_down_s)
     await asyncio.to_thread(stack.victoria.start)
     await asyncio.sleep(options.settle_s)
-    phase.notes.append(f"down {options.store_down_s:g} s")
+    phase.notes.append(f"kill -9, down {options.store_down_s:g} s")
 
 
 async def network_cut(stack: Stack, options: ChaosOptions, phase: Phase) -> None:

@@ -397,6 +397,60 @@ async def test_victoria_retention_comes_from_its_flags_unless_the_url_says(
     assert (from_flags.retention, from_url.retention) == (timedelta(days=730), timedelta(days=10))
 
 
+def _many_batches(prefix: str, t0: datetime, messages: int = 200) -> list[TelemetryBatch]:
+    """Messages of 32 readings each from 50 gateways (new series in VM's index too)."""
+    return [
+        make_batch(
+            f"{prefix}-{m % 50:03d}",
+            [
+                Reading(sensor="s", metric=f"m{k % 4}", ts=t0 + (m * 32 + k) * MS, value=k)
+                for k in range(32)
+            ],
+            seq=m,
+        )
+        for m in range(messages)
+    ]
+
+
+def _exported(server: VictoriaMetricsServer, prefix: str) -> int:
+    """Samples VM holds for the devices of one prefix."""
+    series = server.export(f'{{__name__=~"lw_.+",device=~"{prefix}-.+"}}')
+    return sum(len(s["values"]) for s in series)  # type: ignore[arg-type]
+
+
+@pytest.mark.integration
+async def test_victoria_acknowledged_writes_survive_kill_9(
+    victoria_metrics: VictoriaMetricsServer, t0: datetime
+) -> None:
+    """What `write` returned for is on disk: a SIGKILL right after loses none of it.
+
+    The same write with `durable=0` shows what the barrier is for: VM 1.79 keeps recent
+    samples (and new series) in memory for seconds, and a SIGKILL loses them.
+    """
+    fast = await open_telemetry_store(f"{victoria_metrics.telemetry_url}?durable=0")
+    await fast.write(_many_batches("fast", t0))
+    durable = await open_telemetry_store(victoria_metrics.telemetry_url)
+    await durable.write(_many_batches("safe", t0))
+    await fast.write(_many_batches("late", t0))  # after the barrier, none of its own
+    victoria_metrics.kill()
+    await fast.close()
+    await durable.close()
+    victoria_metrics.start()
+    await asyncio.to_thread(victoria_metrics.force_flush)
+
+    assert _exported(victoria_metrics, "fast") == 200 * 32  # written before a barrier
+    assert _exported(victoria_metrics, "safe") == 200 * 32
+    assert _exported(victoria_metrics, "late") < 200 * 32  # acknowledged, then lost
+
+
+async def test_victoria_durable_option_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"durable=0\|1"):
+        await open_telemetry_store("victoriametrics://vm:8428?durable=yes")
+    store = VictoriaMetricsStore("http://vm:8428", durable=False)
+    await store.close()
+    assert not store.durable
+
+
 @pytest.mark.integration
 async def test_victoria_stopped_raises_quickly(
     victoria_metrics: VictoriaMetricsServer, t0: datetime
