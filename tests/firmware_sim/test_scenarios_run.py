@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
-from datetime import date, datetime
+from collections import Counter, defaultdict
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -105,6 +105,76 @@ def test_every_labelled_decline_shows_its_magnitude(utilization: tuple[list[Labe
         assert observed == pytest.approx(float(str(label["magnitude"])), abs=0.1), label
         checked += 1
     assert checked >= 8
+
+
+def test_declines_span_20_to_80_percent_sudden_and_gradual(
+    utilization: tuple[list[Label], Days],
+) -> None:
+    labels, _ = utilization
+    declines = [x for x in labels if x["kind"] == "utilization_decline"]
+    magnitudes = sorted(float(str(x["magnitude"])) for x in declines)
+    assert 0.2 <= magnitudes[0] <= 0.3 and 0.7 <= magnitudes[-1] <= 0.8, magnitudes
+    for label in declines:
+        ramp = (_day(label["ramp_end"]) - _day(label["start"])).days
+        assert (label["shape"], label["ramp_days"]) == (
+            ("sudden", 0.0) if ramp == 0 else ("gradual", float(ramp))
+        ), label
+
+
+def _drop(days: Days, asset: str, busy: set[date], window: tuple[date, date]) -> float | None:
+    """1 - mean run hours in `window` / mean over the 5 weeks before `start`; None if too few."""
+    start, end = window
+    before = [h for d, h in days[asset].items() if d not in busy and start - WEEKS_5 <= d < start]
+    after = [h for d, h in days[asset].items() if d not in busy and start <= d < end]
+    if len(before) < 20 or len(after) < 5:
+        return None
+    return 1 - _mean(after) / _mean(before)
+
+
+WEEKS_5 = timedelta(days=35)
+
+
+def test_a_sudden_decline_drops_at_once_and_a_gradual_one_ramps(
+    utilization: tuple[list[Label], Days],
+) -> None:
+    labels, days = utilization
+    checked: Counter[str] = Counter()
+    for label in (x for x in labels if x["kind"] == "utilization_decline"):
+        asset, magnitude = str(label["asset"]), float(str(label["magnitude"]))
+        busy, start = _busy_days(labels, asset, label), _day(label["start"])
+        if label["shape"] == "sudden":  # the first two weeks already show the whole drop
+            first = _drop(days, asset, busy, (start, start + timedelta(days=14)))
+            if first is not None:
+                assert first == pytest.approx(magnitude, abs=0.1), label
+                checked["sudden"] += 1
+            continue
+        third = timedelta(days=float(str(label["ramp_days"])) / 3)
+        ramp_end = _day(label["ramp_end"])
+        early = _drop(days, asset, busy, (start, start + third))
+        late = _drop(days, asset, busy, (ramp_end - third, ramp_end))
+        if early is not None and late is not None:
+            assert early < magnitude / 2 and late > early + 0.1, (label, early, late)
+            checked["gradual"] += 1
+    assert checked["sudden"] >= 4 and checked["gradual"] >= 3, checked
+
+
+def test_a_seasonal_dip_ends_and_use_comes_back(utilization: tuple[list[Label], Days]) -> None:
+    """The frost pause halves excavator use for its window; the weeks after it are as before."""
+    labels, days = utilization
+    before: list[float] = []
+    during: list[float] = []
+    after: list[float] = []
+    for label in (x for x in labels if x.get("name") == "frost"):
+        asset, start, end = str(label["asset"]), _day(label["start"]), _day(label["end"])
+        around = set(_all_days(start - WEEKS_5, end + timedelta(days=14)))
+        if around & _busy_days(labels, asset, label):
+            continue  # another label changes this asset's use around the dip
+        for d, hours in days[asset].items():
+            if d in around:
+                (before if d < start else during if d < end else after).append(hours)
+    assert len(during) >= 5 * 10
+    assert 1 - _mean(during) / _mean(before) == pytest.approx(0.5, abs=0.1)
+    assert _mean(after) / _mean(before) == pytest.approx(1.0, abs=0.1)
 
 
 def test_a_seasonal_dip_is_labelled_seasonal_and_not_as_a_decline(

@@ -225,6 +225,47 @@ def _check_fault(message: Outgoing, messages: list[Outgoing]) -> None:
             assert messages.index(after) == messages.index(message) - 1 and not after.fault
 
 
+FAULT_OF_LABEL = {
+    "duplicates": "duplicate",
+    "late": "late",
+    "out_of_order": "out_of_order",
+    "malformed": "malformed",
+}
+
+
+def test_each_data_fault_label_hits_its_share_of_messages_and_late_ones_its_delay(
+    data_faults: tuple[ResolvedScenario, Messages, list[Label]],
+) -> None:
+    """Label -> wire: every labelled window holds that fault, at the labelled share."""
+    _, published, labels = data_faults
+    hits: Counter[str] = Counter()
+    keys: Counter[str] = Counter()
+    asked: dict[str, float] = {}
+    for label in labels:
+        kind, share = str(label["kind"]), float(str(label["message_share"]))
+        assert asked.setdefault(kind, share) == share, "one share per kind in this scenario"
+        start, end = _ts(label["start"]), _ts(label["end"])
+        inside = [
+            m
+            for m in published[str(label["device"])]
+            if m.kind == "telemetry" and start <= m.window[1] < end
+        ]
+        hit = [m for m in inside if m.fault == FAULT_OF_LABEL[kind]]
+        messages = len({(m.boot, m.seq) for m in inside})
+        assert messages >= 200 and hit, label
+        assert len(hit) / messages == pytest.approx(share, abs=0.03), label
+        hits[kind] += len(hit)
+        keys[kind] += messages
+        if kind == "late":
+            delays = {
+                round(m.due - decode_telemetry(m.topic, m.payload).sent_at.timestamp()) for m in hit
+            }
+            assert delays == {round(float(str(label["delay_s"])))}, label
+    assert set(hits) == set(FAULT_OF_LABEL)
+    for kind, count in hits.items():  # over the fleet, the share is close to what was asked
+        assert count / keys[kind] == pytest.approx(asked[kind], abs=0.01), kind
+
+
 def test_every_malformed_variant_is_rejected_by_the_cloud_decoder(
     data_faults: tuple[ResolvedScenario, Messages, list[Label]],
 ) -> None:
