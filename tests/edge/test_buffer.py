@@ -174,8 +174,11 @@ print(json.dumps({"stats": buffer.stats(), "added": added.count(True),
 
 def test_a_really_full_disk_evicts_counts_and_keeps_running(tmp_path: Path) -> None:
     """ENOSPC from an 8 MiB tmpfs (mounted in a user namespace) while 150k readings arrive."""
-    if subprocess.run(["unshare", "-rm", "true"], check=False).returncode != 0:
-        pytest.skip("needs `unshare -rm` (user namespaces) to mount a small tmpfs")
+    unshare = subprocess.run(["unshare", "-rm", "true"], capture_output=True, check=False)
+    assert unshare.returncode == 0, (
+        "this test mounts a small tmpfs in a user namespace: it needs `unshare -rm` "
+        f"(util-linux, unprivileged user namespaces enabled): {unshare.stderr!r}"
+    )
     mount = tmp_path / "small-disk"
     mount.mkdir()
     script = tmp_path / "fill.py"
