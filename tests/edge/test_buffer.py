@@ -220,14 +220,21 @@ for n in range(1_000_000):
 """
 
 
-def test_kill_9_mid_write_loses_no_committed_reading_and_duplicates_none(tmp_path: Path) -> None:
-    path = tmp_path / "b.sqlite"
+def start_writer(path: Path) -> subprocess.Popen[str]:
+    """A process adding one reading per transaction to a buffer, printing each committed one."""
     writer = subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(path)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+    assert writer.stdout is not None
+    return writer
+
+
+def test_kill_9_mid_write_loses_no_committed_reading_and_duplicates_none(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    writer = start_writer(path)
     assert writer.stdout is not None
     committed = -1
     for line in writer.stdout:

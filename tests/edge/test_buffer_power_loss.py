@@ -10,12 +10,10 @@ later transaction, never with a reading twice.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 from contextlib import closing
 from datetime import UTC, datetime
@@ -24,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from edge.buffer import ReadingBuffer
-from tests.edge.test_buffer import _WRITER
+from tests.edge.test_buffer import start_writer
 
 REPO = Path(__file__).resolve().parents[2]
 _WAL_HEADER = 32
@@ -58,12 +56,7 @@ def _backfilled_end(shm: bytes, page_size: int) -> int:
 def _killed_writer(path: Path, readings: int, commits: int = 20) -> None:
     """Run the buffer writer until it committed `readings`, the WAL's current generation
     holding at least `commits` commits (a checkpoint restarts it), then SIGKILL it."""
-    writer = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    writer = start_writer(path)
     assert writer.stdout is not None
     wal = path.with_name(path.name + "-wal")
     for line in writer.stdout:
