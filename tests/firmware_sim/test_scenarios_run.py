@@ -70,6 +70,42 @@ def test_same_seed_same_files_and_another_seed_other_days(tmp_path: Path) -> Non
     assert (tmp_path / "c" / "days.csv").read_bytes() != (tmp_path / "a" / "days.csv").read_bytes()
 
 
+def test_the_portfolio_runs_a_year_the_same_way_each_time_with_every_kind(tmp_path: Path) -> None:
+    """The 2,000 x 365 portfolio scaled to 200 assets (the same events, 1/10 of the fleet)."""
+    portfolio = load_scenario("portfolio").with_asset_count(200)
+    for name in ("a", "b"):
+        summary = run_scenario(resolve(portfolio), tmp_path / name)
+    assert (summary.assets, summary.days) == (200, 365)
+    for produced in ("labels.jsonl", "days.csv", "assets.csv"):
+        assert (tmp_path / "a" / produced).read_bytes() == (tmp_path / "b" / produced).read_bytes()
+    days = _days(tmp_path / "a" / "days.csv")
+    assert len(days) == 200 and {len(per_day) for per_day in days.values()} == {365}
+    labels = read_labels(tmp_path / "a" / "labels.jsonl")
+    assert {x["category"] for x in labels} >= {
+        "utilization", "seasonal", "fault", "silence", "relocation", "data_fault"
+    }  # fmt: skip
+    assert {x["kind"] for x in labels} >= {
+        "utilization_decline", "seasonal_dip", "bearing_wear", "overheating", "motor_overload",
+        "sensor_failure", "network_outage", "power_cut", "tamper", "parked", "relocation",
+        "duplicates", "late", "malformed",
+    }  # fmt: skip
+    measured = _measured_drops(labels, days)
+    assert len(measured) >= 5
+    for label, observed in measured:
+        assert observed == pytest.approx(float(str(label["magnitude"])), abs=0.1), label
+
+
+def _measured_drops(labels: list[Label], days: Days) -> list[tuple[Label, float]]:
+    """Each decline with its observed drop, where ten clean days lie before and after it."""
+    measured = []
+    for label in (x for x in labels if x["kind"] == "utilization_decline"):
+        try:
+            measured.append((label, _observed_drop(labels, days, label)))
+        except AssertionError:
+            continue  # a window too short once other labels are taken out
+    return measured
+
+
 def test_a_labelled_40_percent_drop_is_a_40_percent_drop_in_run_hours(
     utilization: tuple[list[Label], Days],
 ) -> None:
@@ -93,18 +129,14 @@ def _observed_drop(labels: list[Label], days: Days, label: Label) -> float:
 
 def test_every_labelled_decline_shows_its_magnitude(utilization: tuple[list[Label], Days]) -> None:
     labels, days = utilization
-    declines = [x for x in labels if x["kind"] == "utilization_decline"]
-    shapes = {x["shape"] for x in declines}
-    assert shapes == {"sudden", "gradual"}
-    checked = 0
-    for label in declines:
-        try:
-            observed = _observed_drop(labels, days, label)
-        except AssertionError:
-            continue  # a window too short once other labels are taken out
+    assert {x["shape"] for x in labels if x["kind"] == "utilization_decline"} == {
+        "sudden",
+        "gradual",
+    }
+    measured = _measured_drops(labels, days)
+    for label, observed in measured:
         assert observed == pytest.approx(float(str(label["magnitude"])), abs=0.1), label
-        checked += 1
-    assert checked >= 8
+    assert len(measured) >= 8
 
 
 def test_declines_span_20_to_80_percent_sudden_and_gradual(
