@@ -16,8 +16,6 @@ nothing is left to evict, new readings are dropped and counted. The agent keeps 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +27,7 @@ from typing import TypeVar
 
 import structlog
 
+from edge.ballast import Ballast
 from leasewatch.wire import MAX_EVENTS_PER_BATCH, MachineEvent, Reading
 
 log = structlog.get_logger(__name__)
@@ -99,37 +98,6 @@ def to_ms(ts: datetime) -> int:
 def from_ms(ms: int) -> datetime:
     """Aware UTC datetime from milliseconds since the epoch."""
     return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-class Ballast:
-    """A file of reserved bytes, given up when the disk is full so the buffer can make room."""
-
-    def __init__(self, path: Path, size: int) -> None:
-        self.path = path
-        self.size = size
-
-    def release(self) -> bool:
-        """Delete the ballast; True if there was one to free."""
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            return False
-        log.warning("buffer ballast released", path=str(self.path), bytes=self.size)
-        return True
-
-    def restore(self) -> None:
-        """Put the ballast back when the disk has room for it and a margin (else try later)."""
-        if self.path.exists() or shutil.disk_usage(self.path.parent).free < self.size + (1 << 20):
-            return
-        try:
-            with self.path.open("wb") as handle:
-                handle.truncate(0)
-                for _ in range(self.size // 65536 + 1):
-                    handle.write(bytes(65536))
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError:
-            self.path.unlink(missing_ok=True)
 
 
 class ReadingBuffer:
