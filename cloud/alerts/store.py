@@ -28,6 +28,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    bindparam,
     case,
     literal,
     select,
@@ -36,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
 from cloud.alerts.maintenance import windows_between
 from cloud.alerts.outbox import enqueue
@@ -91,6 +93,10 @@ class AlertStore:
         self.engine = engine
         self.receivers = tuple(receivers)
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        # Built once, values bound at execution: building them per finding (case(), excluded,
+        # cache keys) was a tenth of an ingest worker's CPU (docs/ingestion.md, Throughput).
+        self._upsert = _open_upsert(self._insert)
+        self._notify_steps = _notify_steps()
 
     # --- findings -------------------------------------------------------------------------
 
@@ -121,14 +127,11 @@ class AlertStore:
 
     def _is_stale(self, conn: Connection, finding: Finding) -> bool:
         """Whether a resolution at or after this finding's evaluation already closed it."""
-        query = (
-            select(_A.id)
-            .where(_A.device == finding.device, _A.detector == finding.detector)
-            .where(_A.key == finding.key, _A.status == "resolved")
-            .where(_A.last_evaluated_at >= utc(finding.evaluated_at))
-            .limit(1)
-        )
-        return conn.execute(query).first() is not None
+        params = {
+            "device": finding.device, "detector": finding.detector, "key": finding.key,
+            "evaluated": utc(finding.evaluated_at),
+        }  # fmt: skip
+        return conn.execute(_STALE, params).first() is not None
 
     def _open(
         self,
@@ -143,21 +146,7 @@ class AlertStore:
             return
         evaluated = utc(finding.evaluated_at)
         window = next((w for w in windows if w.covers(finding.device, evaluated)), None)
-        stmt = self._insert(alerts).values(**_new_alert(finding, window, now))
-        new = stmt.excluded
-        escalates = new.severity_rank > _A.severity_rank
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(_SAME_ALERT),
-            index_where=text(ACTIVE_ALERT_PREDICATE),
-            set_={
-                "severity": case((escalates, new.severity), else_=_A.severity),
-                "severity_rank": case((escalates, new.severity_rank), else_=_A.severity_rank),
-                **{name: new[name] for name in _REFRESHED},
-                "occurrences": _A.occurrences + 1,
-            },
-            where=_A.last_evaluated_at < new.last_evaluated_at,
-        )
-        row = conn.execute(stmt.returning(_A.id, _A.occurrences)).first()
+        row = conn.execute(self._upsert, _new_alert(finding, window, now)).first()
         if row is None:
             outcome.ignored += 1
             return
@@ -168,19 +157,8 @@ class AlertStore:
 
     def _notify_if_due(self, conn: Connection, alert_id: int, now: datetime) -> int:
         """Queue "opened" or "escalated" when the alert is deliverable and not yet announced."""
-        deliverable = (_A.id == alert_id) & _A.suppression.is_(None)
-        steps: tuple[tuple[AlertEvent, ColumnElement[bool]], ...] = (
-            ("opened", _A.notified_rank == 0),
-            ("escalated", (_A.notified_rank > 0) & (_A.notified_rank < _A.severity_rank)),
-        )
-        for event, announced in steps:
-            stmt = (
-                update(alerts)
-                .where(deliverable & announced)
-                .values(notified_rank=_A.severity_rank)
-                .returning(*alerts.c)
-            )
-            row = conn.execute(stmt).mappings().first()
+        for event, stmt in self._notify_steps:
+            row = conn.execute(stmt, {"alert_id": alert_id}).mappings().first()
             if row is not None:
                 return enqueue(conn, alert_from_row(row), event, self.receivers, now)
         return 0
@@ -319,6 +297,56 @@ _REFRESHED = (
     "suppressed_by",
     "suppression",
 )
+
+
+_STALE = (
+    select(_A.id)
+    .where(_A.device == bindparam("device"), _A.detector == bindparam("detector"))
+    .where(_A.key == bindparam("key"), _A.status == "resolved")
+    .where(_A.last_evaluated_at >= bindparam("evaluated", type_=TZ))
+    .limit(1)
+)
+
+
+def _open_upsert(insert: Any) -> ReturningInsert[tuple[int, int]]:
+    """Insert an alert, or refresh the active one of its (device, detector, key); id and count.
+
+    The row's values are bound at execution (`_new_alert`).
+    """
+    stmt = insert(alerts)
+    new = stmt.excluded
+    escalates = new.severity_rank > _A.severity_rank
+    upsert = stmt.on_conflict_do_update(
+        index_elements=list(_SAME_ALERT),
+        index_where=text(ACTIVE_ALERT_PREDICATE),
+        set_={
+            "severity": case((escalates, new.severity), else_=_A.severity),
+            "severity_rank": case((escalates, new.severity_rank), else_=_A.severity_rank),
+            **{name: new[name] for name in _REFRESHED},
+            "occurrences": _A.occurrences + 1,
+        },
+        where=_A.last_evaluated_at < new.last_evaluated_at,
+    )
+    return upsert.returning(_A.id, _A.occurrences)  # type: ignore[no-any-return]
+
+
+def _notify_steps() -> tuple[tuple[AlertEvent, ReturningUpdate[Any]], ...]:
+    """Mark an alert announced, once per event it is due for (alert id bound at execution)."""
+    deliverable = (_A.id == bindparam("alert_id")) & _A.suppression.is_(None)
+    steps: tuple[tuple[AlertEvent, ColumnElement[bool]], ...] = (
+        ("opened", _A.notified_rank == 0),
+        ("escalated", (_A.notified_rank > 0) & (_A.notified_rank < _A.severity_rank)),
+    )
+    return tuple(
+        (
+            event,
+            update(alerts)
+            .where(deliverable & announced)
+            .values(notified_rank=_A.severity_rank)
+            .returning(*alerts.c),
+        )
+        for event, announced in steps
+    )
 
 
 def _new_alert(finding: Finding, window: MaintenanceWindow | None, now: datetime) -> dict[str, Any]:
