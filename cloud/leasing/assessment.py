@@ -93,6 +93,7 @@ class RiskAssessor:
         self.rules = rules
         self.store = LeasingStore(engine)
         self.per_tenant = rules.peers.scope == "tenant"
+        self.holidays = rules.holidays.resolver()
 
     def score_leases(
         self, conn: Connection, leases: Sequence[Lease], as_of: datetime
@@ -100,7 +101,9 @@ class RiskAssessor:
         """Signals and scores of these leases (four queries for all of them)."""
         return [
             LeaseAssessment(signals, score_lease(signals, self.rules), data.devices)
-            for data in read_lease_data(conn, leases, as_of, per_tenant=self.per_tenant)
+            for data in read_lease_data(
+                conn, leases, as_of, per_tenant=self.per_tenant, holidays=self.holidays
+            )
             for signals in [lease_signals(data, as_of)]
         ]
 

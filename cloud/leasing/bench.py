@@ -42,6 +42,7 @@ from cloud.leasing.peer_refresh import precompute
 from cloud.leasing.signals import BASELINE_DAYS, RECENT_DAYS
 from cloud.leasing.tables import assets, leases, lessees
 from cloud.metrics import IngestMetrics
+from cloud.risk.rules import load_rules
 from cloud.schema import alerts
 from cloud.settings import CloudSettings
 from cloud.state import StateStore
@@ -248,7 +249,7 @@ def run_credit_bench(
             telemetry = SqliteTelemetryStore(Path(tmp) / "telemetry.sqlite")
             services = Services(settings, telemetry, state, IngestMetrics())
             warm, lease, lessee = _bodies(leases_count, checks)
-            precompute(state.engine, AS_OF, per_tenant=False)  # as the API does at start
+            precompute(state.engine, AS_OF, load_rules())  # as the API does at start
             load_before = os.getloadavg()[0]
             with serving(services) as url, _client_process() as client:
                 client.submit(client_timings, url, key, warm).result()  # connections, caches

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.leasing.peers import known_groups, peer_cache
-from cloud.risk.rules import load_rules
+from cloud.risk.rules import ScoringRules, load_rules
 from cloud.settings import CloudSettings
 
 log = structlog.get_logger(__name__)
@@ -28,13 +28,17 @@ AHEAD = timedelta(minutes=15)
 DAY = timedelta(days=1)
 
 
-def precompute(engine: Engine, as_of: datetime, *, per_tenant: bool) -> int:
-    """Every known group's levels for `as_of`'s hour, into the engine's peer cache; how many."""
+def precompute(engine: Engine, as_of: datetime, rules: ScoringRules) -> int:
+    """Every known group's levels for `as_of`'s hour, into the engine's peer cache; how many.
+
+    The groups and their holiday calendars are the rules' (`peers.scope`, `[holidays]`).
+    """
     cache = peer_cache(engine)
+    holidays = rules.holidays.resolver()
     with engine.connect() as conn:
-        groups = known_groups(conn, per_tenant)
+        groups = known_groups(conn, rules.peers.scope == "tenant")
         for group in groups:
-            cache.warm(conn, group, as_of)
+            cache.warm(conn, group, as_of, holidays)
     return len(groups)
 
 
@@ -46,10 +50,10 @@ def next_run(now: datetime, ahead: timedelta = AHEAD) -> tuple[datetime, datetim
     return midnight - ahead, midnight
 
 
-async def _pass(engine: Engine, as_of: datetime, per_tenant: bool) -> None:
+async def _pass(engine: Engine, as_of: datetime, rules: ScoringRules) -> None:
     started = time.monotonic()
     try:
-        groups = await asyncio.to_thread(precompute, engine, as_of, per_tenant=per_tenant)
+        groups = await asyncio.to_thread(precompute, engine, as_of, rules)
     except (SQLAlchemyError, ValueError) as err:  # the next pass (or the checks) retry
         log.warning("peer levels not precomputed", as_of=as_of.isoformat(), error=str(err))
         return
@@ -59,8 +63,8 @@ async def _pass(engine: Engine, as_of: datetime, per_tenant: bool) -> None:
 
 async def run_peer_refresh(settings: CloudSettings, engine: Engine, stop: asyncio.Event) -> None:
     """Precompute peer levels now, then before every UTC midnight, until stopped."""
-    per_tenant = load_rules(settings.risk_rules_file).peers.scope == "tenant"
-    await _pass(engine, datetime.now(UTC), per_tenant)
+    rules = load_rules(settings.risk_rules_file)
+    await _pass(engine, datetime.now(UTC), rules)
     done: datetime | None = None  # the midnight last computed for
     while not stop.is_set():
         now = datetime.now(UTC)
@@ -69,7 +73,7 @@ async def run_peer_refresh(settings: CloudSettings, engine: Engine, stop: asynci
             at, midnight = next_run(midnight + timedelta(seconds=1))
         if await _stopped(stop, (at - now).total_seconds()):
             return
-        await _pass(engine, midnight, per_tenant)
+        await _pass(engine, midnight, rules)
         done = midnight
 
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Engine, Select, func, or_, select, text
 
-from cloud.detectors.scoring_usage import PUBLIC_HOLIDAYS
 from cloud.leasing.models import DAYS_PER_MONTH
 from cloud.leasing.tables import RUNNING_HOURLY, assets, leases, lessees
+from cloud.risk.calendars import RegionHolidays
 from cloud.risk.history import AssetHistory
 from cloud.risk.portfolio import Calendars, PeerLevels, Portfolio
 from cloud.risk.usage import BASELINE_DAYS, LOOKBACK_WEEKS, FloatArray
@@ -39,15 +39,10 @@ Group = tuple[str, str, str]  # (asset type, region, tenant): "" for none, ALL_T
 ALL_TENANTS = "*"
 
 
-def region_holidays(region: str) -> frozenset[date]:
-    """The public holidays of a region (for now the NL/BE/DE/FR ones the backtest uses)."""
-    del region  # one calendar for every region until the leasing store keeps them
-    return PUBLIC_HOLIDAYS
-
-
-def calendars(regions: Iterable[str]) -> Calendars:
-    """Each region's holiday calendar."""
-    return {region: region_holidays(region) for region in set(regions)}
+def calendars(holidays: RegionHolidays, regions: Iterable[str], start: datetime) -> Calendars:
+    """Each region's public holidays over the `HISTORY_DAYS` from `start`."""
+    first = start.date()
+    return holidays.calendars(regions, first, first + timedelta(days=HISTORY_DAYS - 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +176,16 @@ class GroupLevels:
     size: int
 
 
-def group_levels(conn: Connection, group: Group, as_of: datetime) -> GroupLevels:
+def group_levels(
+    conn: Connection, group: Group, as_of: datetime, holidays: RegionHolidays
+) -> GroupLevels:
     """The group's levels from every asset of that type and region (one grouped query)."""
     start = history_start(as_of)
     members = histories(conn, _group_assets(conn, group), start)
     if not members:
         return GroupLevels(float("nan"), float("nan"), np.full(LOOKBACK_WEEKS, np.nan), 0)
-    levels = Portfolio(members, calendars([group[1]])).peer_levels(HISTORY_DAYS)
+    found = calendars(holidays, [group[1]], start)
+    levels = Portfolio(members, found).peer_levels(HISTORY_DAYS)
     return GroupLevels(float(levels.contract[0]), float(levels.baseline[0]),
                        levels.weekly[0].copy(), int(levels.sizes[0]))  # fmt: skip
 
@@ -205,8 +203,12 @@ def _hour(as_of: datetime) -> datetime:
     return as_of.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+#: A cache entry's key: the group, its region's holiday calendar code, and the as-of hour.
+CacheKey = tuple[Group, str, datetime]
+
+
 class PeerCache:
-    """Group levels per (group, as-of hour), least recently used dropped past `size`.
+    """Group levels per (group, holiday calendar, as-of hour), least recently used dropped.
 
     A group's levels take about a millisecond per member to compute (seconds for a group of
     thousands), so a credit check never waits for a refresh it can do without: when the hour's
@@ -217,22 +219,26 @@ class PeerCache:
 
     def __init__(self, size: int = CACHE_GROUPS) -> None:
         self.size = size
-        self.entries: OrderedDict[tuple[Group, datetime], GroupLevels] = OrderedDict()
+        self.entries: OrderedDict[CacheKey, GroupLevels] = OrderedDict()
         self.lock = threading.Lock()
         self.misses = 0
-        self.refreshing: set[tuple[Group, datetime]] = set()
+        self.refreshing: set[CacheKey] = set()
 
-    def warm(self, conn: Connection, group: Group, as_of: datetime) -> None:
+    def warm(
+        self, conn: Connection, group: Group, as_of: datetime, holidays: RegionHolidays
+    ) -> None:
         """Compute and keep the group's levels for `as_of`'s hour, unless kept already."""
-        key = (group, _hour(as_of))
+        key = (group, holidays.code(group[1]), _hour(as_of))
         with self.lock:
             if key in self.entries:
                 return
-        self._store(key, group_levels(conn, group, key[1]))
+        self._store(key, group_levels(conn, group, key[2], holidays))
 
-    def levels(self, conn: Connection, group: Group, as_of: datetime) -> GroupLevels:
+    def levels(
+        self, conn: Connection, group: Group, as_of: datetime, holidays: RegionHolidays
+    ) -> GroupLevels:
         """The group's levels as of `as_of`'s hour (or earlier that day, while refreshing)."""
-        key = (group, _hour(as_of))
+        key = (group, holidays.code(group[1]), _hour(as_of))
         with self.lock:
             if key in self.entries:
                 self.entries.move_to_end(key)
@@ -244,28 +250,31 @@ class PeerCache:
         if earlier is not None:
             if refresh:
                 threading.Thread(
-                    target=self._refresh, args=(conn.engine, key), daemon=True, name="peer-levels"
-                ).start()
+                    target=self._refresh, args=(conn.engine, key, holidays), daemon=True,
+                    name="peer-levels",
+                ).start()  # fmt: skip
             return earlier
-        found = group_levels(conn, group, key[1])
+        found = group_levels(conn, group, key[2], holidays)
         self._store(key, found)
         return found
 
-    def _same_day(self, key: tuple[Group, datetime]) -> GroupLevels | None:
+    def _same_day(self, key: CacheKey) -> GroupLevels | None:
         """The newest entry of the group from earlier hours of the same day (lock held)."""
-        group, hour = key
-        same_day = [h for (g, h) in self.entries if g == group and h.date() == hour.date()]
-        return self.entries[(group, max(same_day))] if same_day else None
+        group, code, hour = key
+        same_day = [
+            h for (g, c, h) in self.entries if (g, c) == (group, code) and h.date() == hour.date()
+        ]
+        return self.entries[(group, code, max(same_day))] if same_day else None
 
-    def _refresh(self, engine: Engine, key: tuple[Group, datetime]) -> None:
+    def _refresh(self, engine: Engine, key: CacheKey, holidays: RegionHolidays) -> None:
         try:
             with engine.connect() as conn:
-                self._store(key, group_levels(conn, key[0], key[1]))
+                self._store(key, group_levels(conn, key[0], key[2], holidays))
         finally:
             with self.lock:
                 self.refreshing.discard(key)
 
-    def _store(self, key: tuple[Group, datetime], found: GroupLevels) -> None:
+    def _store(self, key: CacheKey, found: GroupLevels) -> None:
         with self.lock:
             self.misses += 1
             self.entries[key] = found
@@ -290,19 +299,21 @@ USAGE_FIELDS = (
 
 
 def usage_signals(
-    conn: Connection, rows: Sequence[AssetRow], as_of: datetime, daily: Iterable[Any] | None = None
-) -> dict[str, Mapping[str, Any]]:
+    conn: Connection, rows: Sequence[AssetRow], as_of: datetime, holidays: RegionHolidays,
+    daily: Iterable[Any] | None = None,
+) -> dict[str, Mapping[str, Any]]:  # fmt: skip
     """Per lease: the usage fields of `LeaseSignals`, as `Portfolio.signals` computes them.
 
-    `daily`: the rows of `daily_use_query` for these assets, when read already.
+    `holidays`: each region's calendar; `daily`: the rows of `daily_use_query` for these
+    assets, when read already.
     """
     if not rows:
         return {}
     start = history_start(as_of)
     cache = peer_cache(conn.engine)
     owned = histories(conn, rows, start, daily)
-    portfolio = Portfolio(owned, calendars(row.group[1] for row in rows))
-    levels = peer_levels([cache.levels(conn, row.group, as_of) for row in rows])  # asset order
+    portfolio = Portfolio(owned, calendars(holidays, (row.group[1] for row in rows), start))
+    levels = peer_levels([cache.levels(conn, row.group, as_of, holidays) for row in rows])
     return {
         s.lease_id: {name: getattr(s, name) for name in USAGE_FIELDS}
         for s in portfolio.signals(HISTORY_DAYS, levels)

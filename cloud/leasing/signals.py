@@ -8,7 +8,8 @@ at it), messages sent before it.
 
 - Use (vs contract, vs baseline, the peers' levels, sustained drops): the backtest's own
   functions over daily histories (`cloud.leasing.peers`, `cloud.risk.portfolio`): whole days
-  before as-of's day, judged when they had 12+ hours of data and are no public holiday.
+  before as-of's day, judged when they had 12+ hours of data and are no public holiday in the
+  asset's region (the rules' `[holidays]`, `cloud.risk.calendars`).
 - Capacity warnings: open `utilization/decline` alerts; their drop is the backtest's
   (`cloud.risk.portfolio.capacity_drop`: 1 - use vs baseline), not the alert's magnitude.
 - Hours cap: running hours of the last `WINDOW_DAYS` (hours with a `running` rollup).
@@ -36,6 +37,7 @@ from cloud.leasing.peers import (
     usage_signals,
 )
 from cloud.leasing.tables import RUNNING_HOURLY
+from cloud.risk.calendars import RegionHolidays
 from cloud.risk.model import LeaseSignals
 from cloud.risk.portfolio import capacity_drop
 from cloud.risk.usage import MIN_BASELINE_DAYS
@@ -46,6 +48,7 @@ RECENT_DAYS = 14  # completeness (the ledger); the use ratios' recent window
 BASELINE_DAYS = MIN_BASELINE_DAYS  # with RECENT_DAYS: the least history a baseline ratio needs
 SILENT_AFTER = timedelta(hours=24)
 HOUR = timedelta(hours=1)
+NO_HOLIDAYS = RegionHolidays()  # every region without public holidays
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +178,9 @@ GatewayReads = tuple[
 ]  # fmt: skip
 
 
-def _gateway_reads(conn: Connection, rows: Sequence[AssetRow], as_of: datetime) -> GatewayReads:
+def _gateway_reads(
+    conn: Connection, rows: Sequence[AssetRow], as_of: datetime, holidays: RegionHolidays
+) -> GatewayReads:
     """The usage fields per lease, and per gateway its use, alerts and ledger.
 
     Four statements, one after another: sending them in one PostgreSQL pipeline saved three
@@ -183,25 +188,26 @@ def _gateway_reads(conn: Connection, rows: Sequence[AssetRow], as_of: datetime) 
     """
     every = sorted({row.device for row in rows})
     if not every:
-        return usage_signals(conn, rows, as_of, []), {}, [], {}
+        return usage_signals(conn, rows, as_of, holidays, []), {}, [], {}
     daily = daily_use_query(conn, every, history_start(as_of))
     statements = (daily, _usage_query(every, as_of), _alerts_query(every, as_of),
                   _ledger_query(every, as_of))  # fmt: skip
     found = [list(conn.execute(statement)) for statement in statements]
-    use = usage_signals(conn, rows, as_of, found[0])
+    use = usage_signals(conn, rows, as_of, holidays, found[0])
     return use, _usage(found[1]), _alerts(found[2]), _ledger(found[3])
 
 
 def read_lease_data(
-    conn: Connection, leases: Sequence[Lease], as_of: datetime, *, per_tenant: bool = False
-) -> list[LeaseData]:
+    conn: Connection, leases: Sequence[Lease], as_of: datetime, *, per_tenant: bool = False,
+    holidays: RegionHolidays = NO_HOLIDAYS,
+) -> list[LeaseData]:  # fmt: skip
     """The data behind the signals of these leases as of a time: the assets, then their
     gateways' reads together (`_gateway_reads`), plus the peer groups' on a cache miss; peer
-    groups per tenant when `per_tenant`."""
+    groups per tenant when `per_tenant`; public holidays by region from `holidays`."""
     if not leases:
         return []
     rows = lease_assets(conn, [lease.lease_id for lease in leases], per_tenant)
-    use, usage, alert_rows, ledger = _gateway_reads(conn, rows, as_of)
+    use, usage, alert_rows, ledger = _gateway_reads(conn, rows, as_of, holidays)
     devices: dict[str, list[str]] = defaultdict(list)
     for row in rows:
         devices[row.lease_id].append(row.device)

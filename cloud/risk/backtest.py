@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from cloud.detectors.scoring import load, scenario_labels
-from cloud.detectors.scoring_usage import PUBLIC_HOLIDAYS
 from cloud.risk import cache
 from cloud.risk.faults import fault_episodes, with_faults
 from cloud.risk.history import AssetHistory
@@ -100,16 +99,21 @@ def histories_of(
     return found
 
 
-def holiday_calendars(histories: list[AssetHistory]) -> dict[str, frozenset[date]]:
-    """Each region's public holidays: the NL/BE/DE/FR ones the shipped leases know."""
-    return {h.region: PUBLIC_HOLIDAYS for h in histories}
+def holiday_calendars(
+    histories: list[AssetHistory], rules: ScoringRules, days: int
+) -> dict[str, frozenset[date]]:
+    """Each region's public holidays over the histories' days (the rules' `[holidays]`)."""
+    first = histories[0].start.date() if histories else date.min
+    last = first + timedelta(days=max(0, days - 1))
+    return rules.holidays.resolver().calendars((h.region for h in histories), first, last)
 
 
 def score_histories(
     histories: list[AssetHistory], rules: ScoringRules, config: BacktestConfig, days: int
 ) -> Observations:
     """Every lease scored as of every step day: scores, band ranks and points per signal."""
-    portfolio = Portfolio(histories, holiday_calendars(histories), config.window_days)
+    calendars = holiday_calendars(histories, rules, days)
+    portfolio = Portfolio(histories, calendars, config.window_days)
     observations = Observations()
     for day in range(config.first_day, days, config.step_days):
         for signals in portfolio.signals(day):

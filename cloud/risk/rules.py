@@ -14,6 +14,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cloud.risk.calendars import RegionHolidays, calendar_problem
 from cloud.risk.model import Band
 
 DEFAULT_RULES = "rules.toml"
@@ -184,6 +185,26 @@ class LesseeRule(_Frozen):
     breadth_points: float = Points
 
 
+class HolidayRule(_Frozen):
+    """Which public-holiday calendar each asset region keeps (`cloud.risk.calendars`)."""
+
+    default: str = ""
+    regions: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> Self:
+        named = [("default", self.default)]
+        named += [(f"regions.{name}", code) for name, code in sorted(self.regions.items())]
+        problems = [f"{key}: {p}" for key, code in named if (p := calendar_problem(code))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def resolver(self) -> RegionHolidays:
+        """The regions' calendars as a hashable resolver."""
+        return RegionHolidays(tuple(sorted(self.regions.items())), self.default)
+
+
 class ScoringRules(_Frozen):
     """The whole rule set: one section per signal, the bands and the model version."""
 
@@ -202,6 +223,7 @@ class ScoringRules(_Frozen):
     completeness: CompletenessRule
     history: HistoryRule
     lessee: LesseeRule
+    holidays: HolidayRule = HolidayRule()
 
     @model_validator(mode="after")
     def _directions(self) -> Self:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from cloud.alerts.signals import Severity
 from cloud.leasing.assessment import RiskAssessor
 from cloud.leasing.store import LeasingStore
+from cloud.risk.calendars import year_holidays
 from cloud.risk.portfolio import capacity_drop
 from cloud.risk.rules import load_rules
 from cloud.state import StateStore
@@ -111,3 +112,23 @@ def test_hours_beyond_the_monthly_cap_are_an_overrun(state: StateStore) -> None:
     feed(state, "gw-0001", [(d, 10.0) for d in days_before(AS_OF, DAYS)])
     s = _signals(state, "LS-1")
     assert s.hours_cap_overrun == pytest.approx((10 * 30.4375 - 200) / 200, abs=0.01)
+
+
+def test_a_regional_holiday_is_no_drop_in_its_region_but_is_elsewhere(state: StateStore) -> None:
+    """Idle on Corpus Christi (4 June 2026): kept in North Rhine-Westphalia, not Lower Saxony."""
+    as_of = datetime(2026, 6, 8, tzinfo=UTC)
+    kept = year_holidays("DE-NW", 2026)
+    days = [(d, 8.0 if d.weekday() == 3 and d not in kept else 0.0) for d in days_before(as_of, 70)]
+    leasing = LeasingStore(state.engine)
+    for lease_id, region in (("LS-NW", "DE-NW"), ("LS-NI", "DE-NI")):
+        device = f"gw-{region.lower()}"
+        make_lease(leasing, lease_id, [device], region=region, expected_hours_per_day=None)
+        feed(state, device, days, daily=True)
+    with state.engine.connect() as conn:
+        assessor = RiskAssessor(state.engine, load_rules())
+        there, elsewhere = (assessor.lease(conn, lease_id, as_of).leases[0]
+                            for lease_id in ("LS-NW", "LS-NI"))  # fmt: skip
+    assert there.signals.utilization_vs_baseline == pytest.approx(1.0)
+    assert elsewhere.signals.utilization_vs_baseline == pytest.approx(0.5)
+    assert not [r for r in there.score.reasons if r.points > 0]
+    assert elsewhere.score.reasons[0].code == "utilization_below_baseline"

@@ -41,6 +41,7 @@ from cloud.telemetry.sqlite import SqliteTelemetryStore
 from tests.cloud.leasing.conftest import AS_OF, feed, make_lease
 
 KEY = "api-key-for-usage-signal-tests"
+HOLIDAYS = load_rules().holidays.resolver()
 PEERS = 6
 CONTRACT = 5.0  # hours a day each lease expects
 Change = dict[int, tuple[int, int, float]]  # asset -> (first day, last day, factor)
@@ -60,22 +61,23 @@ def _hours(number: int, change: Change) -> np.ndarray:
 
 
 def _fleet(
-    state: StateStore, change: Change, as_of: datetime = AS_OF, count: int = PEERS
-) -> list[AssetHistory]:
-    """`count` excavators in region south, one lease each; written, and as histories."""
+    state: StateStore, change: Change, as_of: datetime = AS_OF, count: int = PEERS,
+    region: str = "south",
+) -> list[AssetHistory]:  # fmt: skip
+    """`count` excavators in `region`, one lease each; written, and as histories."""
     leasing = LeasingStore(state.engine)
     start = history_start(as_of)
     found = []
     for n in range(count):
         hours = _hours(n, change)
         device = f"gw-{n:04d}"
-        make_lease(leasing, f"LS-{n}", [device], lessee_id=f"L-{n}", region="south",
+        make_lease(leasing, f"LS-{n}", [device], lessee_id=f"L-{n}", region=region,
                    expected_hours_per_day=CONTRACT)  # fmt: skip
         days = [(start.date() + timedelta(days=d), float(h)) for d, h in enumerate(hours)]
         feed(state, device, days, daily=True)
         covered = np.full(HISTORY_DAYS, 24.0)
         found.append(AssetHistory(f"LS-{n}-A0", f"LS-{n}", start, hours, covered, CONTRACT,
-                                  "excavator", "south"))  # fmt: skip
+                                  "excavator", region))  # fmt: skip
     return found
 
 
@@ -134,8 +136,10 @@ def test_the_credit_check_and_the_backtest_compute_the_same_signals(state: State
     as_of = datetime(2026, 7, 1, tzinfo=UTC)  # the history spans Easter, May and Whit Monday
     change: Change = dict.fromkeys(range(PEERS), (100, 110, 0.4))
     change[2] = (90, HISTORY_DAYS, 0.3)
-    histories = _fleet(state, change, as_of)
-    backtest = Portfolio(histories, calendars(["south"])).signals(HISTORY_DAYS)
+    histories = _fleet(state, change, as_of, region="DE-NW")  # a region that is a calendar
+    holidays = calendars(HOLIDAYS, ["DE-NW"], history_start(as_of))
+    assert len(holidays["DE-NW"]) >= 6, "Good Friday to Corpus Christi"
+    backtest = Portfolio(histories, holidays).signals(HISTORY_DAYS)
     with state.engine.connect() as conn:
         assessor = RiskAssessor(state.engine, load_rules())
         checked = [assessor.lease(conn, f"LS-{n}", as_of).leases[0].signals for n in range(PEERS)]
@@ -159,19 +163,19 @@ def test_a_later_hour_answers_from_the_days_levels_while_they_refresh_behind(
     cache = PeerCache()
     group = ("excavator", "south", ALL_TENANTS)
     with state.engine.connect() as conn:
-        first = cache.levels(conn, group, AS_OF)  # computed in the request: nothing that day
+        first = cache.levels(conn, group, AS_OF, HOLIDAYS)  # computed in the request
         assert (cache.misses, first.size) == (1, PEERS)
         later = AS_OF + timedelta(hours=2)
-        assert cache.levels(conn, group, later) is first, "answered from the day's entry"
+        assert cache.levels(conn, group, later, HOLIDAYS) is first, "answered from the day's entry"
         for _ in range(100):  # the refresh runs in a thread
             if cache.misses == 2 and not cache.refreshing:
                 break
             time.sleep(0.05)
         assert cache.misses == 2
-        refreshed = cache.levels(conn, group, later)
+        refreshed = cache.levels(conn, group, later, HOLIDAYS)
         assert refreshed is not first and refreshed.size == PEERS
         assert refreshed.contract == pytest.approx(first.contract)
-        cache.levels(conn, group, AS_OF + timedelta(days=1))  # a new day: computed in the request
+        cache.levels(conn, group, AS_OF + timedelta(days=1), HOLIDAYS)  # a new day: computed
         assert cache.misses == 3
 
 
@@ -200,7 +204,7 @@ def test_peer_groups_per_tenant_when_the_rules_say_so(state: StateStore) -> None
 def test_the_days_levels_are_computed_before_the_first_check(state: StateStore) -> None:
     _fleet(state, {})
     cache = peer_cache(state.engine)
-    assert precompute(state.engine, AS_OF, per_tenant=False) == 1  # one group
+    assert precompute(state.engine, AS_OF, load_rules()) == 1  # one group
     assert cache.misses == 1
     with state.engine.connect() as conn:
         checked = RiskAssessor(state.engine, load_rules()).lease(
@@ -208,7 +212,7 @@ def test_the_days_levels_are_computed_before_the_first_check(state: StateStore) 
         )
     assert checked.leases[0].signals.peer_group_size == PEERS
     assert cache.misses == 1  # the check read the precomputed levels
-    assert precompute(state.engine, AS_OF, per_tenant=False) == 1
+    assert precompute(state.engine, AS_OF, load_rules()) == 1
     assert cache.misses == 1  # kept already: not computed again
 
 
@@ -232,4 +236,4 @@ def test_the_refresh_runs_at_start_and_before_midnight(state: StateStore) -> Non
 
     asyncio.run(started())
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    assert [key[1] for key in peer_cache(state.engine).entries] in ([hour], [hour - HOUR])
+    assert [key[2] for key in peer_cache(state.engine).entries] in ([hour], [hour - HOUR])
