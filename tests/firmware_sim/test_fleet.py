@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
 import secrets
 from collections import Counter
@@ -242,7 +243,22 @@ def test_the_benchmark_starts_its_own_mosquitto_and_reports_figures() -> None:
     assert sent > 500
     assert result.delivered is not None and result.delivered.messages == sent
     assert result.cpu.broker_percent is not None
-    assert figures(result).row_count == 16
+    table = figures(result)
+    assert table.row_count == 17
+    rows = dict(zip(*(column.cells for column in table.columns), strict=True))
+    per_cpu = re.fullmatch(
+        r"([\d,]+) \(5,000 messages/s needs (\d+)% of a core\)",
+        str(rows["messages per publisher CPU-second"]),
+    )
+    assert per_cpu, rows
+    rate_row = re.fullmatch(r"([\d,.]+) \(target >= 5,000: (\d+\.\d\d)x\)", rows["messages/s"])
+    assert rate_row, rows
+    rate_shown = float(rate_row[1].replace(",", ""))
+    assert rate_shown == float(str(result.summary["messages_per_s"]))
+    assert float(rate_row[2]) == math.floor(rate_shown / 50) / 100  # rounded down
+    rate = int(per_cpu[1].replace(",", ""))
+    elapsed = float(str(result.summary["elapsed_s"]))
+    assert rate == pytest.approx(sent / (result.cpu.publisher_percent / 100 * elapsed), rel=0.01)
 
 
 def test_scenario_commands_list_check_and_run(tmp_path: Path) -> None:
