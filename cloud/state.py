@@ -221,6 +221,9 @@ class StateStore:
         batch's status and health `reports` go in the same transaction (one commit, one
         fsync on SQLite, per batch instead of one more per report).
         """
+        # Summed before the transaction: on SQLite it holds the one write lock from its first
+        # statement; redone inside only if another worker won some of these messages.
+        rollups = self._rollup_rows(batches)
         with self.engine.begin() as conn:
             for report in reports:
                 if isinstance(report, GatewayStatus):
@@ -233,7 +236,7 @@ class StateStore:
             self._ensure_devices(conn, {b.device for b in [*batches, *duplicates]}, now)
             self._touch_devices(conn, stored, now)
             self._count_duplicates(conn, [*duplicates, *lost])
-            self._apply_rollups(conn, stored)
+            self._apply_rollups(conn, self._rollup_rows(stored) if lost else rollups)
             self._insert_events(conn, stored)
         return StoredOutcome(stored, lost)
 
@@ -375,25 +378,28 @@ class StateStore:
             [{"device": d, "day": day, "count": n} for (d, day), n in per_day.items()],
         )
 
-    def _apply_rollups(self, conn: Connection, stored: Sequence[TelemetryBatch]) -> None:
-        """Upsert the rollup deltas of stored messages: one statement, rows in key order.
+    def _rollup_rows(self, stored: Sequence[TelemetryBatch]) -> list[tuple[Any, ...]]:
+        """The rollup deltas of stored messages as upsert rows (in key order on PostgreSQL)."""
+        found = aggregate(stored)
+        buckets = {key[4] for key in found.slots}
+        when = {e: self._bucket_param(datetime.fromtimestamp(e, UTC)) for e in buckets}
+        units = found.units
+        slots = sorted(found.slots.items()) if self._postgres else found.slots.items()
+        return [
+            (dev, sensor, metric, res, when[epoch], units[(dev, sensor, metric)], int(n),
+             total, low, high)
+            for (dev, sensor, metric, res, epoch), (n, total, low, high) in slots
+        ]  # fmt: skip
+
+    def _apply_rollups(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Upsert rollup rows: one statement.
 
         PostgreSQL: every row in one INSERT ... SELECT FROM unnest(arrays), in key order so
         concurrent workers lock shared buckets in the same order (no deadlocks). SQLite (one
         writer at a time, in-process): an executemany in any order.
         """
-        found = aggregate(stored)
-        if not found.slots:
+        if not rows:
             return
-        buckets = {key[4] for key in found.slots}
-        when = {e: self._bucket_param(datetime.fromtimestamp(e, UTC)) for e in buckets}
-        units = found.units
-        slots = sorted(found.slots.items()) if self._postgres else found.slots.items()
-        rows = [
-            (dev, sensor, metric, res, when[epoch], units[(dev, sensor, metric)], int(n),
-             total, low, high)
-            for (dev, sensor, metric, res, epoch), (n, total, low, high) in slots
-        ]  # fmt: skip
         if self._postgres:
             columns = tuple(list(column) for column in zip(*rows, strict=True))
             conn.exec_driver_sql(_ROLLUP_UNNEST, columns)
