@@ -85,6 +85,19 @@ class Inbound:
     qos: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch whose readings are written and not yet ledgered (`Ingestor.prepare`)."""
+
+    size: int  # messages taken off the broker
+    received_at: datetime
+    fresh: list[TelemetryBatch]  # to ledger: written to the telemetry store
+    repeated: list[TelemetryBatch]  # already ledgered, or twice in this batch
+    reports: list[GatewayStatus | GatewayHealth]
+    admitted: list[TelemetryBatch]  # everything admitted, repeats included (for detection)
+    rejections: list[Rejection]
+
+
 @dataclass
 class BatchOutcome:
     """What one processed batch did, for tests and logs."""
@@ -119,6 +132,16 @@ class Ingestor:
         self, messages: Sequence[Inbound], stop: asyncio.Event | None = None
     ) -> BatchOutcome:
         """Validate, store and ledger a batch; returns once everything in it is durable."""
+        return await self.complete(await self.prepare(messages, stop), stop)
+
+    async def prepare(
+        self, messages: Sequence[Inbound], stop: asyncio.Event | None = None
+    ) -> PreparedBatch:
+        """First half of a batch: decode, admit, drop what the ledger has, write the readings.
+
+        Nothing is ledgered or acknowledged yet; the consumer runs this for the next batch
+        while the previous one completes (`_consume`).
+        """
         now = datetime.now(UTC)
         batches, statuses, healths, rejections = self._decode_all(messages, now)
         admitted, refused = await self._state(stop, self._admit, batches, now)
@@ -133,22 +156,32 @@ class Ingestor:
         known = await self._state(stop, self.state.known_keys, list(fresh.keys()))
         repeated += [fresh.pop(key) for key in known]
         rejections += await self._write_until_stored(list(fresh.values()), stop, now)
+        reports: list[GatewayStatus | GatewayHealth] = [*statuses, *healths]
+        return PreparedBatch(
+            len(messages), now, list(fresh.values()), repeated, reports, admitted, rejections
+        )
+
+    async def complete(
+        self, prepared: PreparedBatch, stop: asyncio.Event | None = None
+    ) -> BatchOutcome:
+        """Second half: ledger, rollups and registry in one transaction, then the detectors.
+
+        A message another batch (or worker) ledgered meanwhile loses the ledger insert and is
+        counted as a duplicate: the insert, not `prepare`'s look-up, decides.
+        """
+        p = prepared
         stored_at = datetime.now(UTC)  # the ledger's received_at: when the readings were stored
         with self.metrics.state_seconds.time():
             result = await self._state(
-                stop,
-                self.state.record_stored,
-                list(fresh.values()),
-                repeated,
-                stored_at,
-                [*statuses, *healths],
+                stop, self.state.record_stored, p.fresh, p.repeated, stored_at, p.reports
             )
-        await self._state(stop, self.state.record_rejections, rejections)
-        duplicates = repeated + result.duplicates
-        self._count(result.stored, duplicates, len(messages), now)
+        await self._state(stop, self.state.record_rejections, p.rejections)
+        duplicates = p.repeated + result.duplicates
+        self._count(result.stored, duplicates, p.size, p.received_at)
         if self.on_stored is not None:
-            await self._state(stop, self.on_stored, [*statuses, *healths, *admitted])
-        return BatchOutcome(len(result.stored), len(duplicates), len(rejections), len(statuses))
+            await self._state(stop, self.on_stored, [*p.reports, *p.admitted])
+        statuses = sum(isinstance(r, GatewayStatus) for r in p.reports)
+        return BatchOutcome(len(result.stored), len(duplicates), len(p.rejections), statuses)
 
     def _link_lost(self) -> bool:
         """True while consuming (a live connection exists) and that connection dropped."""
@@ -410,25 +443,51 @@ class Ingestor:
         stop: asyncio.Event,
         reader: asyncio.Task[None],
     ) -> None:
-        while not stop.is_set():
-            if reader.done() and queue.empty():
-                reader.result()  # re-raises the MqttError that ended the connection
-                raise aiomqtt.MqttError("the broker closed the message stream")
-            batch = await self._collect(queue, stop)
-            self.metrics.pending.set(len(batch) + queue.qsize())
-            if not batch:
-                continue
-            inbound = [
-                Inbound(str(m.topic), _payload_bytes(m.payload), m.mid, m.qos) for m in batch
-            ]
-            try:
-                await self.process(inbound, stop)
-            except (TelemetryStoreError, StateStoreUnavailableError):
-                return  # stopping during a store outage: leave the messages unacknowledged
-            for message in batch:
-                if message.qos > 0:
-                    client._client.ack(message.mid, message.qos)
-            self.metrics.acknowledged.inc(len(batch))
+        """Batches off the queue, two at a time: the next one is prepared (decoded, its readings
+        written) while the previous one completes; PUBACKs go out in order, after completion."""
+        completing: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                if reader.done() and queue.empty():
+                    reader.result()  # re-raises the MqttError that ended the connection
+                    raise aiomqtt.MqttError("the broker closed the message stream")
+                batch = await self._collect(queue, stop)
+                self.metrics.pending.set(len(batch) + queue.qsize())
+                if not batch:
+                    if completing is not None:
+                        await completing
+                        completing = None
+                    continue
+                inbound = [
+                    Inbound(str(m.topic), _payload_bytes(m.payload), m.mid, m.qos) for m in batch
+                ]
+                prepared = await self.prepare(inbound, stop)
+                if completing is not None:
+                    await completing
+                completing = asyncio.create_task(
+                    self._complete_and_ack(client, batch, prepared, stop)
+                )
+            if completing is not None:
+                await completing
+        except (TelemetryStoreError, StateStoreUnavailableError):
+            return  # stopping during a store outage: leave the messages unacknowledged
+        finally:
+            if completing is not None and not completing.done():
+                completing.cancel()
+                await asyncio.gather(completing, return_exceptions=True)
+
+    async def _complete_and_ack(
+        self,
+        client: aiomqtt.Client,
+        batch: list[aiomqtt.Message],
+        prepared: PreparedBatch,
+        stop: asyncio.Event,
+    ) -> None:
+        await self.complete(prepared, stop)
+        for message in batch:
+            if message.qos > 0:
+                client._client.ack(message.mid, message.qos)
+        self.metrics.acknowledged.inc(len(batch))
 
     async def _collect(
         self, queue: asyncio.Queue[aiomqtt.Message], stop: asyncio.Event
