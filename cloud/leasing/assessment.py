@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select
 
 from cloud.leasing.models import Lease, LeaseStatus
 from cloud.leasing.signals import lease_signals, read_lease_data
@@ -24,6 +24,9 @@ from cloud.risk.rules import ScoringRules
 from cloud.risk.scoring import score_lease, score_lessee
 
 SCORED_STATUSES: tuple[LeaseStatus, ...] = ("active",)
+#: Statements every check runs, built once (their values bound per check).
+_LEASE = select(leases).where(leases.c.lease_id == bindparam("lease_id"))
+_AUDIT = insert(risk_scores).returning(risk_scores.c.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,7 @@ class RiskAssessor:
 
     def lease(self, conn: Connection, lease_id: str, as_of: datetime) -> Assessment:
         """The score of one lease (NotFoundError when unknown)."""
-        row = conn.execute(select(leases).where(leases.c.lease_id == lease_id)).first()
+        row = conn.execute(_LEASE, {"lease_id": lease_id}).first()
         if row is None:
             raise NotFoundError("lease", lease_id)
         lease = lease_from_row(row._mapping)
@@ -146,23 +149,22 @@ def record_score(
     """Insert one audit row in the caller's transaction."""
     score = assessment.score
     row = conn.execute(
-        insert(risk_scores)
-        .values(
-            subject=score.subject,
-            lessee_id=assessment.lessee_id,
-            lease_id=assessment.lease_id,
-            as_of=score.as_of,
-            score=score.score,
-            band=str(score.band),
-            reasons=reasons_document(score.reasons),
-            model_version=score.model_version,
-            inputs=inputs_document(assessment),
-            data_completeness=score.data_completeness,
-            served_at=served_at,
-            caller=caller[:128],
-            purpose=purpose[:32],
-        )
-        .returning(risk_scores.c.id)
+        _AUDIT,
+        {
+            "subject": score.subject,
+            "lessee_id": assessment.lessee_id,
+            "lease_id": assessment.lease_id,
+            "as_of": score.as_of,
+            "score": score.score,
+            "band": str(score.band),
+            "reasons": reasons_document(score.reasons),
+            "model_version": score.model_version,
+            "inputs": inputs_document(assessment),
+            "data_completeness": score.data_completeness,
+            "served_at": served_at,
+            "caller": caller[:128],
+            "purpose": purpose[:32],
+        },
     ).scalar_one()
     return int(row)
 

@@ -14,6 +14,7 @@ computes each day's levels ahead of its first check).
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections import OrderedDict
@@ -23,7 +24,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Select, func, or_, select, text
+from sqlalchemy import Connection, Engine, Select, bindparam, func, or_, select, text
 
 from cloud.leasing.models import DAYS_PER_MONTH
 from cloud.leasing.tables import RUNNING_HOURLY, assets, leases, lessees
@@ -73,10 +74,12 @@ def _asset_query() -> Select[Any]:
     )  # fmt: skip
 
 
-def asset_rows(conn: Connection, query: Select[Any], per_tenant: bool) -> list[AssetRow]:
-    """The assets `query` (built on `_asset_query`) selects, in asset order."""
+def asset_rows(
+    conn: Connection, query: Select[Any], per_tenant: bool, params: Mapping[str, Any] | None = None
+) -> list[AssetRow]:
+    """The assets `query` (built on `_asset_query`) selects, in its order."""
     found = []
-    for row in conn.execute(query.order_by(assets.c.asset_id)):
+    for row in conn.execute(query, params):
         per_day = row.expected_hours_per_day
         if per_day is None and row.expected_hours_per_month is not None:
             per_day = row.expected_hours_per_month / DAYS_PER_MONTH
@@ -87,12 +90,18 @@ def asset_rows(conn: Connection, query: Select[Any], per_tenant: bool) -> list[A
     return found
 
 
+_LEASE_ASSETS = (
+    _asset_query()
+    .where(assets.c.lease_id.in_(bindparam("lease_ids", expanding=True)))
+    .order_by(assets.c.asset_id)
+)
+
+
 def lease_assets(
     conn: Connection, lease_ids: Sequence[str], per_tenant: bool = False
 ) -> list[AssetRow]:
     """The assets with a gateway on these leases (groups per tenant when `per_tenant`)."""
-    query = _asset_query().where(assets.c.lease_id.in_(lease_ids))
-    return asset_rows(conn, query, per_tenant)
+    return asset_rows(conn, _LEASE_ASSETS, per_tenant, {"lease_ids": list(lease_ids)})
 
 
 def _blank(column: Any, value: str) -> Any:
@@ -105,7 +114,7 @@ def _group_assets(conn: Connection, group: Group) -> list[AssetRow]:
     query = _asset_query().where(assets.c.asset_type == asset_type, _blank(assets.c.region, region))
     if tenant != ALL_TENANTS:
         query = query.where(_blank(lessees.c.tenant, tenant))
-    return asset_rows(conn, query, tenant != ALL_TENANTS)
+    return asset_rows(conn, query.order_by(assets.c.asset_id), tenant != ALL_TENANTS)
 
 
 def known_groups(conn: Connection, per_tenant: bool) -> list[Group]:
@@ -113,24 +122,33 @@ def known_groups(conn: Connection, per_tenant: bool) -> list[Group]:
     return sorted({row.group for row in asset_rows(conn, _asset_query(), per_tenant)})
 
 
-def _day(conn: Connection, bucket: Any) -> Any:
+def _day(dialect: str, bucket: Any) -> Any:
     """The UTC day of a bucket as 'YYYY-MM-DD' (SQLite keeps UTC datetimes as text)."""
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         return func.to_char(func.timezone("UTC", bucket), "YYYY-MM-DD")
     return func.substr(bucket, 1, 10)
 
 
-def daily_use_query(conn: Connection, devices: Sequence[str], start: datetime) -> Select[Any]:
-    """Running and covered hours per gateway and UTC day, `HISTORY_DAYS` from `start`."""
+@functools.cache
+def _daily_statement(dialect: str) -> Select[Any]:
+    """Running and covered hours per gateway and UTC day in [start, end) (built once)."""
     r = rollups.c
-    day = _day(conn, r.bucket)
-    end = start + timedelta(days=HISTORY_DAYS)
+    day = _day(dialect, r.bucket)
     return (
         select(r.device, day, func.sum(r.sum / r.count), func.count())
-        .where(text(RUNNING_HOURLY), r.device.in_(devices), r.count > 0)
-        .where(r.bucket >= start, r.bucket < end)
+        .where(text(RUNNING_HOURLY), r.device.in_(bindparam("devices", expanding=True)))
+        .where(r.count > 0, r.bucket >= bindparam("start"), r.bucket < bindparam("end"))
         .group_by(r.device, day)
     )
+
+
+def daily_use_query(
+    conn: Connection, devices: Sequence[str], start: datetime
+) -> tuple[Select[Any], dict[str, Any]]:
+    """Running and covered hours per gateway and UTC day, `HISTORY_DAYS` from `start`."""
+    end = start + timedelta(days=HISTORY_DAYS)
+    return _daily_statement(conn.dialect.name), {"devices": list(devices), "start": start,
+                                                 "end": end}  # fmt: skip
 
 
 def daily_use(
@@ -155,7 +173,7 @@ def histories(
     """
     devices = [row.device for row in rows]
     if rows and daily is None:
-        daily = conn.execute(daily_use_query(conn, devices, start))
+        daily = conn.execute(*daily_use_query(conn, devices, start))
     use = daily_use(devices, start, daily or [])
     return [
         AssetHistory(asset=row.asset_id, lease=row.lease_id, start=start,

@@ -4,9 +4,10 @@ Every `risk_rescore_interval_s` the task picks the active leases whose inputs ch
 its last pass (a gateway on the lease sent data, an alert on it changed, the lease itself was
 edited) and those whose newest score is older than `risk_rescore_max_age_s` (silence grows
 with time alone), scores them in chunks, and for each lease whose band moved writes the new
-band, a `band_changes` row and one outbox notification per credit-system URL in one
-transaction. The band update is conditional on the band it replaces, so two workers rescoring
-the same lease record one change, not two. A lease's first score sets its band silently.
+band, a `band_changes` row, the score's audit row (`risk_scores`, purpose `band_change`: the
+webhook serves a score) and one outbox notification per credit-system URL in one
+transaction. The band update is conditional on the band it replaces, so two workers
+rescoring the same lease record one change, not two. A lease's first score sets its band silently.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ import structlog
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud.leasing.assessment import LeaseAssessment, RiskAssessor, reasons_document
+from cloud.leasing.assessment import (
+    Assessment,
+    LeaseAssessment,
+    RiskAssessor,
+    reasons_document,
+    record_score,
+)
 from cloud.leasing.assessment import signals_document as _signals_document
 from cloud.leasing.store import lease_from_row
 from cloud.leasing.tables import assets, band_changes, lease_bands, leases
@@ -35,6 +42,8 @@ from cloud.settings import CloudSettings
 
 log = structlog.get_logger(__name__)
 CHUNK = 200
+RESCORER = "rescoring"  # the audit trail's caller of a score sent with a band change
+BAND_CHANGE_PURPOSE = "band_change"
 
 
 @dataclass
@@ -143,7 +152,12 @@ class Rescorer:
         change["id"] = conn.execute(
             insert(band_changes).values(**change).returning(band_changes.c.id)
         ).scalar_one()
-        published = change | {"as_of": score.as_of.isoformat(), "recorded_at": now.isoformat()}
+        served = Assessment(assessed.signals.lessee_id, assessed.signals.lease_id, score,
+                            (assessed,))  # fmt: skip
+        audit_id = record_score(conn, served, RESCORER, BAND_CHANGE_PURPOSE, now)
+        published = change | {
+            "as_of": score.as_of.isoformat(), "recorded_at": now.isoformat(), "audit_id": audit_id,
+        }  # fmt: skip
         enqueue_band_change(conn, published, self.receivers, now)
         return change
 

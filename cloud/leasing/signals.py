@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, case, func, or_, select, text
+from sqlalchemy import BindParameter, Connection, Select, bindparam, case, func, or_, select, text
 
 from cloud.leasing.models import DAYS_PER_MONTH, Lease
 from cloud.leasing.peers import (
@@ -97,12 +97,15 @@ def _utc(value: Any) -> Any:
     return value
 
 
-def _usage_query(devices: Sequence[str], as_of: datetime) -> Select[Any]:
+#: A prepared read: a statement built once (bound parameters) and this check's values for it.
+Read = tuple[Select[Any], dict[str, Any]]
+DEVICES: BindParameter[list[str]] = bindparam("devices", expanding=True)
+
+
+def _usage_statement() -> Select[Any]:
     r = rollups.c
-    last_bucket = as_of - HOUR  # only hours that ended by as_of
-    window = as_of - timedelta(days=WINDOW_DAYS)
-    start = as_of - timedelta(days=RECENT_DAYS + BASELINE_DAYS)  # the silence lookback
     share = r.sum / r.count
+    window: BindParameter[datetime] = bindparam("window")
 
     def part(cond: Any, value: Any) -> Any:
         return func.sum(case((cond, value), else_=0.0))
@@ -112,10 +115,24 @@ def _usage_query(devices: Sequence[str], as_of: datetime) -> Select[Any]:
             r.device, part(r.bucket >= window, share), part(r.bucket >= window, 1.0),
             func.max(r.bucket),
         )
-        .where(text(RUNNING_HOURLY), r.device.in_(devices))
-        .where(r.bucket >= start, r.bucket <= last_bucket, r.count > 0)
+        .where(text(RUNNING_HOURLY), r.device.in_(DEVICES))
+        .where(r.bucket >= bindparam("lookback"), r.bucket <= bindparam("last_bucket"))
+        .where(r.count > 0)
         .group_by(r.device)
     )  # fmt: skip
+
+
+_USAGE = _usage_statement()
+
+
+def _usage_query(devices: Sequence[str], as_of: datetime) -> Read:
+    """Per gateway: the window's running share and hours with data, and its last hour."""
+    return _USAGE, {
+        "devices": list(devices),
+        "window": as_of - timedelta(days=WINDOW_DAYS),
+        "lookback": as_of - timedelta(days=RECENT_DAYS + BASELINE_DAYS),  # silence lookback
+        "last_bucket": as_of - HOUR,  # only hours that ended by as_of
+    }
 
 
 def _usage(rows: Iterable[Any]) -> dict[str, DeviceUsage]:
@@ -126,15 +143,19 @@ def _usage(rows: Iterable[Any]) -> dict[str, DeviceUsage]:
     }
 
 
-def _alerts_query(devices: Sequence[str], as_of: datetime) -> Select[Any]:
-    a = alerts.c
+_ALERTS = (
+    select(alerts.c.device, alerts.c.detector, alerts.c.key, alerts.c.severity, alerts.c.since,
+           alerts.c.opened_at, alerts.c.resolved_at, alerts.c.evidence)
+    .where(alerts.c.device.in_(DEVICES), alerts.c.opened_at <= bindparam("as_of"))
+    .where(alerts.c.suppressed_by.is_(None))
+    .where(or_(alerts.c.resolved_at.is_(None), alerts.c.resolved_at > bindparam("window")))
+)  # fmt: skip
+
+
+def _alerts_query(devices: Sequence[str], as_of: datetime) -> Read:
+    """The gateways' alerts opened by as_of and open at it or resolved in the window."""
     window = as_of - timedelta(days=WINDOW_DAYS)
-    return (
-        select(a.device, a.detector, a.key, a.severity, a.since, a.opened_at, a.resolved_at,
-               a.evidence)
-        .where(a.device.in_(devices), a.opened_at <= as_of, a.suppressed_by.is_(None))
-        .where(or_(a.resolved_at.is_(None), a.resolved_at > window))
-    )  # fmt: skip
+    return _ALERTS, {"devices": list(devices), "as_of": as_of, "window": window}
 
 
 def _alerts(rows: Iterable[Any]) -> list[AlertRow]:
@@ -152,15 +173,20 @@ def _alerts(rows: Iterable[Any]) -> list[AlertRow]:
     return found
 
 
-def _ledger_query(devices: Sequence[str], as_of: datetime) -> Select[Any]:
-    m = message_ledger.c
-    start = as_of - timedelta(days=RECENT_DAYS)
-    return (
-        select(m.device, func.count(), func.min(m.seq), func.max(m.seq))
-        .where(m.device.in_(devices), m.sent_at >= start, m.sent_at < as_of)
-        .where(m.received_at <= as_of)
-        .group_by(m.device, m.boot)
-    )
+_LEDGER = (
+    select(message_ledger.c.device, func.count(), func.min(message_ledger.c.seq),
+           func.max(message_ledger.c.seq))
+    .where(message_ledger.c.device.in_(DEVICES), message_ledger.c.sent_at >= bindparam("since"))
+    .where(message_ledger.c.sent_at < bindparam("as_of"))
+    .where(message_ledger.c.received_at <= bindparam("as_of"))
+    .group_by(message_ledger.c.device, message_ledger.c.boot)
+)  # fmt: skip
+
+
+def _ledger_query(devices: Sequence[str], as_of: datetime) -> Read:
+    """Messages per gateway and boot sent in the recent window and received by as_of."""
+    since = as_of - timedelta(days=RECENT_DAYS)
+    return _LEDGER, {"devices": list(devices), "since": since, "as_of": as_of}
 
 
 def _ledger(rows: Iterable[Any]) -> dict[str, tuple[int, int]]:
@@ -189,10 +215,9 @@ def _gateway_reads(
     every = sorted({row.device for row in rows})
     if not every:
         return usage_signals(conn, rows, as_of, holidays, []), {}, [], {}
-    daily = daily_use_query(conn, every, history_start(as_of))
-    statements = (daily, _usage_query(every, as_of), _alerts_query(every, as_of),
-                  _ledger_query(every, as_of))  # fmt: skip
-    found = [list(conn.execute(statement)) for statement in statements]
+    reads = (daily_use_query(conn, every, history_start(as_of)), _usage_query(every, as_of),
+             _alerts_query(every, as_of), _ledger_query(every, as_of))  # fmt: skip
+    found = [list(conn.execute(statement, params)) for statement, params in reads]
     use = usage_signals(conn, rows, as_of, holidays, found[0])
     return use, _usage(found[1]), _alerts(found[2]), _ledger(found[3])
 

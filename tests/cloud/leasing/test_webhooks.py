@@ -12,6 +12,7 @@ from cloud.alerts.delivery import RetryPolicy
 from cloud.alerts.outbox import Outbox
 from cloud.alerts.signals import Severity
 from cloud.alerts.signing import verify_signature
+from cloud.leasing.assessment import score_history
 from cloud.leasing.rescore import Rescorer
 from cloud.leasing.store import LeasingStore
 from cloud.leasing.webhooks import credit_receiver_ids, open_credit_delivery, outbox_alert_id
@@ -59,3 +60,9 @@ async def test_a_band_change_is_signed_retried_and_keeps_its_key(state: StateSto
     assert document["idempotency_key"] == accepted.key
     (stored,) = Outbox(state.engine).deliveries(outbox_alert_id(change["id"]))
     assert (stored.status, stored.attempts) == ("delivered", 3)
+    (audit,) = score_history(state.engine, "lease:LS-1", limit=1)  # the score the webhook served
+    assert (audit["id"], audit["purpose"], audit["caller"]) == (
+        change["audit_id"], "band_change", "rescoring",
+    )  # fmt: skip
+    assert (audit["score"], audit["band"]) == (change["to_score"], change["to_band"])
+    assert audit["inputs"]["leases"][0]["signals"]["tamper_events"] == 1
