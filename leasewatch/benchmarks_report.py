@@ -134,10 +134,11 @@ class BenchmarkRun:
 
     @property
     def status(self) -> str:
-        """ok, failed (exit N) or timed out."""
+        """How the command ended: "finished" (its figures, met or not, are in its section),
+        "failed (exit N)" or "timed out"; never a verdict on the target."""
         if self.exit_code is None:
             return f"timed out after {self.benchmark.timeout_s:.0f} s"
-        return "ok" if self.exit_code == 0 else f"failed (exit {self.exit_code})"
+        return "finished" if self.exit_code == 0 else f"failed (exit {self.exit_code})"
 
 
 def leasewatch_command() -> list[str]:
@@ -300,7 +301,7 @@ def render_markdown(runs: Sequence[BenchmarkRun], *, quick: bool, now: datetime)
         "",
         "## Summary",
         "",
-        "| benchmark | issue | measures | target | command | run | took | load before / after |",
+        "| benchmark | issue | measures | target | command | ended | took | load before / after |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in runs:

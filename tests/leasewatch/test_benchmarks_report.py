@@ -25,7 +25,7 @@ FAILING = report.Benchmark(
 
 def test_a_report_holds_machine_date_summary_and_what_each_command_printed(tmp_path: Path) -> None:
     runs = report.run_all([QUICK_REAL, FAILING], quick=True)
-    assert runs[0].status == "ok", runs[0].output
+    assert runs[0].status == "finished", runs[0].output
     assert runs[1].status.startswith("failed (exit ")
     out = report.write_report(
         runs, tmp_path / "BENCHMARKS.md", quick=True, now=datetime(2026, 12, 4, 23, 0, tzinfo=UTC)
@@ -33,7 +33,7 @@ def test_a_report_holds_machine_date_summary_and_what_each_command_printed(tmp_p
     text = out.read_text()
     assert "2026-12-04 23:00 UTC" in text
     assert "| CPU |" in text and "cores)" in text and "| Python |" in text
-    assert "| sample-config | #3 |" in text and "| ok |" in text
+    assert "| sample-config | #3 |" in text and "| finished |" in text
     assert "load average" in text and " / " in text
     assert "[gateway]" in text, "the sample config the command printed is in the report"
     assert "/nonexistent/edge.toml" in text, "a failure shows the command's own error"
