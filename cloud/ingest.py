@@ -1,5 +1,8 @@
 """The ingestor: MQTT in, validated, stored exactly once, acknowledged only after it is stored.
 
+This module stores a batch (`Ingestor.prepare`, then `complete`); `cloud.ingest_link` is the
+broker side (session, batches, PUBACKs).
+
 Messages are acknowledged manually (PUBACK after the telemetry store and the ledger committed),
 so a crash or a store outage never loses an acknowledged message: the broker redelivers, and the
 (device, boot, seq) ledger plus idempotent telemetry writes drop what was already stored.
@@ -8,31 +11,21 @@ so a crash or a store outage never loses an acknowledged message: the broker red
 from __future__ import annotations
 
 import asyncio
-import gc
 import random
-import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-import aiomqtt
 import structlog
-from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from sqlalchemy.exc import OperationalError
 
 from cloud.gateway_clocks import GatewayClocks
 from cloud.metrics import IngestMetrics
-from cloud.mqtt_decoding import install_shared_table_properties
 from cloud.settings import CloudSettings
 from cloud.state import Rejection, StateStore
 from cloud.telemetry import ReadingsRejectedError, TelemetryStore, TelemetryStoreError
 from leasewatch.wire import (
-    HEALTH_FILTER,
-    STATUS_FILTER,
-    TELEMETRY_FILTER,
     GatewayHealth,
     GatewayStatus,
     Reading,
@@ -48,18 +41,6 @@ from leasewatch.wire import (
 )
 
 log = structlog.get_logger(__name__)
-
-SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
-# A SUBACK comes after the session's queued messages (up to Receive Maximum of them): on a
-# loaded machine a restarted worker timed out at aiomqtt's default of 10 s, again and again.
-SUBSCRIBE_TIMEOUT_S = 60.0
-
-
-# A worker allocates hundreds of objects per message (readings, timestamps, rows), nearly
-# all freed by reference counting. At CPython's default gen-0 threshold (700) the cyclic
-# collector ran every other message, and its older generations walked every long-lived object
-# of the process: a quarter of the worker's CPU (docs/ingestion.md, "Throughput").
-GC_THRESHOLDS = (10_000, 10, 10)
 
 _T = TypeVar("_T")
 
@@ -126,7 +107,7 @@ class Ingestor:
         self.clocks = GatewayClocks(state.engine, settings.max_clock_ahead_s)
         self.metrics = metrics or IngestMetrics()
         self.connected = asyncio.Event()
-        self._consuming = False
+        self.consuming = False
 
     async def process(
         self, messages: Sequence[Inbound], stop: asyncio.Event | None = None
@@ -185,7 +166,7 @@ class Ingestor:
 
     def _link_lost(self) -> bool:
         """True while consuming (a live connection exists) and that connection dropped."""
-        return self._consuming and not self.connected.is_set()
+        return self.consuming and not self.connected.is_set()
 
     async def _state(
         self, stop: asyncio.Event | None, call: Callable[..., _T], *args: object
@@ -356,168 +337,10 @@ class Ingestor:
                 continue
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Stay subscribed until `stop` is set, reconnecting with capped, jittered back-off."""
-        tune_gc()
-        install_shared_table_properties()
-        attempt = 0
-        while not stop.is_set():
-            try:
-                await self._connection(stop)
-                attempt = 0
-            except aiomqtt.MqttError as err:
-                self.connected.clear()
-                attempt += 1
-                delay = min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-                log.warning("ingestor lost the broker", error=str(err), retry_in=round(delay, 2))
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                except TimeoutError:
-                    continue
+        """Stay subscribed until `stop` is set (the broker side: `cloud.ingest_link`)."""
+        from cloud.ingest_link import IngestLink  # noqa: PLC0415 - it imports this module
 
-    def _client(self) -> aiomqtt.Client:
-        s = self.settings
-        v5 = s.mqtt_protocol == 5
-        properties = None
-        if v5:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
-            # Unacknowledged messages in flight to this worker: the broker stops sending beyond
-            # this, which bounds memory (aiomqtt's queue is unbounded; a bounded one would drop).
-            properties.ReceiveMaximum = min(65535, 4 * s.ingest_batch_max)
-        tls = ssl.create_default_context(cafile=str(s.mqtt_ca_file) if s.mqtt_ca_file else None)
-        client = aiomqtt.Client(
-            s.mqtt_host,
-            s.mqtt_port,
-            username=s.mqtt_username,
-            password=s.mqtt_password.get_secret_value(),
-            identifier=s.mqtt_client_id,
-            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            clean_session=None if v5 else False,
-            clean_start=False if v5 else MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
-            tls_context=tls if s.mqtt_tls else None,
-            timeout=SUBSCRIBE_TIMEOUT_S,
-        )
-        # PUBACK only once the message is stored: paho's manual acknowledgement, set before CONNECT
-        client._client.manual_ack_set(True)
-        return client
-
-    def _filters(self) -> list[str]:
-        group = self.settings.mqtt_shared_group
-        prefix = f"$share/{group}/" if group else ""
-        return [prefix + TELEMETRY_FILTER, prefix + STATUS_FILTER, prefix + HEALTH_FILTER]
-
-    async def _connection(self, stop: asyncio.Event) -> None:
-        client = self._client()
-        async with client:
-            # Consume before subscribing: a broker may hold a SUBACK until the retained messages
-            # of an earlier subscription are acknowledged, and we acknowledge only what we stored.
-            queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
-            reader = asyncio.create_task(self._read(client, queue))
-            consumer = asyncio.create_task(self._consume(client, queue, stop, reader))
-            try:
-                for topic_filter in self._filters():
-                    await client.subscribe(topic_filter, qos=1)
-                self.connected.set()
-                self._consuming = True
-                log.info("ingestor subscribed", filters=self._filters())
-                await consumer
-            finally:
-                self._consuming = False
-                self.connected.clear()
-                for task in (consumer, reader):
-                    task.cancel()
-                await asyncio.gather(consumer, reader, return_exceptions=True)
-
-    async def _read(self, client: aiomqtt.Client, queue: asyncio.Queue[aiomqtt.Message]) -> None:
-        try:
-            async for message in client.messages:
-                await queue.put(message)
-        finally:
-            self.connected.clear()  # the batch in hand cannot be acknowledged any more
-
-    async def _consume(
-        self,
-        client: aiomqtt.Client,
-        queue: asyncio.Queue[aiomqtt.Message],
-        stop: asyncio.Event,
-        reader: asyncio.Task[None],
-    ) -> None:
-        """Batches off the queue, two at a time: the next one is prepared (decoded, its readings
-        written) while the previous one completes; PUBACKs go out in order, after completion."""
-        completing: asyncio.Task[None] | None = None
-        try:
-            while not stop.is_set():
-                if reader.done() and queue.empty():
-                    reader.result()  # re-raises the MqttError that ended the connection
-                    raise aiomqtt.MqttError("the broker closed the message stream")
-                batch = await self._collect(queue, stop)
-                self.metrics.pending.set(len(batch) + queue.qsize())
-                if not batch:
-                    if completing is not None:
-                        await completing
-                        completing = None
-                    continue
-                inbound = [
-                    Inbound(str(m.topic), _payload_bytes(m.payload), m.mid, m.qos) for m in batch
-                ]
-                prepared = await self.prepare(inbound, stop)
-                if completing is not None:
-                    await completing
-                completing = asyncio.create_task(
-                    self._complete_and_ack(client, batch, prepared, stop)
-                )
-            if completing is not None:
-                await completing
-        except (TelemetryStoreError, StateStoreUnavailableError):
-            return  # stopping during a store outage: leave the messages unacknowledged
-        finally:
-            if completing is not None and not completing.done():
-                completing.cancel()
-                await asyncio.gather(completing, return_exceptions=True)
-
-    async def _complete_and_ack(
-        self,
-        client: aiomqtt.Client,
-        batch: list[aiomqtt.Message],
-        prepared: PreparedBatch,
-        stop: asyncio.Event,
-    ) -> None:
-        await self.complete(prepared, stop)
-        for message in batch:
-            if message.qos > 0:
-                client._client.ack(message.mid, message.qos)
-        self.metrics.acknowledged.inc(len(batch))
-
-    async def _collect(
-        self, queue: asyncio.Queue[aiomqtt.Message], stop: asyncio.Event
-    ) -> list[aiomqtt.Message]:
-        """Up to ingest_batch_max messages, waiting at most ingest_batch_wait after the first."""
-        try:
-            first = await asyncio.wait_for(queue.get(), timeout=0.5)
-        except TimeoutError:
-            return []
-        batch = [first]
-        limit = self.settings.ingest_batch_max
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.ingest_batch_wait
-        while len(batch) < limit and not stop.is_set():
-            while len(batch) < limit and not queue.empty():  # what is there: no task per message
-                batch.append(queue.get_nowait())
-            left = deadline - loop.time()
-            if len(batch) >= limit or left <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(queue.get(), timeout=left))
-            except TimeoutError:
-                break
-        return batch
-
-
-def tune_gc() -> None:
-    """Collect cyclic garbage less often; what the started process holds is never scanned again."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+        await IngestLink(self).run(stop)
 
 
 def _admission_problem(
@@ -535,11 +358,3 @@ def _admission_problem(
             f"{earliest.isoformat()}..{latest.isoformat()}",
         )
     return None
-
-
-def _payload_bytes(payload: object) -> bytes:
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    if isinstance(payload, str):
-        return payload.encode()
-    return str(payload).encode() if payload is not None else b""
