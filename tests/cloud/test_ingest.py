@@ -9,11 +9,19 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from cloud.ingest import Inbound
 from cloud.runtime import CloudRuntime
 from leasewatch.wire import Reading, TelemetryBatch, encode, telemetry_topic
 from tests.services.mosquitto import MosquittoBroker
 from tests.services.victoria import start_victoria_metrics
-from tests.slice import api_get, api_post, cloud_settings, eventually, running_cloud
+from tests.slice import (
+    BrokerAddress,
+    api_get,
+    api_post,
+    cloud_settings,
+    eventually,
+    running_cloud,
+)
 from tests.test_end_to_end import mosquitto_address
 
 pytestmark = pytest.mark.integration
@@ -207,3 +215,43 @@ async def test_unknown_devices_and_impossible_timestamps_are_rejected(
     (today,) = completeness
     assert (today["received_messages"], today["missing_messages"]) == (1, 1)
     assert today["gaps"] == [{"boot": "boot-a", "first_seq": 0, "last_seq": 0}]
+
+
+@pytest.mark.parametrize("state", ["sqlite", "postgresql"])
+async def test_overlapping_batches_store_a_shared_message_once(
+    state: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two batches prepared before either completes (as a worker overlaps them), both carrying
+    seq 1: the ledger insert of the second finds it taken, so it is stored once and counted
+    once as a duplicate, and detection sees it as a repeat."""
+    state_url = (
+        request.getfixturevalue("postgres_url")
+        if state == "postgresql"
+        else f"sqlite:///{tmp_path / 's.sqlite'}"
+    )
+    nowhere = BrokerAddress("127.0.0.1", 1, 5, "", "no-broker-needed", {})  # never dialled
+    settings = cloud_settings(nowhere, f"sqlite:///{tmp_path / 't.sqlite'}", tmp_path)
+    settings = settings.model_copy(update={"state_url": state_url})
+    runtime = CloudRuntime(settings)
+    await runtime.open()
+    try:
+        ingestor = runtime.ingestor
+        runtime.services.state.register_device("gw-0001", datetime.now(UTC))
+        seen: list[list[object]] = []
+        ingestor.on_stored = lambda messages: seen.append(list(messages))
+        inbound = [
+            [Inbound(telemetry_topic("gw-0001"), encode(_batch(seq))) for seq in seqs]
+            for seqs in ((0, 1), (1, 2))
+        ]
+        first = await ingestor.prepare(inbound[0])
+        second = await ingestor.prepare(inbound[1])
+        outcomes = [await ingestor.complete(first), await ingestor.complete(second)]
+        since = NOW - timedelta(seconds=1)
+        stored = await runtime.services.telemetry.query("gw-0001", since, NOW + timedelta(hours=1))
+        device = next(d for d in runtime.services.state.devices() if d["device"] == "gw-0001")
+    finally:
+        await runtime.close()
+    assert [(o.stored, o.duplicates) for o in outcomes] == [(2, 0), (1, 1)]
+    assert [r.ts for r in stored] == [_batch(seq).readings[0].ts for seq in (0, 1, 2)]  # once each
+    assert (device["messages"], device["readings"], device["duplicates"]) == (3, 3, 1)
+    assert [len(batch) for batch in seen] == [2, 2]
