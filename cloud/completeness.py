@@ -57,34 +57,40 @@ def completeness(
     rows: Iterable[LedgerRow],
     duplicates: Mapping[date, int],
     late_after: timedelta,
+    days: tuple[date, date] | None = None,
 ) -> list[DayCompleteness]:
     """Per-day completeness; a gap is counted on the day of the first message after it.
 
     Every boot numbers its messages from 0, so a boot whose first stored message is seq 5
     is missing 0-4. A gap at the very end of a boot cannot be seen until a later message shows it.
+    With `days` (first, last, inclusive) only messages sent on those days are counted; the other
+    rows only bound gaps, so a day's figures need just its messages, the rows between them by
+    seq and each boot's message just before them (see `StateStore.completeness`).
     """
-    days: dict[date, DayCompleteness] = {}
-
-    def day_of(when: datetime) -> DayCompleteness:
-        key = when.date()
-        return days.setdefault(key, DayCompleteness(key))
-
+    report: dict[date, DayCompleteness] = {}
     by_boot: dict[str, list[LedgerRow]] = defaultdict(list)
     for row in rows:
         by_boot[row.boot].append(row)
-    for boot, boot_rows in by_boot.items():
+    for boot in sorted(by_boot):
         expected_next = 0
-        for row in sorted(boot_rows, key=lambda r: r.seq):
-            day = day_of(row.sent_at)
-            if row.seq > expected_next:
-                gap = Gap(boot, expected_next, row.seq - 1)
-                day.gaps.append(gap)
-                day.missing_messages += gap.size
+        for row in sorted(by_boot[boot], key=lambda r: r.seq):
+            gap = Gap(boot, expected_next, row.seq - 1) if row.seq > expected_next else None
             expected_next = row.seq + 1
-            day.received_messages += 1
-            day.received_readings += row.readings
-            day.historical += int(row.historical)
-            day.late += int(not row.historical and row.received_at - row.sent_at > late_after)
+            key = row.sent_at.date()
+            if days is None or days[0] <= key <= days[1]:
+                _count(report.setdefault(key, DayCompleteness(key)), row, gap, late_after)
     for when, count in duplicates.items():
-        days.setdefault(when, DayCompleteness(when)).duplicates += count
-    return [days[d] for d in sorted(days)]
+        if days is None or days[0] <= when <= days[1]:
+            report.setdefault(when, DayCompleteness(when)).duplicates += count
+    return [report[d] for d in sorted(report)]
+
+
+def _count(day: DayCompleteness, row: LedgerRow, gap: Gap | None, late_after: timedelta) -> None:
+    """Add one message, and the gap it closes, to its day."""
+    if gap is not None:
+        day.gaps.append(gap)
+        day.missing_messages += gap.size
+    day.received_messages += 1
+    day.received_readings += row.readings
+    day.historical += int(row.historical)
+    day.late += int(not row.historical and row.received_at - row.sent_at > late_after)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Select,
     bindparam,
     create_engine,
     delete,
@@ -503,8 +504,6 @@ class StateStore:
         """Per-day completeness of a device between two days (inclusive)."""
         start = datetime.combine(first_day, datetime.min.time(), UTC)
         end = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
-        ledger = message_ledger.c
-        query = select(message_ledger).where(ledger.device == device)
         dup_query = select(duplicate_counts.c.day, duplicate_counts.c.count).where(
             duplicate_counts.c.device == device,
             duplicate_counts.c.day.between(first_day, last_day),
@@ -519,11 +518,42 @@ class StateStore:
                     r.readings,
                     r.historical,
                 )
-                for r in conn.execute(query)
+                for r in conn.execute(self._completeness_rows(device, start, end))
             ]
             dups: dict[date, int] = {row[0]: row[1] for row in conn.execute(dup_query)}
-        days = completeness(rows, dups, late_after)
-        return [d for d in days if start.date() <= d.day < end.date()]
+        return completeness(rows, dups, late_after, (first_day, last_day))
+
+    @staticmethod
+    def _completeness_rows(device: str, start: datetime, end: datetime) -> Select[Any]:
+        """The ledger rows that decide the completeness of messages sent in [start, end).
+
+        Per boot with messages sent then: its rows from the message just before the smallest
+        seq sent then up to the largest (primary key range scans); the rows sent at other times
+        only bound gaps. Never the device's whole ledger.
+        """
+        ledger = message_ledger.c
+        sent = (
+            select(ledger.boot, func.min(ledger.seq).label("lo"), func.max(ledger.seq).label("hi"))
+            .where(ledger.device == device, ledger.sent_at >= start, ledger.sent_at < end)
+            .group_by(ledger.boot)
+            .cte("sent")
+        )
+        before = message_ledger.alias("before")
+        previous = (
+            select(func.max(before.c.seq))
+            .where(before.c.device == device, before.c.boot == sent.c.boot)
+            .where(before.c.seq < sent.c.lo)
+            .scalar_subquery()
+        )
+        lo = func.coalesce(previous, sent.c.lo).label("lo")
+        span = select(sent.c.boot, lo, sent.c.hi).cte("span")
+        return select(message_ledger).join(
+            span,
+            (ledger.device == device)
+            & (ledger.boot == span.c.boot)
+            & (ledger.seq >= span.c.lo)
+            & (ledger.seq <= span.c.hi),
+        )
 
     def rollups(
         self, device: str, resolution_s: int, start: datetime, end: datetime
