@@ -6,6 +6,13 @@ back) always go first; the backlog (older readings, earlier boots, and every rea
 the link was down) follows oldest first, marked historical and paced by a token bucket in
 readings per second, and it yields to live messages as soon as they are sealed.
 
+On each new connection the backlog of THIS boot waits until one live message has been
+delivered, or until `2 * publish_interval + 1` s have passed (a gateway whose sensors are all
+dead still drains it). The cloud learns a boot's clock lead only from a live message of that
+boot and refuses a backlog of a boot it never saw live; a boot that started with its clock
+ahead and its link down would otherwise lose that whole backlog. Earlier boots' backlog goes at
+once: no live message of this boot can vouch for their clocks.
+
 The gateway announces itself with a retained "online" status and leaves a retained "offline"
 last will. It subscribes to its command topic; commands go to `commands` for the agent, and
 health reports and command acks queued with `publish_soon` go out while connected.
@@ -178,6 +185,7 @@ class MqttLink:
         self._rng = random.Random()
         self._down_since: datetime | None = None  # set by a failed connect or a lost link
         self._live_floor: datetime | None = None  # readings taken before it are historical
+        self._held_until = 0.0  # monotonic: this boot's backlog waits for a live message till then
 
     def set_delivery(self, delivery: DeliveryConfig) -> None:
         """Adopt new delivery settings (pace of the backlog, intervals, compression)."""
@@ -231,6 +239,7 @@ class MqttLink:
             self._live_floor = gateway_now()
             log.info("mqtt link back", device=self.device, down_since=self._down_since.isoformat())
             self._down_since = None
+        self._held_until = time.monotonic() + 2 * self.delivery.publish_interval + 1.0
         topic = device_topic(self.device, "status")
         await client.publish(topic, _status(self.device, self.boot, "online"), qos=1, retain=True)
         await client.subscribe(device_topic(self.device, "cmd"), qos=1)
@@ -259,7 +268,7 @@ class MqttLink:
                 await _wait_any(stop, asyncio.Event(), self.delivery.publish_interval)
                 continue
             if not sent:  # _send_live cleared `wake` before it looked: nothing sealed is missed
-                await _wait_any(self.wake, stop, self.delivery.publish_interval)
+                await _wait_any(self.wake, stop, self._idle_wait())
         try:
             await self._send_live(client)  # sealed at shutdown, within publish timeouts
         except NotDeliveredError as err:
@@ -272,6 +281,15 @@ class MqttLink:
         log.warning(
             "telemetry not delivered, kept in the buffer", device=self.device, error=str(err)
         )
+
+    def _hold_left(self) -> float:
+        """Seconds this boot's backlog still waits for a live message (0 when released)."""
+        return max(0.0, self._held_until - time.monotonic())
+
+    def _idle_wait(self) -> float:
+        """How long the telemetry loop sleeps with nothing to send: to the hold's end at most."""
+        held = self._hold_left()
+        return min(held, self.delivery.publish_interval) if held else self.delivery.publish_interval
 
     def _live_since(self) -> datetime:
         """Messages whose oldest reading is older than this go as historical backlog."""
@@ -288,6 +306,7 @@ class MqttLink:
             )
             for message in batch:
                 await self._publish(client, message, historical=False)
+                self._held_until = 0.0  # the cloud has seen this boot live: release its backlog
             sent += len(batch)
             if len(batch) < _LANE_BATCH:
                 return sent
@@ -297,8 +316,11 @@ class MqttLink:
         batch = await asyncio.to_thread(
             self.buffer.backlog, self.boot, self._live_since(), _LANE_BATCH
         )
+        held = self._hold_left() > 0
         sent = 0
         for message in batch:
+            if held and message.boot == self.boot:
+                break  # oldest first: earlier boots' backlog went before, this boot's waits
             delay = self._bucket.delay()
             if delay > 0:
                 await _wait_any(self.wake, stop, delay)

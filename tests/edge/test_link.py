@@ -1,4 +1,5 @@
-"""The MQTT link: back-off, pacing, payloads, live data overtaking a backlog, TLS."""
+"""The MQTT link: back-off, pacing, payloads, live data overtaking a backlog, the hold of this
+boot's backlog until a live message went, TLS."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from edge.config import DeliveryConfig, MqttConfig
 from edge.link import MqttLink, TokenBucket, backoff_delay, encode_message
 from leasewatch.wire import MachineEvent, Reading, TelemetryBatch, decode_telemetry
 from tests.edge.brokers import gateway_mqtt
+from tests.edge.test_agent_outage import broker_down, monitoring, until
 from tests.services.mosquitto import MosquittoBroker
 from tests.services.ports import free_port, wait_for_port
 
@@ -135,10 +137,7 @@ async def test_live_data_overtakes_a_paced_backlog(
 ) -> None:
     buffer = ReadingBuffer(tmp_path / "b.sqlite", reserve_bytes=4096)
     day_ago = datetime.now(UTC) - timedelta(hours=24)
-    for seq in range(60):  # 30 000 readings of yesterday, from an earlier boot
-        old = [r.model_copy(update={"ts": day_ago + timedelta(seconds=seq)}) for r in _batch(500)]
-        buffer.add(old)
-        buffer.seal("earlier-boot", seq, 500, day_ago)
+    _seal_taken_at(buffer, "earlier-boot", 60, 500, day_ago)  # 30 000 readings of yesterday
     delivery = DeliveryConfig(publish_interval=0.2, replay_readings_per_second=5000)
     link = MqttLink(_mqtt(mosquitto_broker), delivery, buffer, device=DEVICE, boot="this-boot")
     stop = asyncio.Event()
@@ -164,6 +163,80 @@ async def test_live_data_overtakes_a_paced_backlog(
     assert [b.seq for b in history] == list(range(len(history))), "oldest first"
     allowed = 5000 * (1 + time.monotonic() - started) + 500  # a second of burst, then the pace
     assert link.health.replayed_readings <= allowed, "the backlog kept to its pace"
+
+
+@pytest.mark.integration
+async def test_after_an_outage_a_live_message_goes_before_this_boots_backlog(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    buffer = ReadingBuffer(tmp_path / "b.sqlite", reserve_bytes=4096)
+    delivery = DeliveryConfig(publish_interval=1.0, historical_after=600.0)  # hold: 3 s
+    mqtt = _mqtt(mosquitto_broker, reconnect_min=0.2)
+    link = MqttLink(mqtt, delivery, buffer, device=DEVICE, boot="this-boot")
+    stop = asyncio.Event()
+    async with monitoring(mosquitto_broker) as monitor:  # the cloud's persistent session
+        with broker_down(mosquitto_broker):
+            task = asyncio.create_task(link.run(stop))  # the boot's first connection fails
+            await until(lambda: link.health.outages == 1, timeout=10)
+            for seq in range(5):  # this boot's readings, buffered while the link is down
+                buffer.add(_batch(50))
+                buffer.seal("this-boot", seq, 500, datetime.now(UTC))
+        await asyncio.wait_for(link.up.wait(), 10)
+        up_at = time.monotonic()
+        await asyncio.sleep(0.5)  # without the hold, the backlog would have gone by now
+        buffer.add(_batch(5))
+        buffer.seal("this-boot", 5, 500, datetime.now(UTC))
+        link.wake.set()
+        await until(lambda: len(monitor.messages()) == 6, timeout=15)
+        drained = time.monotonic() - up_at
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    first, *backlog = monitor.messages()
+    assert (first.boot, first.seq, first.historical) == ("this-boot", 5, False), "live first"
+    assert [(b.seq, b.historical) for b in backlog] == [(seq, True) for seq in range(5)]
+    assert drained < 2.5, f"the live message released the backlog before the hold ended: {drained}"
+    assert link.health.connects == 1
+    buffer.close()
+
+
+@pytest.mark.integration
+async def test_with_no_live_data_this_boots_backlog_goes_after_the_hold(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    buffer = ReadingBuffer(tmp_path / "b.sqlite", reserve_bytes=4096)
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    for boot in ("earlier-boot", "this-boot"):  # both older than historical_after: backlog
+        _seal_taken_at(buffer, boot, 3, 20, hour_ago)
+    delivery = DeliveryConfig(publish_interval=0.5)  # hold: 2 x 0.5 + 1 = 2 s
+    link = MqttLink(_mqtt(mosquitto_broker), delivery, buffer, device=DEVICE, boot="this-boot")
+    stop = asyncio.Event()
+    async with _telemetry(mosquitto_broker) as received:
+        started = time.monotonic()
+        task = asyncio.create_task(link.run(stop))
+        arrivals = []
+        for _ in range(6):
+            batch = await asyncio.wait_for(received.get(), 10)
+            arrivals.append((batch.boot, batch.seq, batch.historical, time.monotonic() - started))
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    assert [a[:3] for a in arrivals] == [
+        (boot, seq, True) for boot in ("earlier-boot", "this-boot") for seq in range(3)
+    ]
+    waited = [a[3] for a in arrivals]
+    assert max(waited[:3]) < 1.5, f"earlier boots' backlog does not wait: {waited}"
+    assert 2.0 <= waited[3] < 3.5, f"this boot's backlog goes when the hold ends: {waited}"
+    assert link.health.published_historical == 6
+    buffer.close()
+
+
+def _seal_taken_at(
+    buffer: ReadingBuffer, boot: str, messages: int, readings: int, taken: datetime
+) -> None:
+    """Seal `messages` messages (seq 0..) of `readings` readings, message seq taken seq s after."""
+    for seq in range(messages):
+        at = taken + timedelta(seconds=seq)
+        buffer.add([r.model_copy(update={"ts": at}) for r in _batch(readings)])
+        buffer.seal(boot, seq, readings, taken)
 
 
 def _batch(n: int) -> list[Reading]:
