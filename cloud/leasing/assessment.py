@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select
 
+from cloud.leasing.asset_signals import AssetSignals, asset_signals
 from cloud.leasing.models import Lease, LeaseStatus
 from cloud.leasing.signals import lease_signals, read_lease_data
 from cloud.leasing.store import LeasingStore, NotFoundError, lease_from_row
@@ -36,6 +37,7 @@ class LeaseAssessment:
     signals: LeaseSignals
     score: RiskScore
     devices: tuple[str, ...]
+    assets: tuple[AssetSignals, ...] = ()  # each gateway's own figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ def inputs_document(assessment: Assessment) -> dict[str, Any]:
                 "score": a.score.score,
                 "band": str(a.score.band),
                 "signals": signals_document(a.signals),
+                "assets": [_plain(dataclasses.asdict(asset)) for asset in a.assets],
             }
             for a in assessment.leases
         ]
@@ -103,12 +106,13 @@ class RiskAssessor:
     ) -> list[LeaseAssessment]:
         """Signals and scores of these leases (four queries for all of them)."""
         return [
-            LeaseAssessment(signals, score_lease(signals, self.rules), data.devices)
+            LeaseAssessment(signals, score_lease(signals, self.rules), data.devices,
+                            asset_signals(data, as_of))
             for data in read_lease_data(
                 conn, leases, as_of, per_tenant=self.per_tenant, holidays=self.holidays
             )
             for signals in [lease_signals(data, as_of)]
-        ]
+        ]  # fmt: skip
 
     def lease(self, conn: Connection, lease_id: str, as_of: datetime) -> Assessment:
         """The score of one lease (NotFoundError when unknown)."""

@@ -89,6 +89,7 @@ class LeaseData:
     received: int = 0
     expected: int = 0
     use: Mapping[str, Any] = field(default_factory=dict)  # the usage fields (peers.USAGE_FIELDS)
+    ledger: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # per gateway
 
 
 def _utc(value: Any) -> Any:
@@ -245,6 +246,7 @@ def read_lease_data(
                 lease, mine, {d: usage[d] for d in mine if d in usage},
                 tuple(a for a in alert_rows if a.device in mine),
                 sum(c[0] for c in counts), sum(c[1] for c in counts), use.get(lease.lease_id, {}),
+                {d: ledger[d] for d in mine if d in ledger},
             )
         )  # fmt: skip
     return result

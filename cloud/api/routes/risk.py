@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 from cloud.api.deps import Caller, ReadRisk, ServicesDep
 from cloud.api.problems import Problem
 from cloud.leasing.assessment import Assessment, RiskAssessor, score_history
+from cloud.leasing.asset_signals import AssetSignals
 from cloud.leasing.models import EntityId
 from cloud.leasing.store import LeasingStore, NotFoundError
 from cloud.leasing.tables import band_changes, lease_bands
@@ -57,6 +58,9 @@ class LeaseScorePublic(BaseModel):
     band: Band
     reasons: list[ReasonPublic]
     signals: LeaseSignals = Field(description="The inputs of the score (LeaseSignals)")
+    assets: list[AssetSignals] = Field(
+        default_factory=list, description="Each gateway's own figures behind the signals"
+    )
 
 
 class ScorePublic(BaseModel):
@@ -87,7 +91,7 @@ def score_public(assessment: Assessment, audit_id: int) -> ScorePublic:
         LeaseScorePublic(
             lease_id=a.signals.lease_id, score=a.score.score, band=a.score.band,
             reasons=_reasons(a.score.reasons),
-            signals=a.signals,
+            signals=a.signals, assets=list(a.assets),
         )
         for a in assessment.leases
     ]  # fmt: skip

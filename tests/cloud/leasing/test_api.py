@@ -142,6 +142,9 @@ def test_a_credit_check_answers_the_contract_and_is_audited(
     assert check["reasons"][0]["code"] == "utilization_below_baseline"
     (lease,) = check["leases"]
     assert lease["signals"]["utilization_vs_baseline"] == pytest.approx(0.125, abs=0.01)
+    (asset,) = lease["assets"]  # each gateway's own figures
+    assert (asset["device"], asset["window_days"], asset["open_alerts"]) == ("gw-0001", 30, [])
+    assert asset["data_completeness"] == pytest.approx(1.0)
     assert check["data_completeness"] == pytest.approx(1.0)
     lessee = client.post("/v1/credit-checks", json={"lessee_id": "L-1", "as_of": as_of}).json()
     assert lessee["subject"] == "lessee:L-1"
@@ -153,6 +156,7 @@ def test_a_credit_check_answers_the_contract_and_is_audited(
         "credit_check",
     ), "the audit names the authenticated caller and whom it acts for"
     assert history[0]["inputs"]["leases"][0]["devices"] == ["gw-0001"]
+    assert history[0]["inputs"]["leases"][0]["assets"][0]["device"] == "gw-0001"
     assert history[0]["score"] == check["score"]
     with state.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(risk_scores)).scalar_one() == 2

@@ -132,3 +132,23 @@ def test_a_regional_holiday_is_no_drop_in_its_region_but_is_elsewhere(state: Sta
     assert elsewhere.signals.utilization_vs_baseline == pytest.approx(0.5)
     assert not [r for r in there.score.reasons if r.points > 0]
     assert elsewhere.score.reasons[0].code == "utilization_below_baseline"
+
+
+def test_each_assets_own_figures_say_which_machine_it_is(state: StateStore) -> None:
+    make_lease(LeasingStore(state.engine), "LS-1", ["gw-0001", "gw-0002"])
+    days = days_before(AS_OF, DAYS)
+    feed(state, "gw-0001", [(d, 8.0) for d in days], skip_every=4)
+    feed(state, "gw-0002", [(d, 6.0) for d in days[:-5]])  # quiet for the last five days
+    open_alert(state, "gw-0002", "faults", "bearing", severity=Severity.CRITICAL)
+    with state.engine.connect() as conn:
+        (assessed,) = RiskAssessor(state.engine, load_rules()).lease(conn, "LS-1", AS_OF).leases
+    busy, quiet = assessed.assets
+    assert (busy.device, quiet.device) == ("gw-0001", "gw-0002")
+    assert busy.data_completeness == pytest.approx(0.75, abs=0.01)
+    assert busy.hours_with_data == pytest.approx(30 * 24 * 0.75, abs=2)
+    assert busy.last_data_at is not None and AS_OF - busy.last_data_at <= timedelta(hours=1)
+    assert busy.open_alerts == ()
+    assert quiet.last_data_at == AS_OF - timedelta(days=5)
+    assert quiet.running_hours == pytest.approx(25 * 6.0, abs=0.5)  # 25 of the 30 days ran
+    assert quiet.open_alerts == ("faults/bearing (critical)",)
+    assert assessed.signals.silent_assets == 1
