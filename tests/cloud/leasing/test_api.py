@@ -204,3 +204,27 @@ def test_the_watchlist_shows_a_lease_whose_band_worsened_and_why(
     assert entry["as_of"].startswith(AS_OF.date().isoformat())
     assert client.get("/v1/risk/leases/LS-1/bands").json()[0]["id"] == entry["id"]
     assert rescorer.rescore(["LS-1"], later).changed == 0  # the same band again: no new change
+
+
+def test_the_rules_file_in_the_settings_scores_without_code_changes(
+    tmp_path: Path, state: StateStore
+) -> None:
+    """LEASEWATCH_RISK_RULES_FILE: another version, another weight, another band."""
+    text = (Path(__file__).parents[3] / "cloud" / "risk" / "rules.toml").read_text("utf-8")
+    text = text.replace('version = "lw-risk-2.2"', 'version = "lessor-7"')
+    text = text.replace("points_per_breach = 45.0", "points_per_breach = 20.0")
+    path = tmp_path / "lessor.toml"
+    path.write_text(text, encoding="utf-8")
+    make_lease(LeasingStore(state.engine), "LS-1", ["gw-0001"])
+    feed(state, "gw-0001", [(d, 8.0) for d in days_before(AS_OF, 42)])
+    open_alert(state, "gw-0001", "geofence", "region", severity=Severity.CRITICAL)
+    body = {"lease_id": "LS-1", "as_of": AS_OF.isoformat()}
+    bands = {}
+    for rules_file in (None, path):
+        settings = CloudSettings(mode="demo", api_key=SecretStr(KEY), risk_rules_file=rules_file)
+        services = Services(settings, SqliteTelemetryStore(tmp_path / "t.sqlite"), state,
+                            IngestMetrics())  # fmt: skip
+        with TestClient(create_app(services), headers=AUTH) as test:
+            check = test.post("/v1/credit-checks", json=body).json()
+        bands[check["model_version"]] = (check["score"], check["band"])
+    assert bands == {"lw-risk-2.2": (45.0, "high"), "lessor-7": (20.0, "low")}
