@@ -47,7 +47,7 @@ from paho.mqtt.properties import Properties
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edge.link import backoff_delay
+from edge.mqtt_client import backoff_delay
 from edge.puback import NotDeliveredError, check_delivered, track_reason_codes
 from firmware_sim.fleet_report import FleetReport, FleetStats
 from firmware_sim.scenarios.encoding import iso

@@ -1,7 +1,7 @@
 """The broker's gateway listener speaks TLS with the project's config and generated certificates.
 
 A real Mosquitto runs deploy/mosquitto/mosquitto.conf with both listeners: gateways connect to
-the TLS one exactly as the edge agent does (edge.link.make_client from an edge MqttConfig), the
+the TLS one exactly as the edge agent does (edge.mqtt_client.make_client from an edge MqttConfig), the
 ingestor reads on the plain one; clients that do not trust the CA, or do not speak TLS, are
 turned away, and passwords and ACLs apply over TLS unchanged.
 """
@@ -22,7 +22,7 @@ from cryptography import x509
 from cloud.broker_access import BrokerAccessError, mosquitto_conf
 from cloud.broker_tls import BrokerTlsError, TlsListener, make_broker_certificates
 from edge.config import MqttConfig
-from edge.link import make_client
+from edge.mqtt_client import make_client
 from leasewatch.wire import GatewayStatus, decode_status, encode, status_topic
 from tests.services.mosquitto import DEPLOYED_CONF, INGESTOR, MosquittoBroker, default_principals
 from tests.services.ports import wait_for_port

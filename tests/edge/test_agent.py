@@ -22,7 +22,7 @@ from cloud.broker_access import Principal
 from cloud.embedded_broker import EmbeddedBroker
 from edge.buffer import ReadingBuffer
 from edge.config import DeliveryConfig, MqttConfig
-from edge.link import make_client
+from edge.mqtt_client import make_client
 from firmware_sim.machine import HeldMachine
 from firmware_sim.modbus_slave import ModbusRtuSlave
 from firmware_sim.pty_pair import PtyPair

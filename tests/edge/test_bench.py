@@ -8,7 +8,7 @@ from pathlib import Path
 from edge.bench import BenchOptions, Watcher, agent_config, bench_register_fields, preload_backlog
 from edge.buffer import ReadingBuffer
 from edge.config import parse_config
-from edge.link import encode_message
+from edge.mqtt_client import encode_message
 from edge.scheduler import bus_budgets
 from leasewatch.wire import Reading
 

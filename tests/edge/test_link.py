@@ -22,7 +22,8 @@ from pydantic import SecretStr
 
 from edge.buffer import ReadingBuffer
 from edge.config import DeliveryConfig, MqttConfig
-from edge.link import MqttLink, TokenBucket, backoff_delay, encode_message
+from edge.link import MqttLink
+from edge.mqtt_client import TokenBucket, backoff_delay, encode_message
 from leasewatch.wire import MachineEvent, Reading, TelemetryBatch, decode_telemetry
 from tests.edge.brokers import gateway_mqtt
 from tests.edge.test_agent_outage import broker_down, monitoring, until
