@@ -11,24 +11,8 @@ from edge.drivers.modbus_device import SlaveError
 from edge.drivers.modbus_tcp import ModbusTcpConfig, ModbusTcpEndpoint, ModbusTcpSlaveDriver
 from firmware_sim.machine import HeldMachine
 from firmware_sim.modbus_tcp import OUTPUT_COIL, ModbusTcpSlave
-from firmware_sim.register_map import MACHINE_MAP
+from leasewatch.demo import machine_fields
 from tests.services.ports import free_port
-
-
-def machine_fields() -> list[RegisterField]:
-    """Edge field specs for the simulated machine's register map (what an installer writes)."""
-    return [
-        RegisterField(
-            metric=f.metric,
-            address=f.address,
-            kind=f.kind.value,
-            word_order=f.word_order.value,
-            scale=f.scale,
-            unit=f.unit,
-        )
-        for f in MACHINE_MAP.fields
-    ]
-
 
 FIELDS = [
     *machine_fields(),

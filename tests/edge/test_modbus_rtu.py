@@ -20,25 +20,9 @@ from firmware_sim.machine import HeldMachine
 from firmware_sim.modbus_slave import ModbusRtuSlave
 from firmware_sim.modbus_tcp import OUTPUT_COIL, MachineUnits
 from firmware_sim.pty_pair import PtyPair
-from firmware_sim.register_map import MACHINE_MAP
+from leasewatch.demo import machine_fields
 from leasewatch.wire import Reading
 from tests.edge.devices import serve_units
-
-
-def machine_fields() -> list[RegisterField]:
-    """Edge field specs for the simulated machine's register map (what an installer writes)."""
-    return [
-        RegisterField(
-            metric=f.metric,
-            address=f.address,
-            kind=f.kind.value,
-            word_order=f.word_order.value,
-            scale=f.scale,
-            unit=f.unit,
-        )
-        for f in MACHINE_MAP.fields
-    ]
-
 
 BITS = [
     RegisterField.model_validate({"metric": "running_bit", "address": 0, "table": "coil"}),
