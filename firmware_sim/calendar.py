@@ -4,6 +4,10 @@ A `WorkCalendar` says when an asset is *scheduled* to work: shifts per weekday i
 zone, minus public holidays (a shift that starts on a holiday does not run) and planned stops
 (maintenance, the asset parked). Random short stops inside a shift are the machine model's job.
 Pure functions of the calendar and a time; no I/O.
+
+Public holidays come from the `holidays` package by calendar code: an ISO 3166 country ("NL")
+or a country and one of its subdivisions ("DE-NW": North Rhine-Westphalia). The simulator's
+regions and the cloud's risk rules (cloud/risk/calendars.py) both read them here.
 """
 
 from __future__ import annotations
@@ -11,9 +15,54 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
+
+import holidays as holiday_data
 
 WEEKDAYS = range(5)  # Monday..Friday
 ALL_WEEK = range(7)
+NO_CALENDAR = ""  # a calendar code for no public holidays
+
+
+class CalendarError(ValueError):
+    """A calendar code the `holidays` package does not know."""
+
+
+def _parts(code: str) -> tuple[str, str | None]:
+    country, _, subdiv = code.partition("-")
+    return country, subdiv or None
+
+
+@lru_cache(maxsize=512)
+def calendar_problem(code: str) -> str | None:
+    """Why `code` is no calendar (None when it is one, or is "" for none)."""
+    if code == NO_CALENDAR:
+        return None
+    country, subdiv = _parts(code)
+    if country not in holiday_data.list_supported_countries():
+        return f"unknown country {country!r} (an ISO 3166 code the holidays package knows)"
+    if subdiv is not None:
+        known = holiday_data.country_holidays(country).subdivisions
+        if subdiv not in known:
+            return f"{country} has no subdivision {subdiv!r} (known: {', '.join(known[:40])})"
+    return None
+
+
+@lru_cache(maxsize=1024)
+def year_holidays(code: str, year: int) -> frozenset[date]:
+    """The public holidays of one calendar in one year (empty for no calendar)."""
+    if code == NO_CALENDAR:
+        return frozenset()
+    if (problem := calendar_problem(code)) is not None:
+        raise CalendarError(f"holiday calendar {code!r}: {problem}")
+    country, subdiv = _parts(code)
+    return frozenset(holiday_data.country_holidays(country, subdiv=subdiv, years=year))
+
+
+def public_holidays(code: str, first: date, last: date) -> frozenset[date]:
+    """The public holidays of calendar `code` from `first` to `last` inclusive."""
+    found = frozenset().union(*(year_holidays(code, y) for y in range(first.year, last.year + 1)))
+    return frozenset(d for d in found if first <= d <= last)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ or a country and one of its subdivisions ("DE-NW": North Rhine-Westphalia), as t
 package knows them. A region is resolved by the rules' `regions` table first, then by its own
 name when that is a valid code, then by `default` ("" for no public holidays). A public
 holiday is a day the utilization baseline does not judge: Corpus Christi is a day off in
-Cologne (DE-NW) and a working day in Hanover (DE-NI).
+Cologne (DE-NW) and a working day in Hanover (DE-NI). The codes themselves are read in
+`firmware_sim.calendar`, which the scenario simulator's regions share.
 """
 
 from __future__ import annotations
@@ -14,46 +15,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
 
-import holidays as holiday_data
+from firmware_sim.calendar import (
+    NO_CALENDAR,
+    CalendarError,
+    calendar_problem,
+    public_holidays,
+    year_holidays,
+)
 
-NO_CALENDAR = ""
-
-
-class CalendarError(ValueError):
-    """A calendar code the `holidays` package does not know."""
-
-
-def _parts(code: str) -> tuple[str, str | None]:
-    country, _, subdiv = code.partition("-")
-    return country, subdiv or None
-
-
-@lru_cache(maxsize=512)
-def calendar_problem(code: str) -> str | None:
-    """Why `code` is no calendar (None when it is one, or is "" for none)."""
-    if code == NO_CALENDAR:
-        return None
-    country, subdiv = _parts(code)
-    if country not in holiday_data.list_supported_countries():
-        return f"unknown country {country!r} (an ISO 3166 code the holidays package knows)"
-    if subdiv is not None:
-        known = holiday_data.country_holidays(country).subdivisions
-        if subdiv not in known:
-            return f"{country} has no subdivision {subdiv!r} (known: {', '.join(known[:40])})"
-    return None
-
-
-@lru_cache(maxsize=1024)
-def year_holidays(code: str, year: int) -> frozenset[date]:
-    """The public holidays of one calendar in one year (empty for no calendar)."""
-    if code == NO_CALENDAR:
-        return frozenset()
-    if (problem := calendar_problem(code)) is not None:
-        raise CalendarError(f"holiday calendar {code!r}: {problem}")
-    country, subdiv = _parts(code)
-    return frozenset(holiday_data.country_holidays(country, subdiv=subdiv, years=year))
+__all__ = [
+    "NO_CALENDAR",
+    "CalendarError",
+    "RegionHolidays",
+    "calendar_problem",
+    "public_holidays",
+    "year_holidays",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +52,7 @@ class RegionHolidays:
 
     def dates(self, region: str, first: date, last: date) -> frozenset[date]:
         """The region's public holidays from `first` to `last` inclusive."""
-        code = self.code(region)
-        found = frozenset().union(
-            *(year_holidays(code, year) for year in range(first.year, last.year + 1))
-        )
-        return frozenset(d for d in found if first <= d <= last)
+        return public_holidays(self.code(region), first, last)
 
     def calendars(
         self, regions: Iterable[str], first: date, last: date

@@ -89,6 +89,10 @@ class ResolvedScenario:
         """Epoch seconds of the scenario end."""
         return self.start_ts + self.scenario.days * DAY_S
 
+    def calendar_of(self, asset: AssetSpec) -> str:
+        """The holiday calendar code of the asset's region ("" for none)."""
+        return self.scenario.regions[asset.region].calendar
+
     def incidents_of(self, asset: str) -> tuple[Incident, ...]:
         """The incidents of one asset, in scenario order."""
         return self.by_asset.get(asset, ())

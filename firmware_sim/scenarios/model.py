@@ -19,9 +19,11 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
+from firmware_sim.calendar import NO_CALENDAR, calendar_problem
 from firmware_sim.scenarios.profiles import AssetType
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")]
@@ -87,10 +89,19 @@ class _Strict(BaseModel):
 
 
 class Region(_Strict):
-    """A permitted region: a circle on the map."""
+    """A permitted region: a circle on the map, and the public holidays its assets rest on."""
 
     center: Position
     radius_km: Positive
+    calendar: str = NO_CALENDAR  # a `holidays` code: "NL", "DE-NW"; "" for none
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, code: str) -> str:
+        """Refuse a calendar code the `holidays` package does not know."""
+        if (problem := calendar_problem(code)) is not None:
+            raise ValueError(f"holiday calendar {code!r}: {problem}")
+        return code
 
 
 class Site(_Strict):

@@ -60,7 +60,9 @@ def simulated_assets(resolved: ResolvedScenario, boot_tag: str = "b") -> list[Si
     built = []
     for spec in resolved.assets:
         incidents = resolved.incidents_of(spec.id)
-        timeline = AssetTimeline(spec, incidents, resolved.start_ts, scenario.seed)
+        timeline = AssetTimeline(
+            spec, incidents, resolved.start_ts, scenario.seed, resolved.calendar_of(spec)
+        )
         machine = ScenarioAsset(timeline, incidents)
         built.append(SimulatedAsset(timeline, machine, GatewayStream(machine, incidents, timing)))
     return built

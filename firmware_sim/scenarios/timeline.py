@@ -1,17 +1,19 @@
 """When one asset runs, day by day, and where it is: the ground truth of its use.
 
 A day plan is a handful of running intervals: the type's working day (start jitter, idle days,
-random stops), cut to the day's utilization factor (declines, seasonal dips, parking) and
-without the hours of a power cut. Everything else (run-hour meter, temperature, labels' day
-summary) is computed from the plans in closed form, so any instant costs the same.
+random stops; none on a public holiday of the asset's region calendar), cut to the day's
+utilization factor (declines, seasonal dips, parking) and without the hours of a power cut.
+Everything else (run-hour meter, temperature, labels' day summary) is computed from the plans
+in closed form, so any instant costs the same.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from firmware_sim.calendar import NO_CALENDAR, year_holidays
 from firmware_sim.scenarios.draws import Stream, draw_after, fold
 from firmware_sim.scenarios.expand import DAY_S, AssetSpec, Incident
 from firmware_sim.scenarios.profiles import PROFILES, AssetProfile
@@ -48,10 +50,19 @@ class AssetTimeline:
     """The day plans, run-hour meter and position of one asset over (and past) a scenario."""
 
     def __init__(
-        self, spec: AssetSpec, incidents: tuple[Incident, ...], start_ts: float, seed: int
+        self,
+        spec: AssetSpec,
+        incidents: tuple[Incident, ...],
+        start_ts: float,
+        seed: int,
+        calendar: str = NO_CALENDAR,
     ) -> None:
-        """Index the asset's incidents; plans are made on demand and cached."""
+        """Index the asset's incidents; plans are made on demand and cached.
+
+        `calendar` is the holiday calendar code of the asset's region: it rests on those days.
+        """
         self.spec = spec
+        self.calendar = calendar
         self.profile: AssetProfile = PROFILES[spec.type]
         self.start_ts = start_ts
         self.seed = seed
@@ -66,11 +77,17 @@ class AssetTimeline:
         }
         self._plans: dict[int, DayPlan] = {}
         self._base_hours = [spec.initial_run_hours]
-        self._weekday0 = datetime.fromtimestamp(start_ts, UTC).weekday()
+        self._date0 = datetime.fromtimestamp(start_ts, UTC).date()
+        self._weekday0 = self._date0.weekday()
 
     def day_of(self, t: float) -> int:
         """Scenario day number of an instant (negative before the start)."""
         return math.floor((t - self.start_ts) / DAY_S)
+
+    def is_holiday(self, day: int) -> bool:
+        """Whether a scenario day is a public holiday of the asset's region calendar."""
+        when = self._date0 + timedelta(days=day)
+        return when in year_holidays(self.calendar, when.year)
 
     def factor(self, day: int) -> float:
         """Utilization factor of a day: 1 normally, lower in declines and dips, 0 when parked."""
@@ -114,13 +131,14 @@ class AssetTimeline:
         return DayPlan(day, intervals, nominal_s, factor)
 
     def _nominal(self, day: int) -> list[tuple[float, float]]:
-        """Running intervals of a normal day of this asset type."""
+        """Running intervals of a normal day of this asset type (none on a public holiday)."""
         p, prefix = self.profile, self._prefix
         midnight = self.start_ts + day * DAY_S
         weekday = (self._weekday0 + day) % 7
         if (
             weekday not in p.workdays
             or draw_after(prefix[Stream.DAY], day) < p.idle_day_probability
+            or self.is_holiday(day)
         ):
             return []
         jitter = (2 * draw_after(prefix[Stream.JITTER], day) - 1) * p.jitter_h * 3600.0

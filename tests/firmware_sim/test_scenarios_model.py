@@ -135,6 +135,11 @@ def test_a_scenario_loads_from_a_file(tmp_path: Path) -> None:
             id="batch",
         ),
         pytest.param(BASE.replace("days = 10", "days = 10 10"), "not valid TOML", id="toml"),
+        pytest.param(
+            BASE.replace("radius_km = 100", 'radius_km = 100\ncalendar = "DE-XX"'),
+            "regions.home.calendar: holiday calendar 'DE-XX': DE has no subdivision 'XX'",
+            id="calendar",
+        ),
     ],
 )
 def test_errors_name_the_key(text: str, expected: str) -> None:
