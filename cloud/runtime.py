@@ -28,6 +28,7 @@ from cloud.leasing.asset_context import LeasingContextSource
 from cloud.leasing.peer_refresh import run_peer_refresh
 from cloud.leasing.rescore import run_rescoring
 from cloud.metrics import IngestMetrics
+from cloud.risk.rules import load_rules
 from cloud.settings import CloudSettings
 from cloud.state import StateStore
 from cloud.telemetry import TelemetryStoreError, open_telemetry_store
@@ -162,10 +163,13 @@ class CloudRuntime:
         settings = self.detection or load_detection_settings()
         alerts = AlertStore(self.services.state.engine, receiver_ids(self.settings))
         registry = self.services.metrics.registry  # one /metrics: ingest and detection
-        # Gateways on an asset of the leasing store get its type and their lease's region;
-        # others what the context file (or the defaults) says.
+        # Gateways on an asset of the leasing store get its type, their lease's region and
+        # their region's public holidays (the scoring rules'); others what the context file
+        # (or the defaults) says.
         context = self.asset_context or LeasingContextSource(
-            self.services.state.engine, settings.context_source()
+            self.services.state.engine,
+            settings.context_source(),
+            holidays=load_rules(self.settings.risk_rules_file).holidays.resolver(),
         )
         self.detector = detection_worker(settings, alerts, context, registry)
         return self.detector

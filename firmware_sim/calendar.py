@@ -48,13 +48,18 @@ def calendar_problem(code: str) -> str | None:
     return None
 
 
+def checked_calendar(code: str) -> str:
+    """`code` itself when it is a calendar (or ""); CalendarError saying why when it is not."""
+    if (problem := calendar_problem(code)) is not None:
+        raise CalendarError(f"holiday calendar {code!r}: {problem}")
+    return code
+
+
 @lru_cache(maxsize=1024)
 def year_holidays(code: str, year: int) -> frozenset[date]:
     """The public holidays of one calendar in one year (empty for no calendar)."""
-    if code == NO_CALENDAR:
+    if checked_calendar(code) == NO_CALENDAR:
         return frozenset()
-    if (problem := calendar_problem(code)) is not None:
-        raise CalendarError(f"holiday calendar {code!r}: {problem}")
     country, subdiv = _parts(code)
     return frozenset(holiday_data.country_holidays(country, subdiv=subdiv, years=year))
 

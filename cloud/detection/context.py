@@ -1,8 +1,9 @@
 """Asset context for the detectors: what the lease and asset registry know about a gateway.
 
 The detectors need, per gateway, the asset's type (it picks the fault profile), the lease's
-permitted region (geofence), the asset's home site (parked), the holidays of its region
-(utilization, parked) and the hours it is expected to work. `AssetContextSource` is the one
+permitted region (geofence), the asset's home site (parked), the public holidays of its region
+(utilization, parked: from its region's calendar, `cloud.risk.calendars`) and the hours it is
+expected to work. `AssetContextSource` is the one
 interface the detection worker reads them through; `FileContextSource` serves them from a TOML
 file (or defaults) until the leasing store (cloud/leasing/) provides its own source.
 """
@@ -12,13 +13,14 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from cloud.detectors.inputs import Region
+from cloud.risk.calendars import NO_CALENDAR, RegionHolidays, checked_calendar
 
 GENERIC = "generic"  # no profile limits: statistics and sensor checks only
 
@@ -59,7 +61,9 @@ class _AssetSpec(BaseModel):
     asset_type: str = GENERIC
     region: _RegionSpec | None = None
     home: tuple[float, float] | None = None
-    holidays: tuple[date, ...] = ()
+    # public holidays: a `holidays` calendar code ("NL", "DE-NW")
+    calendar: Annotated[str, AfterValidator(checked_calendar)] = NO_CALENDAR
+    holidays: tuple[date, ...] = ()  # further days off (a plant's own shutdown days)
     expected_hours: dict[int, float] = Field(default_factory=dict)
 
 
@@ -75,7 +79,8 @@ class FileContextSource:
     Example:
         [defaults]
         asset_type = "truck"
-        holidays = [2025-12-25, 2025-12-26]
+        calendar = "NL"
+        holidays = [2025-12-24, 2025-12-31]
         [assets.gw-0001]
         asset_type = "excavator"
         home = [52.37, 4.89]
@@ -105,10 +110,12 @@ class FileContextSource:
 
     def contexts(self, devices: Iterable[str]) -> dict[str, AssetContext]:
         """The context of each device: its own table, else the defaults."""
-        return {d: _context(d, self._spec.assets.get(d, self._spec.defaults)) for d in devices}
+        today = datetime.now(UTC).date()
+        specs = self._spec.assets
+        return {d: _context(d, specs.get(d, self._spec.defaults), today) for d in devices}
 
 
-def _context(device: str, spec: _AssetSpec) -> AssetContext:
+def _context(device: str, spec: _AssetSpec, today: date) -> AssetContext:
     region = None
     if spec.region is not None:
         r = spec.region
@@ -118,6 +125,6 @@ def _context(device: str, spec: _AssetSpec) -> AssetContext:
         asset_type=spec.asset_type,
         region=region,
         home=spec.home,
-        holidays=frozenset(spec.holidays),
+        holidays=frozenset(spec.holidays) | RegionHolidays().around(spec.calendar, today),
         expected_hours=dict(spec.expected_hours),
     )

@@ -2,7 +2,9 @@
 
 The fleet is run day by day as the runner would: each day every asset's peer ratio is taken
 from its detector state before the day is fed, the peer group's (type and region) median is
-handed to every member, then each detector evaluates the day, `SETTLE` after midnight.
+handed to every member, then each detector evaluates the day, `SETTLE` after midnight. An
+asset's holidays are its scenario region's calendar (`calendar = "DE-NW"`), as the live
+context gives them; a region without one keeps `PUBLIC_HOLIDAYS`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from cloud.detectors.utilization import (
     UtilizationThresholds,
     peer_factor,
 )
+from cloud.risk.calendars import NO_CALENDAR, public_holidays
 from firmware_sim.scenarios import ResolvedScenario
+from firmware_sim.scenarios.expand import AssetSpec
 from firmware_sim.scenarios.labels import Label
 from firmware_sim.scenarios.run import simulated_assets
 
-#: Public holidays the leases in the shipped scenarios know (NL/BE/DE/FR common ones).
+#: Public holidays of a scenario region without a calendar (NL/BE/DE/FR common ones).
 PUBLIC_HOLIDAYS = frozenset(
     date.fromisoformat(d)
     for d in (
@@ -48,12 +52,30 @@ class UsageEpisode:
     cleared: datetime | None = None
 
 
+def scenario_holidays(resolved: ResolvedScenario, asset: AssetSpec) -> frozenset[date]:
+    """The asset's holidays: its region's calendar over the scenario, else `PUBLIC_HOLIDAYS`."""
+    code = resolved.calendar_of(asset)
+    if code == NO_CALENDAR:
+        return PUBLIC_HOLIDAYS
+    first = resolved.scenario.start
+    return public_holidays(code, first, first + timedelta(days=resolved.scenario.days))
+
+
 def run_fleet(
-    resolved: ResolvedScenario, *, peers: bool = True, holidays: frozenset[date] = PUBLIC_HOLIDAYS
+    resolved: ResolvedScenario, *, peers: bool = True, holidays: frozenset[date] | None = None
 ) -> list[UsageEpisode]:
-    """Every episode the detectors raise over the scenario, fleet in lockstep."""
+    """Every episode the detectors raise over the scenario, fleet in lockstep.
+
+    `holidays` None gives each asset its region's (`scenario_holidays`).
+    """
     t = UtilizationThresholds()
     sims = simulated_assets(resolved)
+    days_off = {
+        s.timeline.spec.id: scenario_holidays(resolved, s.timeline.spec)
+        if holidays is None
+        else holidays
+        for s in sims
+    }
     states = {
         s.timeline.spec.id: UtilizationDetector.create(s.timeline.spec.id, "", t) for s in sims
     }
@@ -76,7 +98,8 @@ def run_fleet(
             now = (
                 datetime.combine(day_in.day + timedelta(days=1), datetime.min.time(), UTC) + SETTLE
             )
-            for found in detector.update(UtilizationInputs((day_in,), holidays), now):
+            inputs = UtilizationInputs((day_in,), days_off[asset])
+            for found in detector.update(inputs, now):
                 _record(episodes[asset], asset, found)
     return [e for found in episodes.values() for e in found]
 

@@ -20,6 +20,7 @@ from firmware_sim.calendar import (
     NO_CALENDAR,
     CalendarError,
     calendar_problem,
+    checked_calendar,
     public_holidays,
     year_holidays,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "CalendarError",
     "RegionHolidays",
     "calendar_problem",
+    "checked_calendar",
     "public_holidays",
     "year_holidays",
 ]
@@ -52,6 +54,15 @@ class RegionHolidays:
 
     def dates(self, region: str, first: date, last: date) -> frozenset[date]:
         """The region's public holidays from `first` to `last` inclusive."""
+        return public_holidays(self.code(region), first, last)
+
+    def around(self, region: str, day: date) -> frozenset[date]:
+        """The region's public holidays in the year of `day` and the years either side.
+
+        The one lookup the live detectors use: an asset's context carries these, so a day
+        judged late (replays, January's look back at December) still finds its holidays.
+        """
+        first, last = date(day.year - 1, 1, 1), date(day.year + 1, 12, 31)
         return public_holidays(self.code(region), first, last)
 
     def calendars(

@@ -13,17 +13,17 @@ from datetime import date
 from typing import Annotated, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     PlainSerializer,
     PlainValidator,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
-from firmware_sim.calendar import NO_CALENDAR, calendar_problem
+from firmware_sim.calendar import NO_CALENDAR, checked_calendar
 from firmware_sim.scenarios.profiles import AssetType
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")]
@@ -93,15 +93,7 @@ class Region(_Strict):
 
     center: Position
     radius_km: Positive
-    calendar: str = NO_CALENDAR  # a `holidays` code: "NL", "DE-NW"; "" for none
-
-    @field_validator("calendar")
-    @classmethod
-    def _known_calendar(cls, code: str) -> str:
-        """Refuse a calendar code the `holidays` package does not know."""
-        if (problem := calendar_problem(code)) is not None:
-            raise ValueError(f"holiday calendar {code!r}: {problem}")
-        return code
+    calendar: Annotated[str, AfterValidator(checked_calendar)] = NO_CALENDAR  # "NL", "DE-NW"
 
 
 class Site(_Strict):

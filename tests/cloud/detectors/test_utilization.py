@@ -17,6 +17,7 @@ from cloud.detectors.utilization import (
     peer_factor,
     peer_ratio,
 )
+from cloud.risk.rules import load_rules
 
 START = date(2025, 1, 6)  # a Monday
 
@@ -149,3 +150,43 @@ def test_golden_simulator_scenario_drop_found_and_seasonal_dips_left_alone() -> 
     assert abs(exc[0].magnitude - 0.4) < 0.06
     explained = {lb["asset"] for lb in labels if lb["kind"] in ("utilization_decline", "parked")}
     assert {e.asset for e in episodes} <= explained  # christmas and frost dips raise nothing
+
+
+CORPUS_CHRISTI = date(2026, 6, 4)  # a public holiday in Cologne (DE-NW), not in Hanover (DE-NI)
+
+
+def _idle_before_corpus_christi(holidays: frozenset[date]) -> list[Finding]:
+    """Weekdays about 8 h from January 2026; idle on Corpus Christi and the 3 working days before.
+
+    The asset also rests on every DE-NW holiday (it is in Cologne); the detector is given the
+    holidays its context would carry.
+    """
+    start = date(2026, 1, 5)
+    idle = {date(2026, 6, 1), date(2026, 6, 2), date(2026, 6, 3)}
+    kept = load_rules().holidays.resolver().around("rhine-ruhr", CORPUS_CHRISTI)
+    hours = week_series(170)
+    det = UtilizationDetector.create("gw-k", "excavator", UtilizationThresholds())
+    found: list[Finding] = []
+    for n, usual in enumerate(hours):
+        day = start + timedelta(days=n)
+        ran = 0.0 if day in idle or day in kept or day == CORPUS_CHRISTI else usual
+        now = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)
+        usage = DayUsage(day, ran, 24.0, {"early": ran}, None)
+        found += det.update(UtilizationInputs((usage,), holidays), now)
+    return found
+
+
+def test_a_regional_holiday_is_not_a_drop_for_an_asset_in_that_region() -> None:
+    """The asset's region calendar (rules: rhine-ruhr = DE-NW) skips Corpus Christi.
+
+    The same days judged with Lower Saxony's calendar read the holiday as a fourth idle working
+    day in a row, and the idle-day CUSUM opens a decline on it.
+    """
+    holidays = load_rules().holidays.resolver()
+    own = holidays.around("rhine-ruhr", CORPUS_CHRISTI)
+    other = holidays.around("DE-NI", CORPUS_CHRISTI)
+    assert CORPUS_CHRISTI in own and CORPUS_CHRISTI not in other
+    assert _idle_before_corpus_christi(own) == []
+    misjudged = _idle_before_corpus_christi(other)
+    assert misjudged and misjudged[0].key == "decline" and misjudged[0].state == "open"
+    assert misjudged[0].evaluated_at.date() == CORPUS_CHRISTI + timedelta(days=1)
