@@ -29,7 +29,7 @@ from cloud.detectors import scoring_silence
 from cloud.detectors.geofence import GeofenceDetector, GeofenceInputs, GeofenceThresholds
 from cloud.detectors.inputs import DayUsage, Region
 from cloud.detectors.scoring import load
-from cloud.detectors.scoring_usage import PUBLIC_HOLIDAYS
+from cloud.detectors.scoring_usage import scenario_holidays
 from cloud.detectors.simulated import day_usage, off_windows, position_fixes
 from cloud.detectors.utilization import (
     SETTLE,
@@ -103,6 +103,8 @@ def usage_and_capacity(
     for sim in sims:
         by_group[(sim.timeline.spec.type, sim.timeline.spec.region)].append(sim.timeline.spec.id)
     offs = {a: off_windows(resolved, a) for a in ids}
+    # each asset's region calendar (a region without one: the fixed PUBLIC_HOLIDAYS list)
+    holidays = {s.timeline.spec.id: scenario_holidays(resolved, s.timeline.spec) for s in sims}
     capacity = _Episodes()
     for day in range(days):
         usage = {a: day_usage(s, resolved, day, offs[a]) for a, s in zip(ids, sims, strict=True)}
@@ -112,7 +114,7 @@ def usage_and_capacity(
             hours[asset][day], covered[asset][day] = today.running_hours, today.covered_hours
             midnight = datetime.combine(today.day, datetime.min.time(), UTC)
             now = midnight + timedelta(days=1) + SETTLE
-            for found in detector.update(UtilizationInputs((today,), PUBLIC_HOLIDAYS), now):
+            for found in detector.update(UtilizationInputs((today,), holidays[asset]), now):
                 if found.state == "cleared":
                     capacity.cleared(asset, found.evaluated_at)
                 else:
