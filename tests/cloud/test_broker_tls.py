@@ -1,9 +1,9 @@
 """The broker's gateway listener speaks TLS with the project's config and generated certificates.
 
 A real Mosquitto runs deploy/mosquitto/mosquitto.conf with both listeners: gateways connect to
-the TLS one exactly as the edge agent does (edge.mqtt_client.make_client from an edge MqttConfig), the
-ingestor reads on the plain one; clients that do not trust the CA, or do not speak TLS, are
-turned away, and passwords and ACLs apply over TLS unchanged.
+the TLS one exactly as the edge agent does (`edge.mqtt_client.make_client` from an edge
+MqttConfig), the ingestor reads on the plain one; clients that do not trust the CA, or do not
+speak TLS, are turned away, and passwords and ACLs apply over TLS unchanged.
 """
 
 from __future__ import annotations
