@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from firmware_sim.calendar import (
     NO_CALENDAR,
@@ -62,11 +63,17 @@ class RegionHolidays:
         The one lookup the live detectors use: an asset's context carries these, so a day
         judged late (replays, January's look back at December) still finds its holidays.
         """
-        first, last = date(day.year - 1, 1, 1), date(day.year + 1, 12, 31)
-        return public_holidays(self.code(region), first, last)
+        return _three_years(self.code(region), day.year)
 
     def calendars(
         self, regions: Iterable[str], first: date, last: date
     ) -> dict[str, frozenset[date]]:
         """Each region's public holidays from `first` to `last` inclusive."""
         return {region: self.dates(region, first, last) for region in set(regions)}
+
+
+@lru_cache(maxsize=1024)
+def _three_years(code: str, year: int) -> frozenset[date]:
+    """A calendar's public holidays from the year before `year` to the year after (cached: the
+    detectors ask for every gateway of every batch)."""
+    return public_holidays(code, date(year - 1, 1, 1), date(year + 1, 12, 31))
