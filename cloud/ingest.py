@@ -75,7 +75,6 @@ class PreparedBatch:
     fresh: list[TelemetryBatch]  # to ledger: written to the telemetry store
     repeated: list[TelemetryBatch]  # already ledgered, or twice in this batch
     reports: list[GatewayStatus | GatewayHealth]
-    admitted: list[TelemetryBatch]  # everything admitted, repeats included (for detection)
     rejections: list[Rejection]
 
 
@@ -139,7 +138,7 @@ class Ingestor:
         rejections += await self._write_until_stored(list(fresh.values()), stop, now)
         reports: list[GatewayStatus | GatewayHealth] = [*statuses, *healths]
         return PreparedBatch(
-            len(messages), now, list(fresh.values()), repeated, reports, admitted, rejections
+            len(messages), now, list(fresh.values()), repeated, reports, rejections
         )
 
     async def complete(
@@ -160,7 +159,8 @@ class Ingestor:
         duplicates = p.repeated + result.duplicates
         self._count(result.stored, duplicates, p.size, p.received_at)
         if self.on_stored is not None:
-            await self._state(stop, self.on_stored, [*p.reports, *p.admitted])
+            admitted = [*p.fresh, *p.repeated]  # everything admitted, repeats included
+            await self._state(stop, self.on_stored, [*p.reports, *admitted])
         statuses = sum(isinstance(r, GatewayStatus) for r in p.reports)
         return BatchOutcome(len(result.stored), len(duplicates), len(p.rejections), statuses)
 
