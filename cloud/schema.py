@@ -70,6 +70,7 @@ rollups = Table(
     Column("sum", Float, nullable=False),
     Column("min", Float, nullable=False),
     Column("max", Float, nullable=False),
+    sqlite_with_rowid=False,  # one B-tree: the rows in key order (migration 0009)
 )
 
 dead_letters = Table(

@@ -1,0 +1,101 @@
+"""Writers of one SQLite state file take turns through a kernel lock, handed over at once.
+
+SQLite lets one connection write at a time. A second writer waits in SQLite's busy handler,
+which sleeps in growing steps (1, 2, 5, 10 ... up to 100 ms) and tries again: when the holder
+commits, the waiter sleeps on, and the holder (an ingest worker whose next batch is already
+prepared) often takes the lock again before it wakes. Two ingest workers on one state file
+then leave the lock idle between turns and one of them starves.
+
+Here every connection of a state store on a SQLite file takes an exclusive `flock` on a sidecar
+file (`<database>.writer`) before the first write statement of a transaction, and lets go after
+its commit or rollback. A process waiting for `flock` sleeps in the kernel and wakes the moment
+the holder lets go. Reads take no turn (WAL: readers never wait for the writer). SQLite's own
+locking is unchanged, so a program that does not take turns (the sqlite3 shell) stays safe; it
+just competes the old way.
+
+No deadlock: a connection takes its turn before SQLite's write lock (the turn is taken before
+the statement that begins the transaction runs) and lets go after it, always in that order,
+and nothing waits for anything else while holding a turn.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+#: Statements that do not write: they never need the writer's turn.
+_READS = ("SELECT", "PRAGMA", "WITH", "EXPLAIN")
+
+
+class TurnTakingConnection(sqlite3.Connection):
+    """A sqlite3 connection that holds the file's writer turn from its first write to its end."""
+
+    lock_path: str = ""  # set on the per-database subclass (`turn_taking_factory`)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._turn_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.holding_turn = False
+
+    def take_turn(self) -> None:
+        """Wait for the writer turn (in the kernel) unless this connection already holds it."""
+        if not self.holding_turn:
+            fcntl.flock(self._turn_fd, fcntl.LOCK_EX)
+            self.holding_turn = True
+
+    def _end_turn(self) -> None:
+        if self.holding_turn:
+            fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
+            self.holding_turn = False
+
+    def commit(self) -> None:
+        """Commit, then hand the turn over."""
+        try:
+            super().commit()
+        finally:
+            self._end_turn()
+
+    def rollback(self) -> None:
+        """Roll back, then hand the turn over."""
+        try:
+            super().rollback()
+        finally:
+            self._end_turn()
+
+    def close(self) -> None:
+        """Close the database connection and the lock file (which ends any turn held)."""
+        try:
+            super().close()
+        finally:
+            self._end_turn()
+            os.close(self._turn_fd)
+
+
+def turn_taking_factory(database: str) -> type[TurnTakingConnection]:
+    """The connection class for one database file (`sqlite3.connect(factory=...)`)."""
+    return type(
+        "TurnTakingConnection",
+        (TurnTakingConnection,),
+        {"lock_path": f"{os.path.abspath(database)}.writer"},
+    )
+
+
+def take_turns(engine: Engine) -> None:
+    """Make the engine's write statements wait for the writer turn first (see module doc).
+
+    The engine must have been created with `connect_args={"factory": turn_taking_factory(db)}`.
+    """
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_write(
+        conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+    ) -> None:
+        if statement.lstrip()[:7].upper().startswith(_READS):
+            return
+        dbapi = conn.connection.dbapi_connection
+        if isinstance(dbapi, TurnTakingConnection):
+            dbapi.take_turn()
