@@ -11,10 +11,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
+from cloud import sqlite_turns
 from cloud.state import StateStore
 from leasewatch.wire import Reading, TelemetryBatch
 
@@ -85,6 +88,21 @@ def test_a_writer_waits_for_the_turn_and_then_writes(tmp_path: Path) -> None:
         writer.join(timeout=60.0)
         assert writer.exitcode == 0
         assert len(store.ledger("gw-wait")) == 5
+    finally:
+        store.close()
+
+
+def test_a_writer_that_never_gets_its_turn_fails_like_a_locked_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "state.sqlite"
+    store = StateStore(f"sqlite:///{database}")
+    monkeypatch.setattr(sqlite_turns, "TURN_TIMEOUT_S", 0.3)
+    try:
+        with _held_turn(database), pytest.raises(OperationalError, match="database is locked"):
+            store.register_device("gw-late", T0)
+        store.register_device("gw-late", T0)  # the turn is free again: it is written
+        assert store.registered(["gw-late"]) == {"gw-late"}
     finally:
         store.close()
 
