@@ -52,7 +52,7 @@ from leasewatch.wire import GatewayHealth, GatewayStatus, RejectReason, Telemetr
 
 DEAD_LETTER_PAYLOAD_BYTES = 4096
 #: A stored status or health report stamped further than this ahead of the cloud's clock yields
-#: to any later one (see `StateStore._health_in`).
+#: to any later one (see `StateStore._health_statement`).
 STAMP_AHEAD_SLACK = timedelta(minutes=5)
 _ROLLUP_SQLITE = (
     "INSERT INTO rollups (device, sensor, metric, resolution_s, bucket, unit, count, sum, min, max)"
@@ -113,6 +113,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _status_update() -> Any:
+    """A gateway's status, kept unless a newer one is stored (see `_health_statement`)."""
+    d, at = devices.c, bindparam("at", type_=DateTime(timezone=True))
+    return (
+        update(devices)
+        .where(d.device == bindparam("d"))
+        .where(
+            d.status_at.is_(None)
+            | (d.status_at <= at)
+            | (d.status_at > bindparam("ahead", type_=DateTime(timezone=True)))
+        )
+        .values(status=bindparam("state"), status_at=at)
+    )
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (serialised across workers on PostgreSQL)."""
     config = Config()
@@ -142,7 +157,22 @@ class StateStore:
         self.dead_letter_max = dead_letter_max
         self._postgres = self.engine.dialect.name == "postgresql"
         self._insert = pg_insert if self._postgres else sqlite_insert
+        self._status_update = _status_update()
+        self._health_upsert = self._health_statement()
         migrate(self.engine)
+
+    def _health_statement(self) -> Any:
+        """Upsert of a gateway's health report, kept only when newer than the stored one.
+
+        A report stamped ahead of the cloud (a gateway clock running ahead) must not hide the
+        reports after it (from the same gateway once its clock is right): a stored report
+        stamped past `ahead` (now + STAMP_AHEAD_SLACK) yields to any later one.
+        """
+        stmt = self._insert(gateway_health)
+        h = gateway_health.c
+        newer = (stmt.excluded.ts > h.ts) | (h.ts > bindparam("ahead", type_=h.ts.type))
+        updated = {name: stmt.excluded[name] for name in ("boot", "ts", "received_at", "report")}
+        return stmt.on_conflict_do_update(index_elements=["device"], set_=updated, where=newer)
 
     def _least(self, a: Any, b: Any) -> Any:
         return func.least(a, b) if self._postgres else func.min(a, b)
@@ -230,11 +260,8 @@ class StateStore:
         # statement; redone inside only if another worker won some of these messages.
         rollups = self._rollup_rows(batches)
         with self.engine.begin() as conn:
-            for report in reports:
-                if isinstance(report, GatewayStatus):
-                    self._status_in(conn, report, now)
-                else:
-                    self._health_in(conn, report, now)
+            self._statuses_in(conn, [r for r in reports if isinstance(r, GatewayStatus)], now)
+            self._healths_in(conn, [r for r in reports if isinstance(r, GatewayHealth)], now)
             won = self._ledger_insert(conn, batches, now)
             stored = [b for b in batches if b.key in won]
             lost = [b for b in batches if b.key not in won]
@@ -258,20 +285,21 @@ class StateStore:
     def record_health(self, health: GatewayHealth, now: datetime) -> None:
         """Keep a gateway's newest health report (an older one arriving late is ignored)."""
         with self.engine.begin() as conn:
-            self._health_in(conn, health, now)
+            self._healths_in(conn, [health], now)
 
-    def _health_in(self, conn: Connection, health: GatewayHealth, now: datetime) -> None:
-        row = {
-            "device": health.device, "boot": health.boot, "ts": health.ts, "received_at": now,
-            "report": health.model_dump_json(),
-        }  # fmt: skip
-        stmt = self._insert(gateway_health).values(**row)
-        # A report stamped ahead of the cloud (a gateway clock running ahead) must not hide
-        # the reports after it (from the same gateway once its clock is right).
-        ahead = gateway_health.c.ts > now + STAMP_AHEAD_SLACK
-        newer = (stmt.excluded.ts > gateway_health.c.ts) | ahead
-        self._ensure_device(conn, health.device, now)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["device"], set_=row, where=newer))
+    def _healths_in(
+        self, conn: Connection, healths: Sequence[GatewayHealth], now: datetime
+    ) -> None:
+        """Upsert health reports (one statement, row by row: the newest report wins)."""
+        if not healths:
+            return
+        self._ensure_devices(conn, {h.device for h in healths}, now)
+        rows = [
+            {"device": h.device, "boot": h.boot, "ts": h.ts, "received_at": now,
+             "report": h.model_dump_json(), "ahead": now + STAMP_AHEAD_SLACK}
+            for h in healths
+        ]  # fmt: skip
+        conn.execute(self._health_upsert, rows)
 
     def events(self, device: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Machine events of a device with start <= ts < end, oldest first."""
@@ -418,20 +446,20 @@ class StateStore:
     def record_status(self, status: GatewayStatus, now: datetime) -> None:
         """Remember a gateway's online/offline state unless a newer one is already known."""
         with self.engine.begin() as conn:
-            self._status_in(conn, status, now)
+            self._statuses_in(conn, [status], now)
 
-    def _status_in(self, conn: Connection, status: GatewayStatus, now: datetime) -> None:
-        self._ensure_device(conn, status.device, now)
-        conn.execute(
-            update(devices)
-            .where(devices.c.device == status.device)
-            .where(
-                (devices.c.status_at.is_(None))
-                | (devices.c.status_at <= status.ts)
-                | (devices.c.status_at > now + STAMP_AHEAD_SLACK)  # see _health_in
-            )
-            .values(status=status.state, status_at=status.ts)
-        )
+    def _statuses_in(
+        self, conn: Connection, statuses: Sequence[GatewayStatus], now: datetime
+    ) -> None:
+        """Keep each status unless a newer one is stored (one statement, row by row)."""
+        if not statuses:
+            return
+        self._ensure_devices(conn, {s.device for s in statuses}, now)
+        rows = [
+            {"d": s.device, "state": s.state, "at": s.ts, "ahead": now + STAMP_AHEAD_SLACK}
+            for s in statuses
+        ]
+        conn.execute(self._status_update, rows)
 
     # --- rejections -----------------------------------------------------------------------
 
