@@ -31,7 +31,7 @@ from cloud.leasing.tables import RUNNING_HOURLY, assets, leases, lessees
 from cloud.risk.calendars import RegionHolidays
 from cloud.risk.history import AssetHistory
 from cloud.risk.portfolio import Calendars, PeerLevels, Portfolio
-from cloud.risk.usage import BASELINE_DAYS, LOOKBACK_WEEKS, FloatArray
+from cloud.risk.usage import ABRUPT_DAYS, BASELINE_DAYS, LOOKBACK_WEEKS, FloatArray
 from cloud.schema import rollups
 
 HISTORY_DAYS = 7 * LOOKBACK_WEEKS + BASELINE_DAYS  # the sustained quarter and its baseline
@@ -192,6 +192,7 @@ class GroupLevels:
     baseline: float
     weekly: FloatArray  # newest week first
     size: int
+    daily: FloatArray  # the last `ABRUPT_DAYS`, newest first
 
 
 def group_levels(
@@ -201,11 +202,13 @@ def group_levels(
     start = history_start(as_of)
     members = histories(conn, _group_assets(conn, group), start)
     if not members:
-        return GroupLevels(float("nan"), float("nan"), np.full(LOOKBACK_WEEKS, np.nan), 0)
+        return GroupLevels(float("nan"), float("nan"), np.full(LOOKBACK_WEEKS, np.nan), 0,
+                           np.full(ABRUPT_DAYS, np.nan))  # fmt: skip
     found = calendars(holidays, [group[1]], start)
     levels = Portfolio(members, found).peer_levels(HISTORY_DAYS)
     return GroupLevels(float(levels.contract[0]), float(levels.baseline[0]),
-                       levels.weekly[0].copy(), int(levels.sizes[0]))  # fmt: skip
+                       levels.weekly[0].copy(), int(levels.sizes[0]),
+                       levels.daily[0].copy())  # fmt: skip
 
 
 def peer_levels(found: Sequence[GroupLevels]) -> PeerLevels:
@@ -213,6 +216,7 @@ def peer_levels(found: Sequence[GroupLevels]) -> PeerLevels:
     return PeerLevels(
         np.array([g.contract for g in found]), np.array([g.baseline for g in found]),
         np.stack([g.weekly for g in found]), np.array([g.size for g in found], dtype=np.int64),
+        np.stack([g.daily for g in found]),
     )  # fmt: skip
 
 
@@ -313,6 +317,7 @@ def peer_cache(engine: Engine) -> PeerCache:
 USAGE_FIELDS = (
     "utilization_vs_contract", "utilization_vs_baseline", "peer_utilization_vs_contract",
     "peer_utilization_vs_baseline", "peer_group_size", "weeks_below_baseline", "sustained_use",
+    "utilization_vs_prior", "days_down",
 )  # fmt: skip
 
 

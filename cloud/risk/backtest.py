@@ -32,6 +32,7 @@ SIGNALS = (
     "utilization_below_baseline",
     "capacity_warning",
     "sustained_decline",
+    "abrupt_drop",
     "asset_silent",
     "tamper",
     "geofence_breach",

@@ -73,6 +73,12 @@ class LeaseSignals:
     #: baseline (the 8 weeks before the last quarter), and the use over those weeks (0..1).
     weeks_below_baseline: int = 0
     sustained_use: float | None = None
+    #: The last 14 days' season-adjusted use against the same baseline before the quarter: a
+    #: drop the 56-day baseline of `utilization_vs_baseline` has absorbed still shows here.
+    utilization_vs_prior: float | None = None
+    #: Working days, newest first, each below half the hours the asset's weekly pattern
+    #: expects of it (season-adjusted): an abrupt drop, days before a weekly figure shows it.
+    days_down: int = 0
 
 
 @dataclass(frozen=True, slots=True)

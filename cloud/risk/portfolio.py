@@ -3,7 +3,8 @@
 Definitions (the credit-check side computes the same figures from rollups; `cloud.risk.usage`
 holds the shared arithmetic):
 - utilization vs contract: running hours of the window's judged days over the contract's
-  expected hours on those days (a day without data, or a public holiday, is not judged);
+  expected hours on those days, each scaled by the day's share with data (a day without data,
+  or a public holiday, is not judged; hours missing inside a judged day are not idle);
 - utilization vs baseline: the last `RECENT_DAYS` against the asset's own weekly pattern over
   the `BASELINE_DAYS` before them (None with fewer than 28 judged baseline days);
 - peer figures: the peer group's (type and region) median of each ratio over the same windows,
@@ -34,10 +35,12 @@ from cloud.risk.usage import (
     DailyUse,
     FloatArray,
     IntArray,
+    abrupt_drop,
     holiday_flags,
     lease_sum,
     peer_levels,
     ratio,
+    recent_days,
     sustained_drop,
     weekly_use,
 )
@@ -53,6 +56,7 @@ class PeerLevels:
     baseline: FloatArray  # (assets,)
     weekly: FloatArray  # (assets, weeks), newest first, as `usage.weekly_use`
     sizes: IntArray  # (assets,)
+    daily: FloatArray  # (assets, days), newest first, as `usage.recent_days`
 
 
 def capacity_drop(warnings: int, utilization_vs_baseline: float | None) -> float | None:
@@ -108,11 +112,14 @@ class Portfolio:
         )
 
     def _contract_use(self, day: int) -> tuple[FloatArray, FloatArray]:
-        """Per asset: hours run and hours the contract expects on the window's judged days."""
+        """Per asset: hours run and hours the contract expects on the window's judged days.
+
+        A judged day expects the contract's hours times its share with data (a lossy link).
+        """
         first = max(0, day - self.window_days)
         judged = self.use.judged[:, first:day]
         used = (self.use.hours[:, first:day] * judged).sum(axis=1)
-        return used, self.per_day * judged.sum(axis=1)
+        return used, self.per_day * (judged * self.use.coverage[:, first:day]).sum(axis=1)
 
     def _baseline_use(self, day: int) -> tuple[FloatArray, ...]:
         base = (day - RECENT_DAYS - BASELINE_DAYS, day - RECENT_DAYS)
@@ -124,7 +131,8 @@ class Portfolio:
         contract, sizes = peer_levels(ratio(used, expected), self.groups)
         baseline, _ = peer_levels(ratio(*self._baseline_use(day)), self.groups)
         weekly, _ = peer_levels(ratio(*weekly_use(self.use, day)), self.groups)
-        return PeerLevels(contract, baseline, weekly, sizes)
+        daily, _ = peer_levels(ratio(*recent_days(self.use, day)), self.groups)
+        return PeerLevels(contract, baseline, weekly, sizes, daily)
 
     def signals(self, day: int, peers: PeerLevels | None = None) -> list[LeaseSignals]:
         """Every lease's signals as of the start of day `day` (days before it are known).
@@ -139,6 +147,9 @@ class Portfolio:
         actual, base_expected = self._baseline_use(day)
         sustained = sustained_drop(
             self.use, self.groups, self.lease_of, len(self.lease_ids), day, levels=levels.weekly
+        )
+        abrupt = abrupt_drop(
+            self.use, self.groups, self.lease_of, len(self.lease_ids), day, levels=levels.daily
         )
         mine: list[list[int]] = [[] for _ in self.lease_ids]
         for asset, lease in enumerate(self.lease_of):
@@ -158,6 +169,8 @@ class Portfolio:
                 "peer_group_size": int(min(levels.sizes[a] for a in mine[i])),
                 "weeks_below_baseline": int(sustained.weeks[i]),
                 "sustained_use": _finite(sustained.ratio[i]),
+                "utilization_vs_prior": _finite(sustained.recent[i]),
+                "days_down": int(abrupt[i]),
             })
             for i, lease in enumerate(self.lease_ids)
         ]  # fmt: skip

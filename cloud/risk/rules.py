@@ -214,6 +214,7 @@ class ScoringRules(_Frozen):
     utilization_vs_baseline: Ramp
     capacity_warning: CapacityRamp
     sustained_decline: SustainedRule
+    abrupt_drop: Ramp | None = None  # on working days down; None: not scored (before 2.3)
     peers: PeerRule
     faults: FaultRule
     silence: Ramp
@@ -228,12 +229,12 @@ class ScoringRules(_Frozen):
     @model_validator(mode="after")
     def _directions(self) -> Self:
         for name in ("utilization_vs_contract", "utilization_vs_baseline"):
-            ramp: Ramp = getattr(self, name)
-            if ramp.full > ramp.ok:
+            ramp: Ramp | None = getattr(self, name)
+            if ramp is not None and ramp.full > ramp.ok:
                 raise ValueError(f"{name}: full must be below ok (a lower ratio is worse)")
-        for name in ("capacity_warning", "silence", "hours_cap"):
+        for name in ("capacity_warning", "silence", "hours_cap", "abrupt_drop"):
             ramp = getattr(self, name)
-            if ramp.full < ramp.ok:
+            if ramp is not None and ramp.full < ramp.ok:
                 raise ValueError(f"{name}: full must be above ok (a higher value is worse)")
         return self
 

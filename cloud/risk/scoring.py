@@ -25,6 +25,7 @@ REASON_CODES = (
     "utilization_below_baseline",
     "capacity_warning",
     "sustained_decline",
+    "abrupt_drop",
     "peer_group_dip",
     "fault_burden",
     "asset_silent",
@@ -106,22 +107,51 @@ def _sustained_reason(s: LeaseSignals, rules: ScoringRules, factor: float) -> Re
     return Reason("sustained_decline", points, summary, evidence)
 
 
+def _abrupt_reason(s: LeaseSignals, rules: ScoringRules, factor: float) -> Reason | None:
+    """The last working days each well below the asset's usual hours: an abrupt drop."""
+    ramp = rules.abrupt_drop
+    if ramp is None or s.days_down <= 0:
+        return None
+    points = ramp.weight * ramp.share(s.days_down) * factor
+    if points <= 0.0:
+        return None
+    summary = (
+        f"The last {s.days_down} working day(s) each ran under half the hours the assets' "
+        "weekly pattern expects (season-adjusted): an abrupt drop."
+    )
+    evidence: Evidence = {"days": s.days_down, "discount_factor": factor}
+    return Reason("abrupt_drop", points, summary, evidence)
+
+
 def _capacity_reason(s: LeaseSignals, rules: ScoringRules, factor: float) -> Reason | None:
-    """Open capacity warnings, by the drop judged against the peers (a season is not a drop)."""
+    """Open capacity warnings, by the drop judged against the peers (a season is not a drop).
+
+    The drop is the larger of the 14 days' against the 56 before (over the peers') and the
+    same days' against the baseline before the quarter (`utilization_vs_prior`, season-adjusted
+    week by week): late in a decline the 56 days have absorbed it, the older baseline has not.
+    A warning with no drop beyond `ok` on either is stale (use is back): no points.
+    """
     if s.capacity_warnings <= 0:
         return None
     rule = rules.capacity_warning
     drop = s.capacity_drop or 0.0
     level, paused = rules.peers.adjusted(1.0 - drop, s.peer_utilization_vs_baseline)
     adjusted = 0.0 if level is None or paused else max(0.0, 1.0 - level)
-    points = rule.weight * max(rule.floor, rule.share(adjusted)) * factor
+    prior = None if s.utilization_vs_prior is None else max(0.0, 1.0 - s.utilization_vs_prior)
+    if prior is not None and not paused:
+        adjusted = max(adjusted, prior)
+    share = rule.share(adjusted)
+    if share <= 0.0:
+        return None
+    points = rule.weight * max(rule.floor, share) * factor
     summary = (
-        f"{s.capacity_warnings} open capacity warning(s): use fell by up to {_pct(drop)} "
-        f"({_pct(adjusted)} against the peers) and stayed down."
+        f"{s.capacity_warnings} open capacity warning(s): use fell by up to {_pct(adjusted)} "
+        "against its baselines (season-adjusted) and stayed down."
     )
     evidence: Evidence = {
         "warnings": s.capacity_warnings,
         "largest_drop": round(drop, 3),
+        "drop_vs_prior": None if prior is None else round(prior, 3),
         "season_adjusted_drop": round(adjusted, 3),
         "discount_factor": factor,
     }
@@ -155,6 +185,7 @@ def _usage_reasons(s: LeaseSignals, rules: ScoringRules, factor: float) -> list[
             "({adj} against their peers').",
         ),
         _sustained_reason(s, rules, factor),
+        _abrupt_reason(s, rules, factor),
         _capacity_reason(s, rules, factor),
         _peer_note(s, baseline_paused or contract_paused, _paused_peer(s, baseline_paused)),
     ]

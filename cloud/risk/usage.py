@@ -7,6 +7,10 @@ portfolio (the backtest) or one peer group (a credit check). The definitions:
 - Use of a window against a baseline window: the running hours of the window's judged days over
   what the asset's own weekly pattern expects of them (the mean hours of the same weekday over
   the baseline's judged days). A Saturday counts against Saturdays, a holiday against nothing.
+- Coverage: a judged day with hours missing (a lossy link) expects only its share of the day
+  with data (`DailyUse.coverage`): hours nobody saw are unknown, never idle. The weekday
+  pattern is per full day (hours run over the days' coverage), and a day's expectation is the
+  pattern times that day's coverage; the contract's expectation is scaled the same way.
 - Peer level: the median of that ratio over the peer group (same asset type and region), with
   at least `MIN_PEERS` members known. When the whole group dips, it is the season, not the
   lessee: the season-adjusted ratio is the asset's over `min(1, peer level)`, and a week whose
@@ -38,6 +42,10 @@ MIN_PEERS = 5
 PEER_PAUSE = 0.5
 SUSTAINED_SHARE = 0.8
 LOOKBACK_WEEKS = 13
+RECENT_WEEKS = 2  # the use ratios' recent window (`RECENT_DAYS`) in weeks
+ABRUPT_DAYS = 7  # days looked at for an abrupt drop
+ABRUPT_SHARE = 0.5  # a working day below this share of its expected hours is a day down
+WORKING_HOURS = 1.0  # a day the weekly pattern expects fewer hours of is no working day
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,7 @@ class DailyUse:
     hours: FloatArray  # (assets, days)
     judged: BoolArray  # (assets, days)
     weekday0: int  # Monday = 0
+    coverage: FloatArray  # (assets, days): share of the day with data, 0..1
 
     @classmethod
     def of(
@@ -54,7 +63,7 @@ class DailyUse:
     ) -> DailyUse:
         """From running hours, hours with data and holiday flags (all assets x days)."""
         judged = (covered >= MIN_COVERED_HOURS) & ~holidays
-        return cls(hours, judged, weekday0)
+        return cls(hours, judged, weekday0, np.clip(covered / 24.0, 0.0, 1.0))
 
     def _weekdays(self, first: int, last: int) -> FloatArray:
         """One-hot weekdays of days [first, last): (days, 7)."""
@@ -62,10 +71,11 @@ class DailyUse:
         onehot: FloatArray = (days[:, None] == np.arange(7)).astype(np.float64)
         return onehot
 
-    def window_use(self, base: tuple[int, int], window: tuple[int, int]) -> tuple[FloatArray, ...]:
-        """Per asset: (hours run, hours its weekly pattern expects) over the window's judged days.
+    def day_use(self, base: tuple[int, int], window: tuple[int, int]) -> tuple[FloatArray, ...]:
+        """Per asset and day of the window: (hours run, hours its weekly pattern expects).
 
-        Expected is 0 for an asset with fewer than `MIN_BASELINE_DAYS` judged baseline days.
+        Only judged days count (0 otherwise); expected is 0 for an asset with fewer than
+        `MIN_BASELINE_DAYS` judged baseline days.
         """
         b0, b1 = max(0, base[0]), max(0, base[1])
         w0, w1 = max(0, window[0]), window[1]
@@ -73,13 +83,18 @@ class DailyUse:
         onehot = self._weekdays(b0, b1)
         counts = judged_base @ onehot
         sums = (self.hours[:, b0:b1] * judged_base) @ onehot
-        means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+        seen = (self.coverage[:, b0:b1] * judged_base) @ onehot  # full days of data
+        means = np.divide(sums, seen, out=np.zeros_like(sums), where=seen > 0)
         target = self._weekdays(w0, w1)
         known = self.judged[:, w0:w1] & ((counts > 0).astype(np.float64) @ target.T > 0)
-        expected = ((means @ target.T) * known).sum(axis=1)
-        actual = (self.hours[:, w0:w1] * known).sum(axis=1)
+        expected = (means @ target.T) * known * self.coverage[:, w0:w1]
         enough = counts.sum(axis=1) >= MIN_BASELINE_DAYS
-        return actual, np.where(enough, expected, 0.0)
+        return self.hours[:, w0:w1] * known, np.where(enough[:, None], expected, 0.0)
+
+    def window_use(self, base: tuple[int, int], window: tuple[int, int]) -> tuple[FloatArray, ...]:
+        """Per asset: (hours run, hours its weekly pattern expects) over the window's days."""
+        actual, expected = self.day_use(base, window)
+        return actual.sum(axis=1), expected.sum(axis=1)
 
 
 def ratio(actual: FloatArray, expected: FloatArray) -> FloatArray:
@@ -123,10 +138,15 @@ def season_adjusted(expected: FloatArray, level: FloatArray) -> tuple[FloatArray
 
 @dataclass(frozen=True, slots=True)
 class Sustained:
-    """Per lease: weeks running below `SUSTAINED_SHARE`, and the use over those weeks."""
+    """Per lease, against the baseline before the quarter (season-adjusted), newest weeks first.
+
+    `weeks`: the run of weeks below `SUSTAINED_SHARE`, and `ratio` the use over them; `recent`:
+    the use of the last `RECENT_WEEKS` (a drop the 56-day baseline has absorbed still shows).
+    """
 
     weeks: IntArray
     ratio: FloatArray  # NaN where no week counted
+    recent: FloatArray  # NaN where the recent weeks were not judged
 
 
 def weekly_use(use: DailyUse, day: int) -> tuple[FloatArray, FloatArray]:
@@ -155,16 +175,21 @@ def sustained_drop(
     """
     actual, expected = weekly_use(use, day)
     if actual.shape[1] == 0:
-        return Sustained(np.zeros(count, dtype=np.int64), np.full(count, np.nan))
+        none = np.zeros(count, dtype=np.int64)
+        return Sustained(none, np.full(count, np.nan), np.full(count, np.nan))
     if levels is None:
         levels, _ = peer_levels(ratio(actual, expected), groups)
     adjusted, _ = season_adjusted(expected, levels)
     run_actual = lease_sum(np.where(adjusted > 0, actual, 0.0), leases, count)
     run_expected = lease_sum(adjusted, leases, count)
-    return _runs(run_actual, run_expected)
+    weeks, run_ratio = _runs(run_actual, run_expected)
+    recent = ratio(
+        run_actual[:, :RECENT_WEEKS].sum(axis=1), run_expected[:, :RECENT_WEEKS].sum(axis=1)
+    )
+    return Sustained(weeks, run_ratio, recent)
 
 
-def _runs(actual: FloatArray, expected: FloatArray) -> Sustained:
+def _runs(actual: FloatArray, expected: FloatArray) -> tuple[IntArray, FloatArray]:
     """Count weeks newest first while below the share; weeks without expectation are skipped."""
     count = len(actual)
     weeks = np.zeros(count, dtype=np.int64)
@@ -179,7 +204,7 @@ def _runs(actual: FloatArray, expected: FloatArray) -> Sustained:
         weeks += counted
         got += np.where(counted, actual[:, k], 0.0)
         want += np.where(counted, expected[:, k], 0.0)
-    return Sustained(weeks, ratio(got, want))
+    return weeks, ratio(got, want)
 
 
 def holiday_flags(
@@ -192,3 +217,39 @@ def holiday_flags(
         row = np.array([d in holidays for d in dates], dtype=bool)
         flags[np.array([r == region for r in regions])] = row
     return flags
+
+
+def recent_days(use: DailyUse, day: int) -> tuple[FloatArray, FloatArray]:
+    """Per asset and day of the last `ABRUPT_DAYS`, newest first: (hours run, hours expected).
+
+    Expected is against the same 56-day baseline as the use ratio's (before the last 14 days).
+    """
+    base = (day - RECENT_DAYS - BASELINE_DAYS, day - RECENT_DAYS)
+    actual, expected = use.day_use(base, (day - ABRUPT_DAYS, day))
+    return actual[:, ::-1].copy(), expected[:, ::-1].copy()
+
+
+def abrupt_drop(
+    use: DailyUse, groups: IntArray, leases: IntArray, count: int, day: int, *,
+    levels: FloatArray | None = None,
+) -> IntArray:  # fmt: skip
+    """Per lease: working days, newest first, each below `ABRUPT_SHARE` of its expected hours.
+
+    Season-adjusted with each day's peer level (`levels`: assets x days, as `recent_days`);
+    days the group paused, or that are no working day for the lease, neither count nor break
+    the run. A business losing its work shows in days; a dip of one day is noise.
+    """
+    actual, expected = recent_days(use, day)
+    if levels is None:
+        levels, _ = peer_levels(ratio(actual, expected), groups)
+    adjusted, _ = season_adjusted(expected, levels)
+    got = lease_sum(np.where(adjusted > 0, actual, 0.0), leases, count)
+    want = lease_sum(adjusted, leases, count)
+    days = np.zeros(count, dtype=np.int64)
+    going = np.ones(count, dtype=bool)
+    for k in range(got.shape[1]):
+        working = want[:, k] >= WORKING_HOURS
+        down = working & (got[:, k] < ABRUPT_SHARE * want[:, k])
+        going &= down | ~working
+        days += going & down
+    return days

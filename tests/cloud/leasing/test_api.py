@@ -211,7 +211,7 @@ def test_the_rules_file_in_the_settings_scores_without_code_changes(
 ) -> None:
     """LEASEWATCH_RISK_RULES_FILE: another version, another weight, another band."""
     text = (Path(__file__).parents[3] / "cloud" / "risk" / "rules.toml").read_text("utf-8")
-    text = text.replace('version = "lw-risk-2.2"', 'version = "lessor-7"')
+    text = text.replace('version = "lw-risk-2.3"', 'version = "lessor-7"')
     text = text.replace("points_per_breach = 45.0", "points_per_breach = 20.0")
     path = tmp_path / "lessor.toml"
     path.write_text(text, encoding="utf-8")
@@ -227,4 +227,4 @@ def test_the_rules_file_in_the_settings_scores_without_code_changes(
         with TestClient(create_app(services), headers=AUTH) as test:
             check = test.post("/v1/credit-checks", json=body).json()
         bands[check["model_version"]] = (check["score"], check["band"])
-    assert bands == {"lw-risk-2.2": (45.0, "high"), "lessor-7": (20.0, "low")}
+    assert bands == {"lw-risk-2.3": (45.0, "high"), "lessor-7": (20.0, "low")}

@@ -14,7 +14,7 @@ import pytest
 from cloud.alerts.signals import Severity
 from cloud.leasing.assessment import RiskAssessor
 from cloud.leasing.store import LeasingStore
-from cloud.risk.model import Reason
+from cloud.risk.model import LeaseSignals, Reason
 from cloud.risk.rules import load_rules
 from cloud.risk.scoring import REASON_CODES
 from cloud.state import StateStore
@@ -39,6 +39,11 @@ def _capacity(state: StateStore) -> None:
     open_alert(state, DEVICE, "utilization", "decline", magnitude=0.2)
 
 
+def _abrupt(state: StateStore) -> None:
+    """Eight hours every day, then the last three days at two: days before a weekly figure."""
+    feed(state, DEVICE, [(d, 8.0 if i < len(DAYS) - 3 else 2.0) for i, d in enumerate(DAYS)])
+
+
 def _faults(state: StateStore) -> None:
     _steady(state)
     open_alert(state, DEVICE, "faults", "bearing", severity=Severity.CRITICAL)
@@ -61,6 +66,7 @@ CASES: dict[str, tuple[Callable[[StateStore], object], dict[str, float | None]]]
     "utilization_below_baseline": (_decline, {}),
     "utilization_below_contract": (_steady, {"expected_hours_per_day": 16.0}),
     "capacity_warning": (_capacity, {}),
+    "abrupt_drop": (_abrupt, {}),
     "fault_burden": (_faults, {}),
     "asset_silent": (_silent, {}),
     "tamper": (_alert("silence", "sensors_removed"), {}),
@@ -81,19 +87,20 @@ def test_the_top_reason_is_the_injected_cause(state: StateStore, cause: str) -> 
     assert all(r.code in REASON_CODES for r in reasons)
     assert assessed.score.score == pytest.approx(sum(r.points for r in reasons), abs=0.05)
     if cause == "data_incomplete":  # a poor link: said so, and it does not look idle
-        _poor_link(assessed.score.reasons, assessed.leases[0].signals.data_completeness)
+        _poor_link(assessed.score.reasons, assessed.leases[0].signals)
         return
     assert reasons[0].code == cause, [(r.code, r.points) for r in reasons]
     assert reasons[0].points > 0.0
 
 
-def _poor_link(reasons: tuple[Reason, ...], completeness: float | None) -> None:
+def _poor_link(reasons: tuple[Reason, ...], found: LeaseSignals) -> None:
     """Half the messages lost: the hours they held are unknown, and use points count ~nothing.
 
-    (Hours lost inside a judged day read as idle against the contract, at 50% here: the
-    completeness factor, 0.002 at this completeness, is what keeps that from scoring.)
+    Each day expects only its hours with data, so the use ratios read as usual, not at 50%.
     """
-    assert completeness == pytest.approx(0.5, abs=0.01)
+    assert found.data_completeness == pytest.approx(0.5, abs=0.01)
+    assert found.utilization_vs_contract == pytest.approx(1.0, abs=0.01)
+    assert found.utilization_vs_baseline == pytest.approx(1.0, abs=0.01)
     (note,) = [r for r in reasons if r.code == "data_incomplete"]
     assert note.evidence["discount_factor"] == pytest.approx(0.0, abs=0.01)
     assert sum(r.points for r in reasons) < 0.5, reasons  # band low, nothing to act on

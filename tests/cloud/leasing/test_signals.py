@@ -12,6 +12,7 @@ from cloud.leasing.store import LeasingStore
 from cloud.risk.calendars import year_holidays
 from cloud.risk.portfolio import capacity_drop
 from cloud.risk.rules import load_rules
+from cloud.risk.scoring import score_lease
 from cloud.state import StateStore
 from tests.cloud.leasing.conftest import AS_OF, STARTS, days_before, feed, make_lease, open_alert
 
@@ -74,6 +75,36 @@ def test_completeness_comes_from_the_ledger_and_gaps_are_not_idle_hours(
     s = _signals(state, "LS-1")
     assert s.data_completeness == pytest.approx(0.75, abs=0.01)
     assert s.utilization_vs_baseline == pytest.approx(1.0, abs=0.05)
+    assert s.utilization_vs_contract == pytest.approx(1.0, abs=0.05)  # 18 h known of 24
+
+
+def test_a_lossy_link_is_not_under_utilised_but_an_idle_asset_is(state: StateStore) -> None:
+    """Half of every day's messages lost while the machine runs, against one that stood."""
+    leasing = LeasingStore(state.engine)
+    make_lease(leasing, "LS-1", ["gw-0001"])
+    make_lease(leasing, "LS-2", ["gw-0002"])
+    days = days_before(AS_OF, DAYS)
+    feed(state, "gw-0001", [(d, 8.0) for d in days], skip_every=2)  # 4 of 8 running hours seen
+    feed(state, "gw-0002", [(d, 8.0 if i < DAYS - 28 else 2.0) for i, d in enumerate(days)])
+    rules = load_rules()
+    with state.engine.connect() as conn:
+        assessor = RiskAssessor(state.engine, rules)
+        lossy, idle = (assessor.lease(conn, lease, AS_OF) for lease in ("LS-1", "LS-2"))
+    poor_link, stood = lossy.leases[0].signals, idle.leases[0].signals
+    assert poor_link.data_completeness == pytest.approx(0.5, abs=0.01)
+    assert poor_link.utilization_vs_contract == pytest.approx(1.0, abs=0.01)
+    assert poor_link.utilization_vs_baseline == pytest.approx(1.0, abs=0.01)
+    assert poor_link.days_down == 0
+    # without the completeness discount the lossy link still scores nothing for use
+    trusting = rules.model_copy(update={"completeness": rules.completeness.model_copy(
+        update={"reliable": 0.01, "unreliable": 0.0})})  # fmt: skip
+    codes = {r.code for r in score_lease(poor_link, trusting).reasons}
+    assert not codes & {"utilization_below_contract", "utilization_below_baseline"}, codes
+    assert stood.data_completeness == pytest.approx(1.0)
+    assert stood.utilization_vs_contract == pytest.approx(0.25, abs=0.01)
+    top = idle.score.reasons[0]
+    assert top.code in {"utilization_below_contract", "utilization_below_baseline"}
+    assert "utilization_below_contract" in {r.code for r in idle.score.reasons}
 
 
 def test_open_alerts_count_by_detector_and_severity(state: StateStore) -> None:

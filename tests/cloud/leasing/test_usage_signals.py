@@ -132,10 +132,11 @@ def test_a_whole_peer_group_dipping_is_the_season_not_the_lessee(
 
 
 def test_the_credit_check_and_the_backtest_compute_the_same_signals(state: StateStore) -> None:
-    """Histories over public holidays, a group dip and one lessee's drop, built both ways."""
+    """Histories over public holidays, a group dip, a drop and an abrupt one, built both ways."""
     as_of = datetime(2026, 7, 1, tzinfo=UTC)  # the history spans Easter, May and Whit Monday
     change: Change = dict.fromkeys(range(PEERS), (100, 110, 0.4))
     change[2] = (90, HISTORY_DAYS, 0.3)
+    change[3] = (HISTORY_DAYS - 4, HISTORY_DAYS, 0.2)  # an abrupt drop: Saturday to Tuesday
     histories = _fleet(state, change, as_of, region="DE-NW")  # a region that is a calendar
     holidays = calendars(HOLIDAYS, ["DE-NW"], history_start(as_of))
     assert len(holidays["DE-NW"]) >= 6, "Good Friday to Corpus Christi"
@@ -144,6 +145,8 @@ def test_the_credit_check_and_the_backtest_compute_the_same_signals(state: State
         assessor = RiskAssessor(state.engine, load_rules())
         checked = [assessor.lease(conn, f"LS-{n}", as_of).leases[0].signals for n in range(PEERS)]
     assert checked[2].weeks_below_baseline > 0
+    assert checked[2].utilization_vs_prior == pytest.approx(0.3, abs=0.05)
+    assert checked[3].days_down == 3  # Saturday, Monday, Tuesday (no Sunday work)
     for ours, theirs in zip(checked, backtest, strict=True):
         assert ours.lease_id == theirs.lease_id
         assert theirs.peer_utilization_vs_baseline is not None  # the figures are known here

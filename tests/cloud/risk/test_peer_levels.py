@@ -37,7 +37,11 @@ def test_one_lease_scored_with_its_groups_levels_matches_the_whole_portfolio() -
         levels = whole.peer_levels(day)
         alone = Portfolio(histories[:1], {})
         first = PeerLevels(
-            levels.contract[:1], levels.baseline[:1], levels.weekly[:1], levels.sizes[:1]
+            levels.contract[:1],
+            levels.baseline[:1],
+            levels.weekly[:1],
+            levels.sizes[:1],
+            levels.daily[:1],
         )
         assert alone.signals(day, first) == [whole.signals(day)[0]]
     assert whole.signals(150)[0].weeks_below_baseline >= 5

@@ -13,7 +13,7 @@ DEFAULT = Path(__file__).parents[3] / "cloud" / "risk" / "rules.toml"
 
 
 def test_packaged_default_loads(rules: ScoringRules) -> None:
-    assert rules.version == "lw-risk-2.2"
+    assert rules.version == "lw-risk-2.3"
     assert rules.bands.band(0.0) is Band.LOW
     assert rules.bands.band(rules.bands.medium) is Band.MEDIUM
     assert rules.bands.band(rules.bands.high) is Band.HIGH
@@ -30,7 +30,7 @@ def test_a_changed_file_changes_the_model(tmp_path: Path) -> None:
     text = DEFAULT.read_text(encoding="utf-8")
     path = tmp_path / "rules.toml"
     path.write_text(
-        text.replace('version = "lw-risk-2.2"', 'version = "custom-2"').replace(
+        text.replace('version = "lw-risk-2.3"', 'version = "custom-2"').replace(
             "points_per_event = 35.0", "points_per_event = 5.0"
         ),
         encoding="utf-8",
@@ -50,7 +50,7 @@ def test_a_changed_file_changes_the_model(tmp_path: Path) -> None:
             r"utilization_vs_baseline\.weight: .*less than or equal to 100",
         ),
         ("floor = 0.4", "floor = 0.4\ncolour = 1", r"capacity_warning\.colour: Extra inputs"),
-        ('version = "lw-risk-2.2"', "", r"version: Field required"),
+        ('version = "lw-risk-2.3"', "", r"version: Field required"),
         (
             "unreliable = 0.5",
             "unreliable = 0.95",

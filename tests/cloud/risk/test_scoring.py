@@ -88,8 +88,10 @@ _WORSE: dict[str, Any] = {
     "tamper_events": st.integers(0, 5),
     "geofence_breaches": st.integers(0, 5),
     "hours_cap_overrun": st.floats(0.0, 1.0),
+    "utilization_vs_prior": st.floats(0.0, 1.5),
+    "days_down": st.integers(0, 7),
 }
-_LOWER_IS_WORSE = {"utilization_vs_contract", "utilization_vs_baseline"}
+_LOWER_IS_WORSE = {"utilization_vs_contract", "utilization_vs_baseline", "utilization_vs_prior"}
 
 
 @settings(max_examples=300, deadline=None)
@@ -182,7 +184,8 @@ def test_without_peer_figures_the_ratios_score_as_they_are(rules: ScoringRules) 
     lease = signals(utilization_vs_baseline=0.5)
     reason = {r.code: r for r in score_lease(lease, rules).reasons}["utilization_below_baseline"]
     assert reason.evidence["season_adjusted_ratio"] == reason.evidence["ratio"] == 0.5
-    assert reason.points == pytest.approx(40.0 * (0.85 - 0.5) / (0.85 - 0.35), abs=0.01)
+    ramp = rules.utilization_vs_baseline
+    assert reason.points == pytest.approx(40.0 * (ramp.ok - 0.5) / (ramp.ok - 0.35), abs=0.01)
 
 
 def test_a_laid_up_peer_group_suspends_the_use_ratios(rules: ScoringRules) -> None:
@@ -206,3 +209,28 @@ def test_sustained_points_grow_with_weeks_and_depth(rules: ScoringRules) -> None
     assert points(1, 0.2) == 0.0
     assert 0.0 < points(2, 0.6) < points(4, 0.6) < points(4, 0.3) < points(5, 0.3)
     assert points(5, 0.3) == points(9, 0.3) == rules.sustained_decline.weight
+
+
+def test_a_capacity_warning_keeps_the_drop_the_recent_baseline_absorbed(
+    rules: ScoringRules,
+) -> None:
+    late = signals(capacity_warnings=1, capacity_drop=0.02, utilization_vs_baseline=0.98)
+    absorbed = replace(late, utilization_vs_prior=0.45)  # 55% down against the older baseline
+    found = {r.code: r for r in score_lease(absorbed, rules).reasons}["capacity_warning"]
+    assert found.evidence["drop_vs_prior"] == 0.55
+    assert found.evidence["season_adjusted_drop"] == 0.55
+    rule = rules.capacity_warning
+    assert found.points == pytest.approx(rule.weight * rule.share(0.55), abs=0.01)
+    # use back at both baselines: the detector's warning is stale and carries nothing
+    stale = replace(late, utilization_vs_prior=0.97)
+    assert "capacity_warning" not in {r.code for r in score_lease(stale, rules).reasons}
+
+
+def test_abrupt_drop_points_grow_with_the_days_down(rules: ScoringRules) -> None:
+    def points(days: int) -> float:
+        found = {r.code: r.points for r in score_lease(signals(days_down=days), rules).reasons}
+        return found.get("abrupt_drop", 0.0)
+
+    assert rules.abrupt_drop is not None
+    assert points(0) == points(1) == 0.0  # one day down is noise
+    assert 0.0 < points(2) < points(3) == points(6) == rules.abrupt_drop.weight

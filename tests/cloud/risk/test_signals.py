@@ -141,3 +141,50 @@ def test_a_day_outside_the_history_is_refused() -> None:
     portfolio = Portfolio(_group({}), {})
     with pytest.raises(ValueError, match="outside the portfolio's 210 days"):
         portfolio.signals(DAYS + 1)
+
+
+def test_an_abrupt_drop_shows_in_days_before_a_weekly_figure(rules: ScoringRules) -> None:
+    signals = _signals(_group({4: (AS_OF - 5, 0.3)}))  # Wednesday to Sunday at 30%
+    lease = signals["L-04"]
+    assert lease.days_down == 4  # Wednesday to Saturday; the Sunday is no working day
+    assert lease.weeks_below_baseline <= 1
+    score = score_lease(lease, rules)
+    top = score.reasons[0]
+    assert (top.code, top.evidence["days"]) == ("abrupt_drop", 4)
+    assert rules.abrupt_drop is not None
+    assert top.points == rules.abrupt_drop.weight  # four days: at or past `full`
+    assert all(s.days_down == 0 for lease_id, s in signals.items() if lease_id != "L-04")
+
+
+def test_one_day_down_or_a_whole_group_down_is_no_abrupt_drop(rules: ScoringRules) -> None:
+    one_day = _signals(_group({4: (AS_OF - 2, 0.3)}))["L-04"]  # the Saturday only
+    assert one_day.days_down == 1
+    assert "abrupt_drop" not in {r.code for r in score_lease(one_day, rules).reasons}
+    everyone = _signals(_group(dict.fromkeys(range(PEERS), (AS_OF - 5, 0.3))))
+    assert all(s.days_down == 0 for s in everyone.values())  # the season, not the lessee
+
+
+def test_a_drop_the_recent_baseline_absorbed_shows_against_the_prior_one() -> None:
+    lease = _signals(_group({7: (AS_OF - 77, 0.5)}))["L-07"]  # eleven weeks at half
+    assert lease.utilization_vs_baseline == pytest.approx(1.0, abs=0.1)  # the 56 days absorbed it
+    assert lease.utilization_vs_prior == pytest.approx(0.5, abs=0.08)
+
+
+def test_hours_lost_inside_a_day_are_not_idle_but_an_idle_asset_is(rules: ScoringRules) -> None:
+    histories = _group({8: (AS_OF - 28, 0.3)})  # idle at 30%, every hour reported
+    lossy = histories[6]
+    lossy.covered[AS_OF - 28 : AS_OF] = 12.0  # half of each day's data lost while it ran
+    lossy.hours[AS_OF - 28 : AS_OF] *= 0.5
+    signals = _signals(histories)
+    steady, poor_link, idle = signals["L-05"], signals["L-06"], signals["L-08"]
+    assert steady.utilization_vs_contract is not None
+    assert poor_link.utilization_vs_contract == pytest.approx(
+        steady.utilization_vs_contract, rel=0.12
+    )
+    assert poor_link.utilization_vs_baseline == pytest.approx(1.0, abs=0.12)
+    assert poor_link.days_down == 0
+    assert score_lease(poor_link, rules).score == 0.0
+    assert idle.utilization_vs_contract == pytest.approx(
+        0.3 * steady.utilization_vs_contract, rel=0.15
+    )
+    assert "utilization_below_contract" in {r.code for r in score_lease(idle, rules).reasons}
