@@ -9,7 +9,9 @@ holds the shared arithmetic):
   the `BASELINE_DAYS` before them (None with fewer than 28 judged baseline days);
 - peer figures: the peer group's (type and region) median of each ratio over the same windows,
   weighted over the lease's assets by their expected hours;
-- sustained drop: `usage.sustained_drop` (weeks below 80% of baseline, season-adjusted);
+- sustained drop: `usage.sustained_drop` (weeks below 80% of baseline, season-adjusted), and
+  the last 14 days against that same older baseline (`utilization_vs_prior`);
+- abrupt drop: `usage.abrupt_drop` (working days each under half their expected hours);
 - data completeness: hours with data over hours in the window;
 - silence: the whole days with no data right before the as-of day;
 - capacity warnings, tamper, geofence: episodes open at the as-of time, or opened in the window;

@@ -4,7 +4,7 @@ A lease's score is the sum of its signals' points (see `rules.toml`), capped at 
 with points becomes a `Reason` with a one-sentence summary and the numbers behind it; reasons
 are ranked by points. Use ratios are judged against the peer group's (a season dips the whole
 group); a group laid up suspends them (`peer_group_dip`, 0 points). Utilization-based points
-(vs contract, vs baseline, sustained drops, capacity warnings) are
+(vs contract, vs baseline, sustained and abrupt drops, capacity warnings) are
 scaled down when the data is incomplete (a poor link must not look like an idle machine) and
 for young leases (little history to judge); either shows as an informational reason (0 points).
 """
@@ -129,7 +129,7 @@ def _capacity_reason(s: LeaseSignals, rules: ScoringRules, factor: float) -> Rea
     The drop is the larger of the 14 days' against the 56 before (over the peers') and the
     same days' against the baseline before the quarter (`utilization_vs_prior`, season-adjusted
     week by week): late in a decline the 56 days have absorbed it, the older baseline has not.
-    A warning with no drop beyond `ok` on either is stale (use is back): no points.
+    Any open warning carries at least the floor: the detector saw a drop the ratios may not.
     """
     if s.capacity_warnings <= 0:
         return None
@@ -140,10 +140,7 @@ def _capacity_reason(s: LeaseSignals, rules: ScoringRules, factor: float) -> Rea
     prior = None if s.utilization_vs_prior is None else max(0.0, 1.0 - s.utilization_vs_prior)
     if prior is not None and not paused:
         adjusted = max(adjusted, prior)
-    share = rule.share(adjusted)
-    if share <= 0.0:
-        return None
-    points = rule.weight * max(rule.floor, share) * factor
+    points = rule.weight * max(rule.floor, rule.share(adjusted)) * factor
     summary = (
         f"{s.capacity_warnings} open capacity warning(s): use fell by up to {_pct(adjusted)} "
         "against its baselines (season-adjusted) and stayed down."

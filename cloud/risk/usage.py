@@ -18,7 +18,11 @@ portfolio (the backtest) or one peer group (a credit check). The definitions:
 - Sustained drop: the full weeks before the as-of day, newest first, in which the lease's
   season-adjusted use stayed below `SUSTAINED_SHARE` of its baseline (the `BASELINE_DAYS` before
   the last `LOOKBACK_WEEKS`, so the drop is not in its own baseline); weeks not judged neither
-  count nor break the run.
+  count nor break the run. The last two weeks against the same baseline are the use "vs
+  prior": a drop the 56-day baseline has absorbed still shows there.
+- Abrupt drop: the working days of the last `ABRUPT_DAYS`, newest first, each below
+  `ABRUPT_SHARE` of what the weekly pattern expects of it, season-adjusted with each day's
+  peer level; days off and days the group paused neither count nor break the run.
 """
 
 from __future__ import annotations

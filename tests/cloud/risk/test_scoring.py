@@ -221,9 +221,11 @@ def test_a_capacity_warning_keeps_the_drop_the_recent_baseline_absorbed(
     assert found.evidence["season_adjusted_drop"] == 0.55
     rule = rules.capacity_warning
     assert found.points == pytest.approx(rule.weight * rule.share(0.55), abs=0.01)
-    # use back at both baselines: the detector's warning is stale and carries nothing
-    stale = replace(late, utilization_vs_prior=0.97)
-    assert "capacity_warning" not in {r.code for r in score_lease(stale, rules).reasons}
+    # no drop visible on either baseline: the open warning still carries its floor
+    back = replace(late, utilization_vs_prior=0.97)
+    floor = {r.code: r for r in score_lease(back, rules).reasons}["capacity_warning"]
+    assert floor.points == pytest.approx(rule.weight * rule.floor, abs=0.01)
+    assert found.points > floor.points
 
 
 def test_abrupt_drop_points_grow_with_the_days_down(rules: ScoringRules) -> None:
