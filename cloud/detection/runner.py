@@ -15,12 +15,12 @@ the 1-hour rollups (which hold the backlogs) once a day, in the sweep (`cloud.de
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from cloud.alerts.signals import Finding
 from cloud.alerts.store import AlertStore, ApplyOutcome
@@ -34,10 +34,12 @@ from cloud.detection.stream import (
     empty_closed,
     fold_batch,
     fold_status,
+    from_us,
     status_input,
     take_seq,
+    to_us,
 )
-from cloud.detector_state import lease_rows, load_state_texts, save_state_texts
+from cloud.detector_state import lease_rows, load_state_texts, placeholders, save_state_texts
 from cloud.detectors.base import DetectorDescription, evaluate
 from cloud.detectors.inputs import AssetData, EventInput, MinuteSample, PositionInput
 from cloud.detectors.registry import FAULTS, GEOFENCE, SILENCE
@@ -79,7 +81,10 @@ class Registry:
     last_boot: str | None = None
 
 
-@dataclass
+UNREGISTERED = Registry()
+
+
+@dataclass(slots=True)
 class DeviceWork:
     """One gateway's share of a transaction: its stream state, then (when due) its detectors.
 
@@ -91,7 +96,7 @@ class DeviceWork:
     stream: StreamState
     states: dict[str, str] = field(default_factory=dict)
     context: AssetContext | None = None
-    registry: Registry = field(default_factory=Registry)
+    registry: Registry = UNREGISTERED
     changed: set[str] = field(default_factory=set)
 
     @property
@@ -160,10 +165,7 @@ class DetectionRunner:
     ) -> list[DeviceWork]:
         """Lock the gateways' lease rows (in device order) and read their stream states."""
         held = lease_rows(conn, devices, STREAM, wall, skip_locked=skip)
-        return [
-            DeviceWork(device, StreamState.model_validate_json(text))
-            for device, text in held.items()
-        ]
+        return [DeviceWork(device, StreamState.from_json(text)) for device, text in held.items()]
 
     def load_details(self, conn: Connection, leased: Sequence[DeviceWork]) -> None:
         """Read detector states, asset context and registry rows of these leased gateways."""
@@ -184,7 +186,7 @@ class DetectionRunner:
         """Save the leased gateways' states and apply the findings, in the caller's transaction."""
         rows: list[tuple[str, str, str]] = []
         for work in leased:
-            rows.append((work.device, STREAM, work.stream.model_dump_json()))
+            rows.append((work.device, STREAM, work.stream.to_json()))
             rows += [(work.device, name, work.states[name]) for name in work.changed]
         save_state_texts(conn, rows, wall)
         if outcome.findings:
@@ -199,7 +201,8 @@ class DetectionRunner:
             if isinstance(message, GatewayStatus):
                 fold_status(stream, message)
             elif isinstance(message, GatewayHealth):
-                stream.health_at = max(stream.health_at or message.ts, message.ts)
+                at = to_us(message.ts)
+                stream.health_at = at if stream.health_at is None else max(stream.health_at, at)
             elif not take_seq(stream, message.boot, message.seq):
                 outcome.duplicates += 1
             else:
@@ -252,10 +255,8 @@ class DetectionRunner:
     ) -> AssetData:
         """The detectors' inputs for one gateway: minutes, events, status, registry, context."""
         stream, reg, ctx = work.stream, work.registry, work.asset
-        last_live = max(
-            (t for t in (stream.last_live_at, reg.latest_reading_at) if t is not None),
-            default=None,
-        )
+        own = None if stream.last_live_at is None else from_us(stream.last_live_at)
+        last_live = max((t for t in (own, reg.latest_reading_at) if t is not None), default=None)
         return AssetData(
             device=work.device,
             asset_type=ctx.asset_type,
@@ -291,15 +292,25 @@ def _order(message: Message) -> tuple[int, datetime, int]:
 
 
 def _registry(conn: Connection, held: Sequence[str]) -> dict[str, Registry]:
-    found = {d: Registry() for d in held}
+    found = dict.fromkeys(held, UNREGISTERED)
     if not held:
         return found
-    c = devices_table.c
-    query = select(c.device, c.status, c.status_at, c.latest_reading_at, c.last_boot).where(
-        c.device.in_(list(held))
+    query = (  # placeholders only: the values are parameters
+        "SELECT device, status, status_at, latest_reading_at, last_boot FROM devices"  # noqa: S608
+        f" WHERE device IN ({placeholders(conn, len(held))})"
     )
-    for row in conn.execute(query):
-        found[row.device] = Registry(
-            row.status, utc(row.status_at), utc(row.latest_reading_at), row.last_boot
-        )
+    time = _time_reader(conn)
+    for device, status, status_at, latest, boot in conn.exec_driver_sql(query, tuple(held)):
+        found[device] = Registry(status, utc(time(status_at)), utc(time(latest)), boot)
     return found
+
+
+def _time_reader(conn: Connection) -> Callable[[Any], datetime | None]:
+    """How the devices table's times come back from this driver (SQLite: text)."""
+    column = devices_table.c.status_at.type
+    read = column.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
+    return read if read is not None else _as_is
+
+
+def _as_is(value: Any) -> Any:
+    return value

@@ -8,15 +8,21 @@ only under that row's lock, so any worker can take any message of any gateway:
   `close_lag` past its end, or when nothing touched it for `idle_close` (the sweep); closed
   minutes become the detectors' `MinuteSample`s. A reading for a minute its lane already closed
   is late and counted, never fed twice.
+
+It is read and written for every gateway of every batch, so it is plain objects and stdlib JSON
+(format 2): instants are integer microseconds since the Unix epoch, minutes their start in epoch
+seconds, compared as integers (exact, like the datetimes they stand for). Rows written in
+format 1 (the pydantic model, ISO times) still load (`StreamState.from_json`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -26,32 +32,189 @@ from leasewatch.wire import GatewayStatus, Reading, TelemetryBatch
 STREAM = "_stream"  # detector_state row that is the gateway's lease and stream state
 MAX_RANGES = 64  # seq ranges kept per boot; beyond, the closest ones merge (a gap counts seen)
 MAX_BOOTS = 4
+FORMAT = 2  # the "v" of the JSON text; format 1 had "version": 1
 Lane = Literal["live", "replay"]
+Status = tuple[Literal["online", "offline"], int, str]  # state, at (epoch us), boot
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
-class Partial(BaseModel):
-    """One open minute of one lane: count, sum and max per metric."""
+def to_us(ts: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime (exact)."""
+    return (ts - EPOCH) // _US
 
-    touched: datetime  # wall clock of the last contribution
+
+def from_us(us: int) -> datetime:
+    """The UTC datetime of epoch microseconds."""
+    return EPOCH + timedelta(microseconds=us)
+
+
+class Partial:
+    """One open minute of one lane: when last touched (epoch us), [count, sum, max] per metric."""
+
+    __slots__ = ("metrics", "touched")
+
+    def __init__(self, touched: int, metrics: dict[str, list[float]]) -> None:
+        """A minute with these sums (the lists are taken, not copied)."""
+        self.touched = touched
+        self.metrics = metrics
+
+
+class StreamState:
+    """Everything the worker remembers about one gateway's stream (instants in epoch us)."""
+
+    __slots__ = (
+        "boot",
+        "boots",
+        "closed",
+        "duplicates",
+        "health_at",
+        "high",
+        "last_live_at",
+        "late",
+        "open",
+        "seen",
+        "status",
+        "sweep_day",
+    )
+
+    def __init__(self) -> None:
+        """The state of a gateway never seen."""
+        self.seen: dict[str, list[list[int]]] = {}  # boot -> [low, high] ranges
+        self.boots: list[str] = []  # oldest first
+        self.open: dict[Lane, dict[int, Partial]] = {}  # lane -> minute (epoch s) -> sums
+        self.high: dict[Lane, int] = {}  # newest reading per lane (epoch us)
+        self.closed: dict[Lane, int] = {}  # newest closed minute per lane (epoch s)
+        self.status: Status | None = None
+        self.last_live_at: int | None = None  # epoch us
+        self.boot: str | None = None  # boot of the newest live message
+        self.health_at: int | None = None  # epoch us
+        self.duplicates = 0
+        self.late = 0
+        self.sweep_day: str | None = None  # the last UTC day utilization was evaluated for
+
+    def to_json(self) -> str:
+        """The state as JSON text (format 2)."""
+        return _ENCODER.encode(
+            {
+                "v": FORMAT,
+                "seen": self.seen,
+                "boots": self.boots,
+                "open": {
+                    lane: {str(m): [p.touched, _packed(p.metrics)] for m, p in minutes.items()}
+                    for lane, minutes in self.open.items()
+                },
+                "high": self.high,
+                "closed": self.closed,
+                "status": self.status,
+                "last_live_at": self.last_live_at,
+                "boot": self.boot,
+                "health_at": self.health_at,
+                "duplicates": self.duplicates,
+                "late": self.late,
+                "sweep_day": self.sweep_day,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> StreamState:
+        """A state from its JSON text: format 2, format 1, or `{}` (a lease row just made)."""
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise TypeError(f"stream state must be a JSON object, found {type(raw).__name__}")
+        if raw.get("v") == FORMAT:
+            return _from_v2(raw)
+        return _StreamV1.model_validate(raw).upgraded()
+
+
+def _from_v2(raw: dict[str, Any]) -> StreamState:
+    state = StreamState()
+    state.seen = raw["seen"]
+    state.boots = raw["boots"]
+    state.open = {
+        lane: {int(m): Partial(touched, _unpacked(sums)) for m, (touched, sums) in minutes.items()}
+        for lane, minutes in raw["open"].items()
+    }
+    state.high = raw["high"]
+    state.closed = raw["closed"]
+    status = raw["status"]
+    state.status = None if status is None else (status[0], status[1], status[2])
+    state.last_live_at = raw["last_live_at"]
+    state.boot = raw["boot"]
+    state.health_at = raw["health_at"]
+    state.duplicates = raw["duplicates"]
+    state.late = raw["late"]
+    state.sweep_day = raw["sweep_day"]
+    return state
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _packed(metrics: dict[str, list[float]]) -> dict[str, float | list[float]]:
+    """[count, sum, max] per metric; a metric with one reading is its value alone.
+
+    Formatting and parsing a float as JSON text costs about 0.5 us, and one reading a minute
+    per metric is the common case.
+    """
+    return {m: acc[1] if acc[0] == 1 else acc for m, acc in metrics.items()}
+
+
+def _unpacked(sums: dict[str, float | list[float]]) -> dict[str, list[float]]:
+    return {m: acc if isinstance(acc, list) else [1, acc, acc] for m, acc in sums.items()}
+
+
+class _PartialV1(BaseModel):
+    touched: datetime
     metrics: dict[str, tuple[int, float, float]] = Field(default_factory=dict)
 
 
-class StreamState(BaseModel):
-    """Everything the worker remembers about one gateway's stream."""
+class _StreamV1(BaseModel):
+    """Format 1 (rows written before format 2): read, never written."""
 
     version: Literal[1] = 1
-    seen: dict[str, list[tuple[int, int]]] = Field(default_factory=dict)  # boot -> ranges
-    boots: list[str] = Field(default_factory=list)  # oldest first
-    open: dict[Lane, dict[str, Partial]] = Field(default_factory=dict)  # lane -> minute -> sums
-    high: dict[Lane, datetime] = Field(default_factory=dict)  # newest reading per lane
-    closed: dict[Lane, datetime] = Field(default_factory=dict)  # newest closed minute per lane
+    seen: dict[str, list[tuple[int, int]]] = Field(default_factory=dict)
+    boots: list[str] = Field(default_factory=list)
+    open: dict[Lane, dict[str, _PartialV1]] = Field(default_factory=dict)
+    high: dict[Lane, datetime] = Field(default_factory=dict)
+    closed: dict[Lane, datetime] = Field(default_factory=dict)
     status: tuple[Literal["online", "offline"], datetime, str] | None = None
     last_live_at: datetime | None = None
-    boot: str | None = None  # boot of the newest live message
+    boot: str | None = None
     health_at: datetime | None = None
     duplicates: int = 0
     late: int = 0
-    sweep_day: str | None = None  # the last UTC day utilization was evaluated for
+    sweep_day: str | None = None
+
+    def upgraded(self) -> StreamState:
+        """The same state in format 2."""
+        state = StreamState()
+        state.seen = {boot: [[lo, hi] for lo, hi in r] for boot, r in self.seen.items()}
+        state.boots = list(self.boots)
+        state.open = {
+            lane: {
+                _minute(datetime.fromisoformat(key)): Partial(
+                    to_us(p.touched), {m: list(sums) for m, sums in p.metrics.items()}
+                )
+                for key, p in minutes.items()
+            }
+            for lane, minutes in self.open.items()
+        }
+        state.high = {lane: to_us(ts) for lane, ts in self.high.items()}
+        state.closed = {lane: _minute(ts) for lane, ts in self.closed.items()}
+        if self.status is not None:
+            state.status = (self.status[0], to_us(self.status[1]), self.status[2])
+        state.last_live_at = None if self.last_live_at is None else to_us(self.last_live_at)
+        state.boot = self.boot
+        state.health_at = None if self.health_at is None else to_us(self.health_at)
+        state.duplicates, state.late, state.sweep_day = self.duplicates, self.late, self.sweep_day
+        return state
+
+
+def _minute(ts: datetime) -> int:
+    """Epoch seconds of a minute start (format 1 kept them as datetimes)."""
+    return to_us(ts) // 1_000_000
 
 
 @dataclass
@@ -76,21 +239,24 @@ def empty_closed() -> Closed:
 def take_seq(state: StreamState, boot: str, seq: int) -> bool:
     """Record (boot, seq); False when it was already taken (a redelivery or a duplicate)."""
     ranges = state.seen.setdefault(boot, [])
+    if ranges and ranges[-1][1] + 1 == seq:  # the next message of the boot (kept merged)
+        ranges[-1][1] = seq
+        return True
     for low, high in ranges:
         if low <= seq <= high:
             state.duplicates += 1
             return False
-    ranges.append((seq, seq))
+    ranges.append([seq, seq])
     ranges.sort()
-    merged: list[tuple[int, int]] = []
+    merged: list[list[int]] = []
     for low, high in ranges:
         if merged and low <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
+            merged[-1][1] = max(high, merged[-1][1])
         else:
-            merged.append((low, high))
+            merged.append([low, high])
     while len(merged) > MAX_RANGES:
         gap = min(range(len(merged) - 1), key=lambda i: merged[i + 1][0] - merged[i][1])
-        merged[gap : gap + 2] = [(merged[gap][0], merged[gap + 1][1])]
+        merged[gap : gap + 2] = [[merged[gap][0], merged[gap + 1][1]]]
     state.seen[boot] = merged
     if boot not in state.boots:
         state.boots.append(boot)
@@ -104,16 +270,20 @@ def fold_batch(state: StreamState, batch: TelemetryBatch, wall: datetime) -> lis
     """Add a batch's readings to its lane's open minutes; returns its events.
 
     The readings are summed per (minute, metric) in plain dicts first and merged into the
-    state once per minute: the state model is touched per minute, not per reading.
+    state once per minute.
     """
     lane: Lane = "replay" if batch.historical else "live"
     if batch.readings:
         sums, newest, accepted = _sum_minutes(state, lane, batch.readings)
-        _merge_minutes(state, lane, sums, wall)
-        if accepted is not None and (lane not in state.high or accepted > state.high[lane]):
-            state.high[lane] = accepted
-        if lane == "live" and (state.last_live_at is None or newest > state.last_live_at):
-            state.last_live_at, state.boot = newest, batch.boot
+        _merge_minutes(state, lane, sums, to_us(wall))
+        if accepted is not None:
+            taken = to_us(accepted)
+            if lane not in state.high or taken > state.high[lane]:
+                state.high[lane] = taken
+        if lane == "live":
+            last = to_us(newest)
+            if state.last_live_at is None or last > state.last_live_at:
+                state.last_live_at, state.boot = last, batch.boot
     return [EventInput(e.ts, e.kind, e.sensor, e.detail) for e in batch.events]
 
 
@@ -123,23 +293,33 @@ _Sums = dict[int, dict[str, list[float]]]  # minute (epoch s) -> metric -> [coun
 def _sum_minutes(
     state: StreamState, lane: Lane, readings: Sequence[Reading]
 ) -> tuple[_Sums, datetime, datetime | None]:
-    """Sums per minute of the readings its lane has not closed; newest reading, newest taken."""
+    """Sums per minute of the readings its lane has not closed; newest reading, newest taken.
+
+    Readings of one sample share their instant: the minute is worked out once per instant.
+    """
     closed = state.closed.get(lane)
-    floor = closed.timestamp() if closed is not None else -math.inf
+    floor = closed if closed is not None else -math.inf
     sums: _Sums = {}
     newest = readings[0].ts
     accepted: datetime | None = None
+    instant: datetime | None = None
+    metrics: dict[str, list[float]] = {}
+    late = False
     for reading in readings:
         ts = reading.ts
-        if ts > newest:  # noqa: PLR1730 - per reading: a max() call costs more
-            newest = ts
-        minute = int(ts.timestamp() // 60) * 60
-        if minute <= floor:
+        if ts != instant:
+            instant = ts
+            if ts > newest:  # noqa: PLR1730 - per instant: a max() call costs more
+                newest = ts
+            minute = int(ts.timestamp() // 60) * 60
+            late = minute <= floor
+            if not late:
+                if accepted is None or ts > accepted:
+                    accepted = ts
+                metrics = sums.setdefault(minute, {})
+        if late:
             state.late += 1
             continue
-        if accepted is None or ts > accepted:
-            accepted = ts
-        metrics = sums.setdefault(minute, {})
         value = reading.value
         acc = metrics.get(reading.metric)
         if acc is None:
@@ -152,57 +332,62 @@ def _sum_minutes(
     return sums, newest, accepted
 
 
-def _merge_minutes(state: StreamState, lane: Lane, sums: _Sums, wall: datetime) -> None:
+def _merge_minutes(state: StreamState, lane: Lane, sums: _Sums, wall: int) -> None:
     minutes = state.open.setdefault(lane, {})
     for minute, metrics in sums.items():
-        key = datetime.fromtimestamp(minute, UTC).isoformat()
-        partial = minutes.get(key)
+        partial = minutes.get(minute)
         if partial is None:
-            partial = minutes[key] = Partial(touched=wall)
-        else:
-            partial.touched = wall
-        for metric, (count, total, peak) in metrics.items():
-            old = partial.metrics.get(metric)
-            partial.metrics[metric] = (
-                (int(count), total, peak)
-                if old is None
-                else (old[0] + int(count), old[1] + total, max(old[2], peak))
-            )
+            minutes[minute] = Partial(wall, metrics)
+            continue
+        partial.touched = wall
+        have = partial.metrics
+        for metric, acc in metrics.items():
+            old = have.get(metric)
+            if old is None:
+                have[metric] = acc
+                continue
+            old[0] += acc[0]
+            old[1] += acc[1]
+            old[2] = max(old[2], acc[2])
 
 
 def fold_status(state: StreamState, status: GatewayStatus) -> None:
     """Keep the gateway's newest status (birth or last will) by its own timestamp."""
-    if state.status is None or status.ts >= state.status[1]:
-        state.status = (status.state, status.ts, status.boot)
+    at = to_us(status.ts)
+    if state.status is None or at >= state.status[1]:
+        state.status = (status.state, at, status.boot)
 
 
 def status_input(state: StreamState) -> StatusInput | None:
     """The retained status as the silence detector takes it."""
     if state.status is None:
         return None
-    kind, ts, boot = state.status
-    return StatusInput(kind, ts, boot)
+    kind, at, boot = state.status
+    return StatusInput(kind, from_us(at), boot)
 
 
 def close_minutes(
     state: StreamState, lane: Lane, wall: datetime, close_lag: timedelta, idle_close: timedelta
 ) -> list[MinuteSample]:
     """Close the lane's minutes a later reading has passed, or that sat idle; oldest first."""
-    minutes = state.open.get(lane, {})
+    minutes = state.open.get(lane)
+    if not minutes:
+        return []
     high = state.high.get(lane)
+    passed_at = -1 if high is None else high - close_lag // _US  # a minute ending by then
+    idle_before = to_us(wall) - idle_close // _US  # touched before then: idle
     done: list[MinuteSample] = []
-    for key in sorted(minutes):
-        start = datetime.fromisoformat(key)
-        passed = high is not None and high >= start + timedelta(minutes=1) + close_lag
-        if not passed and wall - minutes[key].touched < idle_close:
+    for minute in sorted(minutes):
+        partial = minutes[minute]
+        end = (minute + 60) * 1_000_000
+        if not (high is not None and end <= passed_at) and partial.touched > idle_before:
             continue
-        partial = minutes.pop(key)
-        values = {
-            metric: (peak if metric == "fault_code" else total / count)
-            for metric, (count, total, peak) in partial.metrics.items()
-            if count > 0
-        }
-        done.append(MinuteSample(start, values))
-        if lane not in state.closed or start > state.closed[lane]:
-            state.closed[lane] = start
+        del minutes[minute]
+        sums = partial.metrics
+        values = {metric: total / count for metric, (count, total, _) in sums.items()}
+        if "fault_code" in sums:  # its max: a code raised for a moment is not averaged away
+            values["fault_code"] = sums["fault_code"][2]
+        done.append(MinuteSample(datetime.fromtimestamp(minute, UTC), values))
+        if lane not in state.closed or minute > state.closed[lane]:
+            state.closed[lane] = minute
     return done

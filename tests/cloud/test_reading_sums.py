@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.detection.stream import StreamState, fold_batch
+from cloud.detection.stream import StreamState, fold_batch, to_us
 from cloud.rollups import RESOLUTIONS_S, BucketKey, aggregate
 from leasewatch.wire import Reading, TelemetryBatch
 
@@ -81,7 +81,7 @@ def test_detection_fold_counts_late_and_sums_open_minutes(
     state = StreamState()
     floor = T0.replace(second=0) + timedelta(minutes=closed_minutes)
     if closed_minutes >= 0:
-        state.closed["live"] = floor
+        state.closed["live"] = to_us(floor) // 1_000_000  # minute starts in epoch seconds
     fold_batch(state, batch, T0)
 
     late = [
@@ -89,15 +89,16 @@ def test_detection_fold_counts_late_and_sums_open_minutes(
     ]
     taken = [r for r in batch.readings if r not in late]
     assert state.late == len(late)
-    assert state.last_live_at == max(r.ts for r in batch.readings)
-    assert state.high.get("live") == max((r.ts for r in taken), default=None)
+    assert state.last_live_at == to_us(max(r.ts for r in batch.readings))
+    newest_taken = max((r.ts for r in taken), default=None)
+    assert state.high.get("live") == (None if newest_taken is None else to_us(newest_taken))
     open_counts = {
         (minute, metric): sums[0]
         for minute, partial in state.open.get("live", {}).items()
         for metric, sums in partial.metrics.items()
     }
-    expected: dict[tuple[str, str], int] = {}
+    expected: dict[tuple[int, str], int] = {}
     for r in taken:
-        key = (r.ts.replace(second=0, microsecond=0).isoformat(), r.metric)
+        key = (to_us(r.ts.replace(second=0, microsecond=0)) // 1_000_000, r.metric)
         expected[key] = expected.get(key, 0) + 1
     assert open_counts == expected
