@@ -90,6 +90,14 @@ class TurnTakingConnection(sqlite3.Connection):
         finally:
             self._end_turn()
 
+    def __exit__(self, *exc_info: object) -> bool:
+        """End of `with connection:` (a commit or a rollback in C, not through the methods
+        above), then hand the turn over."""
+        try:
+            return bool(super().__exit__(*exc_info))
+        finally:
+            self._end_turn()
+
     def close(self) -> None:
         """Close the database connection and the lock file (which ends any turn held)."""
         try:
