@@ -27,7 +27,8 @@ import fcntl
 import os
 import sqlite3
 import time
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 from sqlalchemy import Engine, event
 
@@ -90,11 +91,17 @@ class TurnTakingConnection(sqlite3.Connection):
         finally:
             self._end_turn()
 
-    def __exit__(self, *exc_info: object) -> bool:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+        /,
+    ) -> Literal[False]:
         """End of `with connection:` (a commit or a rollback in C, not through the methods
         above), then hand the turn over."""
         try:
-            return bool(super().__exit__(*exc_info))
+            return super().__exit__(kind, error, trace)
         finally:
             self._end_turn()
 
