@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field
 
 from cloud.detectors.inputs import EventInput, MinuteSample, StatusInput
@@ -96,31 +97,35 @@ class StreamState:
 
     def to_json(self) -> str:
         """The state as JSON text (format 2)."""
-        return _ENCODER.encode(
-            {
-                "v": FORMAT,
-                "seen": self.seen,
-                "boots": self.boots,
-                "open": {
-                    lane: {str(m): [p.touched, _packed(p.metrics)] for m, p in minutes.items()}
-                    for lane, minutes in self.open.items()
-                },
-                "high": self.high,
-                "closed": self.closed,
-                "status": self.status,
-                "last_live_at": self.last_live_at,
-                "boot": self.boot,
-                "health_at": self.health_at,
-                "duplicates": self.duplicates,
-                "late": self.late,
-                "sweep_day": self.sweep_day,
-            }
-        )
+        opened = _open_doc(self.open)
+        open_text = orjson.dumps(opened)
+        doc: dict[str, Any] = {
+            "v": FORMAT,
+            "seen": self.seen,
+            "boots": self.boots,
+            "open": orjson.Fragment(open_text),
+            "high": self.high,
+            "closed": self.closed,
+            "status": self.status,
+            "last_live_at": self.last_live_at,
+            "boot": self.boot,
+            "health_at": self.health_at,
+            "duplicates": self.duplicates,
+            "late": self.late,
+            "sweep_day": self.sweep_day,
+        }
+        if b"null" in open_text:  # a sum overflowed: orjson writes inf as null, json Infinity
+            doc["open"] = opened
+            return json.dumps(doc, separators=(",", ":"))
+        return orjson.dumps(doc).decode()
 
     @classmethod
     def from_json(cls, text: str) -> StreamState:
         """A state from its JSON text: format 2, format 1, or `{}` (a lease row just made)."""
-        raw = json.loads(text)
+        try:
+            raw = orjson.loads(text)
+        except orjson.JSONDecodeError:  # Infinity: a sum that overflowed (`to_json`)
+            raw = json.loads(text)
         if not isinstance(raw, dict):
             raise TypeError(f"stream state must be a JSON object, found {type(raw).__name__}")
         if raw.get("v") == FORMAT:
@@ -149,7 +154,11 @@ def _from_v2(raw: dict[str, Any]) -> StreamState:
     return state
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+def _open_doc(lanes: dict[Lane, dict[int, Partial]]) -> dict[str, dict[str, list[Any]]]:
+    return {
+        lane: {str(m): [p.touched, _packed(p.metrics)] for m, p in minutes.items()}
+        for lane, minutes in lanes.items()
+    }
 
 
 def _packed(metrics: dict[str, list[float]]) -> dict[str, float | list[float]]:
