@@ -47,7 +47,6 @@ from cloud.schema import (
     rejection_counts,
     rollups,
 )
-from cloud.sqlite_turns import take_turns, turn_taking_factory
 from leasewatch.wire import GatewayHealth, GatewayStatus, RejectReason, TelemetryBatch
 
 DEAD_LETTER_PAYLOAD_BYTES = 4096
@@ -146,14 +145,11 @@ class StateStore:
         parsed = make_url(url)
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        connect_args: dict[str, Any] = {}  # a SQLite file: writers take turns (sqlite_turns)
-        if parsed.drivername.startswith("sqlite") and parsed.database not in (None, ":memory:"):
+        if parsed.drivername.startswith("sqlite") and parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            connect_args["factory"] = turn_taking_factory(parsed.database)
-        self.engine: Engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+        self.engine: Engine = create_engine(parsed, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            take_turns(self.engine)
         self.dead_letter_max = dead_letter_max
         self._postgres = self.engine.dialect.name == "postgresql"
         self._insert = pg_insert if self._postgres else sqlite_insert

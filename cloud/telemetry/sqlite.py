@@ -16,8 +16,6 @@ per batch, up to 1M rows: about 355k readings/s with FULL, 420k/s with NORMAL; 2
 write() about 500k/s. A disk with slow fsync pays that fsync once per write() call.
 
 Blocking calls run in worker threads (asyncio.to_thread) on one connection guarded by a lock.
-Writers in several processes (ingest workers) take turns through `cloud.sqlite_turns`, which
-hands the write lock over within a millisecond where SQLite's busy handler sleeps up to 100 ms.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cloud.sqlite_turns import TurnTakingConnection, turn_taking_factory
 from cloud.telemetry import (
     ReadingBucket,
     StoredReading,
@@ -81,7 +78,7 @@ class SqliteTelemetryStore:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn: TurnTakingConnection | None = _connect(self.path)
+            self._conn: sqlite3.Connection | None = _connect(self.path)
         except (OSError, sqlite3.Error) as err:
             raise TelemetryStoreError(
                 f"cannot open SQLite telemetry store {self.path}: {err}"
@@ -158,7 +155,6 @@ class SqliteTelemetryStore:
         with self._lock:
             conn = self._open_connection()
             try:
-                conn.take_turn()
                 with conn:
                     return conn.execute("DELETE FROM reading WHERE ts < ?", (ts_ms,)).rowcount
             except sqlite3.Error as err:
@@ -172,7 +168,6 @@ class SqliteTelemetryStore:
         with self._lock:
             conn = self._open_connection()
             try:
-                conn.take_turn()  # workers sharing the file hand over within 1 ms
                 with conn:
                     conn.executemany(_INSERT, rows)
             except sqlite3.Error as err:
@@ -196,16 +191,15 @@ class SqliteTelemetryStore:
                 self._conn.close()
                 self._conn = None
 
-    def _open_connection(self) -> TurnTakingConnection:
+    def _open_connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise TelemetryStoreError(f"SQLite telemetry store {self.path} is closed")
         return self._conn
 
 
-def _connect(path: Path) -> TurnTakingConnection:
+def _connect(path: Path) -> sqlite3.Connection:
     """A connection in WAL mode with synchronous=FULL and the schema in place."""
-    factory = turn_taking_factory(str(path))
-    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, check_same_thread=False, factory=factory)
+    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, check_same_thread=False)
     try:
         (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
         conn.execute("PRAGMA synchronous=FULL")

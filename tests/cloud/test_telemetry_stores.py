@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import math
-import os
 import random
 import socket
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -333,32 +330,6 @@ async def test_sqlite_keeps_full_float64_precision(tmp_path: Path, t0: datetime)
     found = await store.query("d", t0, t0 + timedelta(seconds=1))
     await store.close()
     assert [r.value for r in found] == values
-
-
-async def test_sqlite_writers_take_turns_and_a_held_turn_delays_the_write(
-    tmp_path: Path, t0: datetime
-) -> None:
-    """A write waits while another process holds the file's writer turn, then lands whole."""
-    store = SqliteTelemetryStore(tmp_path / "t.sqlite")
-    holder = os.open(f"{tmp_path / 't.sqlite'}.writer", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(holder, fcntl.LOCK_EX)
-    try:
-        write = asyncio.ensure_future(store.write([make_batch("d", sample_readings(t0))]))
-        await asyncio.sleep(0.5)
-        assert not write.done(), "the write waits for the turn"
-        with sqlite3.connect(tmp_path / "t.sqlite") as reader:  # WAL: a reader never waits
-            assert reader.execute("SELECT count(*) FROM reading").fetchone() == (0,)
-    finally:
-        os.close(holder)  # lets go of the turn
-    await asyncio.wait_for(write, timeout=10)
-    found = await store.query("d", t0, t0 + timedelta(minutes=1))
-    other = os.open(f"{tmp_path / 't.sqlite'}.writer", os.O_RDWR)
-    try:
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the write handed its turn over
-    finally:
-        os.close(other)
-    await store.close()
-    assert found == stored("d", sample_readings(t0))
 
 
 async def test_sqlite_closed_or_unopenable_raises(tmp_path: Path, t0: datetime) -> None:
