@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -51,15 +52,29 @@ def from_us(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
+Sums = float | list[float]  # one reading's value, or [count, sum, max] of several
+
+
 class Partial:
-    """One open minute of one lane: when last touched (epoch us), [count, sum, max] per metric."""
+    """One open minute of one lane: when last touched (epoch us), its readings per metric.
+
+    Per metric the value of its one reading, or [count, sum, max] of several: a minute holds
+    one reading per metric in the common case, and the state's JSON keeps this form as it is.
+    """
 
     __slots__ = ("metrics", "touched")
 
-    def __init__(self, touched: int, metrics: dict[str, list[float]]) -> None:
-        """A minute with these sums (the lists are taken, not copied)."""
+    def __init__(self, touched: int, metrics: dict[str, Sums]) -> None:
+        """A minute with these readings (the dict is taken, not copied)."""
         self.touched = touched
         self.metrics = metrics
+
+    def sums(self) -> dict[str, tuple[int, float, float]]:
+        """(count, sum, max) per metric."""
+        return {
+            m: (1, acc, acc) if isinstance(acc, float) else (int(acc[0]), acc[1], acc[2])
+            for m, acc in self.metrics.items()
+        }
 
 
 class StreamState:
@@ -138,7 +153,7 @@ def _from_v2(raw: dict[str, Any]) -> StreamState:
     state.seen = raw["seen"]
     state.boots = raw["boots"]
     state.open = {
-        lane: {int(m): Partial(touched, _unpacked(sums)) for m, (touched, sums) in minutes.items()}
+        lane: {int(m): Partial(touched, sums) for m, (touched, sums) in minutes.items()}
         for lane, minutes in raw["open"].items()
     }
     state.high = raw["high"]
@@ -156,22 +171,9 @@ def _from_v2(raw: dict[str, Any]) -> StreamState:
 
 def _open_doc(lanes: dict[Lane, dict[int, Partial]]) -> dict[str, dict[str, list[Any]]]:
     return {
-        lane: {str(m): [p.touched, _packed(p.metrics)] for m, p in minutes.items()}
+        lane: {str(m): [p.touched, p.metrics] for m, p in minutes.items()}
         for lane, minutes in lanes.items()
     }
-
-
-def _packed(metrics: dict[str, list[float]]) -> dict[str, float | list[float]]:
-    """[count, sum, max] per metric; a metric with one reading is its value alone.
-
-    Formatting and parsing a float as JSON text costs about 0.5 us, and one reading a minute
-    per metric is the common case.
-    """
-    return {m: acc[1] if acc[0] == 1 else acc for m, acc in metrics.items()}
-
-
-def _unpacked(sums: dict[str, float | list[float]]) -> dict[str, list[float]]:
-    return {m: acc if isinstance(acc, list) else [1, acc, acc] for m, acc in sums.items()}
 
 
 class _PartialV1(BaseModel):
@@ -204,7 +206,8 @@ class _StreamV1(BaseModel):
         state.open = {
             lane: {
                 _minute(datetime.fromisoformat(key)): Partial(
-                    to_us(p.touched), {m: list(sums) for m, sums in p.metrics.items()}
+                    to_us(p.touched),
+                    {m: _compact([c, total, peak]) for m, (c, total, peak) in p.metrics.items()},
                 )
                 for key, p in minutes.items()
             }
@@ -219,6 +222,12 @@ class _StreamV1(BaseModel):
         state.health_at = None if self.health_at is None else to_us(self.health_at)
         state.duplicates, state.late, state.sweep_day = self.duplicates, self.late, self.sweep_day
         return state
+
+
+@lru_cache(maxsize=4096)
+def _minute_start(minute: int) -> datetime:
+    """The datetime of a minute start (epoch s); a fleet closes the same minutes."""
+    return datetime.fromtimestamp(minute, UTC)
 
 
 def _minute(ts: datetime) -> int:
@@ -346,18 +355,25 @@ def _merge_minutes(state: StreamState, lane: Lane, sums: _Sums, wall: int) -> No
     for minute, metrics in sums.items():
         partial = minutes.get(minute)
         if partial is None:
-            minutes[minute] = Partial(wall, metrics)
+            minutes[minute] = Partial(wall, {m: _compact(acc) for m, acc in metrics.items()})
             continue
         partial.touched = wall
         have = partial.metrics
         for metric, acc in metrics.items():
             old = have.get(metric)
             if old is None:
-                have[metric] = acc
-                continue
-            old[0] += acc[0]
-            old[1] += acc[1]
-            old[2] = max(old[2], acc[2])
+                have[metric] = _compact(acc)
+            elif isinstance(old, float):  # one reading so far: its value is sum and max
+                have[metric] = [1 + acc[0], old + acc[1], acc[2] if acc[2] > old else old]
+            else:
+                old[0] += acc[0]
+                old[1] += acc[1]
+                old[2] = max(old[2], acc[2])
+
+
+def _compact(acc: list[float]) -> Sums:
+    """[count, sum, max] of a metric's readings; one reading's value alone."""
+    return acc[1] if acc[0] == 1 else acc
 
 
 def fold_status(state: StreamState, status: GatewayStatus) -> None:
@@ -392,11 +408,14 @@ def close_minutes(
         if not (high is not None and end <= passed_at) and partial.touched > idle_before:
             continue
         del minutes[minute]
-        sums = partial.metrics
-        values = {metric: total / count for metric, (count, total, _) in sums.items()}
-        if "fault_code" in sums:  # its max: a code raised for a moment is not averaged away
-            values["fault_code"] = sums["fault_code"][2]
-        done.append(MinuteSample(datetime.fromtimestamp(minute, UTC), values))
+        values = {
+            metric: acc if isinstance(acc, float) else acc[1] / acc[0]
+            for metric, acc in partial.metrics.items()
+        }
+        peak = partial.metrics.get("fault_code")
+        if isinstance(peak, list):  # its max: a code raised for a moment is not averaged away
+            values["fault_code"] = peak[2]
+        done.append(MinuteSample(_minute_start(minute), values))
         if lane not in state.closed or minute > state.closed[lane]:
             state.closed[lane] = minute
     return done

@@ -95,7 +95,7 @@ def test_detection_fold_counts_late_and_sums_open_minutes(
     open_counts = {
         (minute, metric): sums[0]
         for minute, partial in state.open.get("live", {}).items()
-        for metric, sums in partial.metrics.items()
+        for metric, sums in partial.sums().items()
     }
     expected: dict[tuple[int, str], int] = {}
     for r in taken:
