@@ -62,6 +62,7 @@ class IngestBenchOptions:
     drain_timeout_s: float = 120.0
     state_url: str | None = None  # an empty database; default: a SQLite file
     rate: float | None = None  # offered readings/s; None = unpaced
+    detect: bool = True  # detectors in the ingest workers (their hook), as deployed
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,10 @@ def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
                 telemetry=telemetry,
                 state=state_url,
                 workdir=workdir,
-                settings={"INGEST_BATCH_MAX": str(options.batch_max)},
+                settings={
+                    "INGEST_BATCH_MAX": str(options.batch_max),
+                    "DETECT_ENABLED": str(options.detect).lower(),
+                },
             ) as workers,
         ):
             cpu_before = [process_cpu_s(w.pid) or 0.0 for w in workers]

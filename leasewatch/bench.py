@@ -35,6 +35,13 @@ def ingest(
     rate: Annotated[
         float | None, typer.Option(min=1, help="Offered readings/s (paced); default unpaced.")
     ] = None,
+    detect: Annotated[
+        bool,
+        typer.Option(
+            help="Run the detectors in the ingest workers, as deployed (--no-detect: the ingest "
+            "path alone: storage, ledger, rollups)."
+        ),
+    ] = True,
 ) -> None:
     """Fleet simulator -> Mosquitto -> N ingestor processes -> store; readings/s, p50/p99, loss."""
     options = IngestBenchOptions(
@@ -45,6 +52,7 @@ def ingest(
         batch_max=batch_max,
         state_url=state_url,
         rate=rate,
+        detect=detect,
     )
     try:
         result = run_ingest_bench(options)
@@ -65,6 +73,8 @@ def ingest_table(result: IngestBenchResult) -> Table:
         ("mode", paced, ""),
         ("workers / gateways", f"{o.workers} / {o.assets:,}", ""),
         ("state store", (o.state_url or "sqlite").split("://")[0], ""),
+        ("detectors in the workers", "yes (as deployed)" if o.detect else "no (ingest path only)",
+         ""),
         ("published", f"{result.sent_messages:,} msgs, {result.sent_readings:,} readings "
          f"in {result.publish_s:.1f} s", ""),
         ("stored", f"{result.stored_messages:,} msgs, {result.stored_readings:,} readings", ""),

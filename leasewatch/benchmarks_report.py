@@ -78,6 +78,22 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("bench", "ingest", "--backend", "victoriametrics", "--duration", "15"),
     ),
     Benchmark(
+        "ingest-sqlite-no-detect",
+        5,
+        "the same with the detectors out of the ingest workers: storage, ledger, rollups only",
+        ">= 50,000 readings/s, p99 < 2 s, nothing lost",
+        ("bench", "ingest", "--backend", "sqlite", "--no-detect", "--duration", "60"),
+        ("bench", "ingest", "--backend", "sqlite", "--no-detect", "--duration", "15"),
+    ),
+    Benchmark(
+        "ingest-victoriametrics-no-detect",
+        5,
+        "the same with the detectors out of the ingest workers: storage, ledger, rollups only",
+        ">= 100,000 readings/s, p99 < 2 s, nothing lost",
+        ("bench", "ingest", "--backend", "victoriametrics", "--no-detect", "--duration", "60"),
+        ("bench", "ingest", "--backend", "victoriametrics", "--no-detect", "--duration", "15"),
+    ),
+    Benchmark(
         "ingest-paced",
         5,
         "broker-to-stored latency at an offered rate the workers sustain (VictoriaMetrics)",

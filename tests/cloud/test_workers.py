@@ -9,9 +9,11 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from sqlalchemy import create_engine, func, select
 
 from cloud.bench import IngestBenchOptions, run_ingest_bench
 from cloud.runtime import CloudRuntime
+from cloud.schema import detector_state
 from leasewatch.wire import Reading, TelemetryBatch, encode, telemetry_topic
 from tests.services.mosquitto import MosquittoBroker
 from tests.slice import api_get, cloud_settings, eventually, running_cloud
@@ -83,12 +85,29 @@ def _stored(runtime: CloudRuntime) -> int:
     return int(runtime.services.metrics.stored_messages._value.get())
 
 
-def test_the_ingest_benchmark_paces_the_fleet_and_accounts_for_every_message() -> None:
+def _detector_rows(state_url: str) -> int:
+    engine = create_engine(state_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(detector_state)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("detect", [True, False])
+def test_the_ingest_benchmark_paces_the_fleet_and_accounts_for_every_message(
+    tmp_path: Path, detect: bool
+) -> None:
+    """Paced, every message accounted for; `detect` off leaves the detectors out of the workers."""
+    state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"
     options = IngestBenchOptions(
-        backend="sqlite", duration_s=4.0, workers=1, assets=50, rate=2000.0, drain_timeout_s=30
-    )
+        backend="sqlite", duration_s=4.0, workers=1, assets=50, rate=2000.0, drain_timeout_s=30,
+        state_url=state_url, detect=detect,
+    )  # fmt: skip
     result = run_ingest_bench(options)
     assert result.sent_messages > 0 and result.missing == 0 and result.unexpected == 0
     assert result.stored_readings == result.sent_readings
     assert 1000 < result.offered_per_s < 3000  # paced near the offered 2,000 readings/s
     assert 0 < result.latency_p50_s <= result.latency_p99_s
+    rows = _detector_rows(state_url)
+    assert (rows > 0) if detect else (rows == 0), f"{rows} detector state rows"
