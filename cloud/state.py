@@ -181,7 +181,7 @@ class StateStore:
     def register_device(self, device: str, now: datetime) -> None:
         """Make a device known (provisioning); a no-op when it already is."""
         with self.engine.begin() as conn:
-            self._ensure_device(conn, device, now)
+            self._ensure_devices(conn, {device}, now)
 
     def is_registered(self, device: str) -> bool:
         """Whether the registry knows this device."""
@@ -197,12 +197,6 @@ class StateStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(devices.c.device).where(devices.c.device.in_(wanted)))
             return {r[0] for r in rows}
-
-    def _ensure_device(self, conn: Connection, device: str, now: datetime) -> None:
-        stmt = self._insert(devices).values(
-            device=device, first_seen=now, status="unknown", messages=0, readings=0, duplicates=0
-        )
-        conn.execute(stmt.on_conflict_do_nothing())
 
     # --- ledger ---------------------------------------------------------------------------
 

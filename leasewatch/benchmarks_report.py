@@ -44,6 +44,13 @@ class Benchmark:
     timeout_s: float = 1800.0
 
 
+def _ingest(name: str, measures: str, target: str, flags: str, quick_s: int = 15) -> Benchmark:
+    """A `bench ingest` run (issue 5) with `flags` (space-separated): 60 s of publishing for
+    the reference run, `quick_s` for the quick one."""
+    command = ("bench", "ingest", *flags.split(), "--duration")
+    return Benchmark(name, 5, measures, target, (*command, "60"), (*command, str(quick_s)))
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "edge",
@@ -61,45 +68,36 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("sim", "bench", "--assets", "10000", "--duration", "60"),
         ("sim", "bench", "--assets", "2000", "--duration", "15"),
     ),
-    Benchmark(
+    _ingest(
         "ingest-sqlite",
-        5,
         "fleet -> Mosquitto -> ingestors -> SQLite telemetry and state",
         ">= 50,000 readings/s, p99 < 2 s, nothing lost",
-        ("bench", "ingest", "--backend", "sqlite", "--duration", "60"),
-        ("bench", "ingest", "--backend", "sqlite", "--duration", "15"),
+        "--backend sqlite",
     ),
-    Benchmark(
+    _ingest(
         "ingest-victoriametrics",
-        5,
         "fleet -> Mosquitto -> ingestors -> VictoriaMetrics telemetry, SQLite state",
         ">= 100,000 readings/s, p99 < 2 s, nothing lost",
-        ("bench", "ingest", "--backend", "victoriametrics", "--duration", "60"),
-        ("bench", "ingest", "--backend", "victoriametrics", "--duration", "15"),
+        "--backend victoriametrics",
     ),
-    Benchmark(
+    _ingest(
         "ingest-sqlite-no-detect",
-        5,
         "the same with the detectors out of the ingest workers: storage, ledger, rollups only",
         ">= 50,000 readings/s, p99 < 2 s, nothing lost",
-        ("bench", "ingest", "--backend", "sqlite", "--no-detect", "--duration", "60"),
-        ("bench", "ingest", "--backend", "sqlite", "--no-detect", "--duration", "15"),
+        "--backend sqlite --no-detect",
     ),
-    Benchmark(
+    _ingest(
         "ingest-victoriametrics-no-detect",
-        5,
         "the same with the detectors out of the ingest workers: storage, ledger, rollups only",
         ">= 100,000 readings/s, p99 < 2 s, nothing lost",
-        ("bench", "ingest", "--backend", "victoriametrics", "--no-detect", "--duration", "60"),
-        ("bench", "ingest", "--backend", "victoriametrics", "--no-detect", "--duration", "15"),
+        "--backend victoriametrics --no-detect",
     ),
-    Benchmark(
+    _ingest(
         "ingest-paced",
-        5,
         "broker-to-stored latency at an offered rate the workers sustain (VictoriaMetrics)",
         "p99 < 2 s, nothing lost",
-        ("bench", "ingest", "--backend", "victoriametrics", "--rate", "8000", "--duration", "60"),
-        ("bench", "ingest", "--backend", "victoriametrics", "--rate", "8000", "--duration", "20"),
+        "--backend victoriametrics --rate 8000",
+        quick_s=20,
     ),
     Benchmark(
         "detect-latency",
