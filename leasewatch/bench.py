@@ -12,6 +12,7 @@ from rich.table import Table
 
 from cloud.bench import IngestBenchError, IngestBenchOptions, IngestBenchResult, run_ingest_bench
 from cloud.detection.bench import detect as detect_bench
+from cloud.reference_bench import ReferenceBenchError, ReferenceFigure, run_reference_bench
 from dashboards.bench_report import dashboards as dashboards_bench
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (not tests).")
@@ -95,6 +96,45 @@ def ingest_table(result: IngestBenchResult) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
+
+
+@app.command()
+def reference(
+    values: Annotated[
+        int, typer.Option(min=10_000, help="Field values posted to VictoriaMetrics.")
+    ] = 2_000_000,
+    messages: Annotated[
+        int, typer.Option(min=1_000, help="Messages the subscriber drains.")
+    ] = 60_000,
+) -> None:
+    """Issue 5's reference figures on this machine: influxdb-client -> VM, one paho subscriber."""
+    table = Table(
+        "reference", "measured", "issue's figure", "CPU", "complete",
+        title="leasewatch bench reference (issue 5's references on this machine)",
+    )  # fmt: skip
+    try:
+        for figure in run_reference_bench(values, messages):
+            table.add_row(*reference_row(figure))
+    except ReferenceBenchError as err:
+        typer.echo(f"benchmark failed: {err}", err=True)
+        raise typer.Exit(1) from err
+    Console().print(table)
+    typer.echo(
+        "Issue 5's ingest targets assume the issue's machine: divide an ingest figure by these "
+        f"ratios to compare across machines. Load average now {os.getloadavg()[0]:.1f}."
+    )
+
+
+def reference_row(figure: ReferenceFigure) -> tuple[str, str, str, str, str]:
+    """One measured reference as a table row."""
+    server = "" if figure.server_cpu_s is None else f", server {figure.server_cpu_s:.1f} s"
+    return (
+        figure.name,
+        f"{figure.rate:,.0f} {figure.unit}/s ({figure.count:,} in {figure.seconds:.2f} s)",
+        f"~{figure.issue_rate:,}/s ({figure.ratio:.2f}x)",
+        f"client {figure.client_cpu_s:.1f} s{server}",
+        f"{figure.verified:,} of {figure.count:,}",
+    )
 
 
 @app.command("all")

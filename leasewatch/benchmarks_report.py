@@ -68,6 +68,16 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("sim", "bench", "--assets", "10000", "--duration", "60"),
         ("sim", "bench", "--assets", "2000", "--duration", "15"),
     ),
+    Benchmark(
+        "reference",
+        5,
+        "issue 5's reference figures on this machine: influxdb-client -> VictoriaMetrics, "
+        "one paho QoS 1 subscriber (machines differ between sessions: read throughput as ratios)",
+        "~1,000,000 field values/s, ~10,000 messages/s (the issue's machine)",
+        ("bench", "reference"),
+        ("bench", "reference", "--values", "1000000", "--messages", "30000"),
+        timeout_s=600.0,
+    ),
     _ingest(
         "ingest-sqlite",
         "fleet -> Mosquitto -> ingestors -> SQLite telemetry and state",
