@@ -48,7 +48,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edge.mqtt_client import backoff_delay
-from edge.puback import NotDeliveredError, check_delivered, track_reason_codes
+from edge.puback import NO_MATCHING_SUBSCRIBERS
+from firmware_sim.fleet_publish import Acknowledgements, install_fast_puback
 from firmware_sim.fleet_report import FleetReport, FleetStats
 from firmware_sim.scenarios.encoding import iso
 from firmware_sim.scenarios.expand import ResolvedScenario
@@ -191,9 +192,7 @@ def _client(target: BrokerTarget, identifier: str, plan: FleetPlan) -> aiomqtt.C
     return client
 
 
-async def _deliver(
-    client: aiomqtt.Client, codes: dict[int, int], item: _Pending, lane: _Lane
-) -> None:
+async def _deliver(acks: Acknowledgements, item: _Pending, lane: _Lane) -> None:
     """Publish until the broker keeps the message (0x10 and >= 0x80 are retried with back-off)."""
     plan, report, message = lane.plan, lane.report, item.message
     while True:
@@ -201,10 +200,8 @@ async def _deliver(
             report.stats.retries += 1
         item.attempts += 1
         started = time.perf_counter()
-        await client.publish(message.topic, message.payload, qos=1, retain=message.retain)
-        try:
-            check_delivered(codes)
-        except NotDeliveredError:
+        code = await acks.publish(message.topic, message.payload, retain=message.retain)
+        if code == NO_MATCHING_SUBSCRIBERS or code >= 0x80:
             report.stats.not_delivered += 1
             if plan.keep_undelivered and not lane.give_up():
                 await asyncio.sleep(min(plan.retry_max_s, 0.1 * 2 ** min(item.attempts, 8)))
@@ -216,11 +213,11 @@ async def _deliver(
         return
 
 
-async def _publisher(client: aiomqtt.Client, codes: dict[int, int], lane: _Lane) -> None:
+async def _publisher(acks: Acknowledgements, lane: _Lane) -> None:
     """Publish the lane's messages one at a time; a lost one is held for the next connection."""
     while (item := await lane.take()) is not None:
         try:
-            await _deliver(client, codes, item, lane)
+            await _deliver(acks, item, lane)
         except BaseException:
             lane.held.append(item)  # connection lost (or cancelled) before the broker kept it
             raise
@@ -234,12 +231,10 @@ async def _watch(client: aiomqtt.Client) -> None:
 
 async def _session(client: aiomqtt.Client, lane: _Lane) -> None:
     """Publish through one connection until the lane is empty or the connection drops."""
-    codes = track_reason_codes(client)
+    acks = Acknowledgements(client)
     async with asyncio.TaskGroup() as group:
         watcher = group.create_task(_watch(client))
-        publishers = [
-            group.create_task(_publisher(client, codes, lane)) for _ in range(lane.plan.window)
-        ]
+        publishers = [group.create_task(_publisher(acks, lane)) for _ in range(lane.plan.window)]
         await asyncio.wait(publishers)
         watcher.cancel()
 
@@ -320,6 +315,7 @@ async def run_fleet(
     """Run the fleet until the scenario ends or the duration is up; returns the totals."""
     if plan.connections < 1 or plan.window < 1:
         raise FleetError("connections and window must be at least 1")
+    install_fast_puback()
     gateways = [a.gateway for a in simulated_assets(resolved, boot_tag=plan.boot_tag)]
     slices = [gateways[n :: plan.connections] for n in range(plan.connections)]
     pace = _Pace(resolved, plan, report.stats)

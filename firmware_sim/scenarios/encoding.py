@@ -42,25 +42,51 @@ def iso(t: float) -> str:
     return f"{_day_prefix(day)}{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}Z"
 
 
+@functools.lru_cache(maxsize=1024)
+def _iso_shared(t: float) -> str:
+    """`iso` of an instant many gateways stamp alike (sample times, batch seals): cached."""
+    return iso(t)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sample_heads(t: float) -> tuple[str, ...]:
+    """Each metric's reading up to its value at sample time `t` (every gateway samples alike)."""
+    ts = iso(t)
+    return tuple(f'{head}{ts}","value":' for head in _READING_HEAD)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sample_format(t: float) -> str:
+    """A `str.format` template of all of a sample's readings at `t`, values as `{n!r}`."""
+    heads = (h.replace("{", "{{") for h in _sample_heads(t))
+    units = (u.replace("}", "}}") for u in _READING_UNIT)
+    return ",".join(f"{h}{{{n}!r}}{u}" for n, (h, u) in enumerate(zip(heads, units, strict=True)))
+
+
 def _readings(samples: Sequence[Sample], positions: Sequence[Position]) -> tuple[list[str], int]:
-    """JSON objects of the readings of `samples` and `positions`, and how many there are."""
+    """JSON of the readings of `samples` and `positions` (a part per sample), and their count."""
     parts: list[str] = []
+    append, count = parts.append, 0
     for t, values in samples:
-        ts = iso(t)
-        for head, unit, value in zip(_READING_HEAD, _READING_UNIT, values, strict=True):
+        if None not in values:  # the usual sample: one format call writes all its readings
+            append(_sample_format(t).format(*values))
+            count += len(values)
+            continue
+        for head, value, unit in zip(_sample_heads(t), values, _READING_UNIT, strict=True):
             if value is not None:
-                parts.append(f'{head}{ts}","value":{value!r}{unit}')
+                append(f"{head}{value!r}{unit}")
+                count += 1
     for t, (lat, lon) in positions:
-        ts = iso(t)
-        parts.append(
+        ts = _iso_shared(t)
+        append(
             f'{{"sensor":"{GPS_SENSOR}","metric":"lat","ts":"{ts}","value":{round(lat, 6)!r},'
             f'"unit":"deg"}}'
         )
-        parts.append(
+        append(
             f'{{"sensor":"{GPS_SENSOR}","metric":"lon","ts":"{ts}","value":{round(lon, 6)!r},'
             f'"unit":"deg"}}'
         )
-    return parts, len(parts)
+    return parts, count + 2 * len(positions)
 
 
 def encode_batch(
@@ -84,7 +110,7 @@ def encode_batch(
         for sensor, kind, ts, detail in events
     ]
     text = (
-        f'{{"v":1,"device":"{device}","boot":"{boot}","seq":{seq},"sent_at":"{iso(sent_at)}",'
+        f'{{"v":1,"device":"{device}","boot":"{boot}","seq":{seq},"sent_at":"{_iso_shared(sent_at)}",'
         f'"historical":{"true" if historical else "false"},'
         f'"readings":[{",".join(readings)}],"events":[{",".join(event_parts)}]}}'
     )
