@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from leasewatch.wire import TelemetryBatch
 
@@ -39,61 +40,86 @@ def bucket_start(ts: datetime, resolution_s: int) -> datetime:
 
 
 BucketKey = tuple[str, str, str, int, int]  # device, sensor, metric, resolution_s, bucket epoch
+Series = tuple[str, str, str]  # device, sensor, metric
+#: One upsert row: device, sensor, metric, resolution_s, bucket (as the store wants it), unit,
+#: count, sum, min, max.
+RollupRow = tuple[str, str, str, int, Any, str, int, float, float, float]
 
 
 @dataclass(slots=True)
 class RollupAggregate:
-    """Readings of a set of messages summed per bucket: [count, sum, min, max] by bucket key."""
+    """Readings of a set of messages summed per one-minute bucket of each series.
 
-    slots: dict[BucketKey, list[float]]
-    units: dict[tuple[str, str, str], str]
+    The hour buckets are the sums of their minutes, made when rows are asked for: at
+    one-minute sampling every reading is a minute bucket of its own, so summing the minutes
+    into hours touches each reading once more instead of keying it twice.
+    """
+
+    minutes: dict[Series, dict[int, list[float]]]  # [count, sum, min, max] by minute epoch
+    units: dict[Series, str]
+
+    def rows(self, bucket: Callable[[int], Any] = int) -> list[RollupRow]:
+        """Every minute and hour bucket as an upsert row, `bucket(epoch)` in the bucket column."""
+        when: dict[int, Any] = {}
+        rows: list[RollupRow] = []
+        append = rows.append
+        for series, per_minute in self.minutes.items():
+            device, sensor, metric = series
+            unit = self.units[series]
+            hours: dict[int, list[float]] = {}
+            for minute, (n, total, low, high) in per_minute.items():
+                if (at := when.get(minute)) is None:
+                    at = when[minute] = bucket(minute)
+                append((device, sensor, metric, 60, at, unit, int(n), total, low, high))
+                if (hour := hours.get(start := minute - minute % 3600)) is None:
+                    hours[start] = [n, total, low, high]
+                    continue
+                hour[0] += n
+                hour[1] += total
+                hour[2] = min(hour[2], low)
+                hour[3] = max(hour[3], high)
+            for start, (n, total, low, high) in hours.items():
+                if (at := when.get(start)) is None:
+                    at = when[start] = bucket(start)
+                append((device, sensor, metric, 3600, at, unit, int(n), total, low, high))
+        return rows
+
+    @property
+    def slots(self) -> dict[BucketKey, list[float]]:
+        """[count, sum, min, max] by bucket key, both resolutions."""
+        return {row[:5]: list(row[6:]) for row in self.rows()}
 
 
 def aggregate(batches: Iterable[TelemetryBatch]) -> RollupAggregate:
-    """Sum the readings of newly stored messages per bucket (the hot path: no datetimes)."""
-    acc: dict[BucketKey, list[float]] = {}
-    units: dict[tuple[str, str, str], str] = {}
+    """Sum the readings of newly stored messages per minute (the hot path: no datetimes)."""
+    minutes: dict[Series, dict[int, list[float]]] = {}
+    units: dict[Series, str] = {}
     for batch in batches:
         device = batch.device
         for reading in batch.readings:
-            sensor, metric, value = reading.sensor, reading.metric, reading.value
-            units[(device, sensor, metric)] = reading.unit
+            series = (device, reading.sensor, reading.metric)
+            units[series] = reading.unit
+            if (per_minute := minutes.get(series)) is None:
+                per_minute = minutes[series] = {}
             epoch = int(reading.ts.timestamp())
-            for resolution in RESOLUTIONS_S:
-                key = (device, sensor, metric, resolution, epoch - epoch % resolution)
-                slot = acc.get(key)
-                if slot is None:
-                    acc[key] = [1, value, value, value]
-                    continue
-                slot[0] += 1
-                slot[1] += value
-                if value < slot[2]:
-                    slot[2] = value
-                elif value > slot[3]:
-                    slot[3] = value
-    return RollupAggregate(acc, units)
+            value = reading.value
+            if (slot := per_minute.get(minute := epoch - epoch % 60)) is None:
+                per_minute[minute] = [1, value, value, value]
+                continue
+            slot[0] += 1
+            slot[1] += value
+            if value < slot[2]:
+                slot[2] = value
+            elif value > slot[3]:
+                slot[3] = value
+    return RollupAggregate(minutes, units)
 
 
 def rollup_deltas(batches: Iterable[TelemetryBatch]) -> list[RollupDelta]:
     """Aggregate the readings of newly stored messages into per-bucket deltas."""
-    found = aggregate(batches)
     return [
-        RollupDelta(
-            device,
-            sensor,
-            metric,
-            resolution,
-            datetime.fromtimestamp(bucket, UTC),
-            found.units[(device, sensor, metric)],
-            int(n),
-            total,
-            low,
-            high,
-        )
-        for (device, sensor, metric, resolution, bucket), (
-            n,
-            total,
-            low,
-            high,
-        ) in found.slots.items()
-    ]
+        RollupDelta(device, sensor, metric, resolution, datetime.fromtimestamp(epoch, UTC), unit,
+                    n, total, low, high)
+        for device, sensor, metric, resolution, epoch, unit, n, total, low, high
+        in aggregate(batches).rows()
+    ]  # fmt: skip

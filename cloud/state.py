@@ -36,7 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
 from cloud.completeness import DayCompleteness, LedgerRow, completeness
-from cloud.rollups import aggregate
+from cloud.rollups import RollupRow, aggregate
 from cloud.schema import (
     dead_letters,
     devices,
@@ -401,20 +401,12 @@ class StateStore:
             [{"device": d, "day": day, "count": n} for (d, day), n in per_day.items()],
         )
 
-    def _rollup_rows(self, stored: Sequence[TelemetryBatch]) -> list[tuple[Any, ...]]:
+    def _rollup_rows(self, stored: Sequence[TelemetryBatch]) -> list[RollupRow]:
         """The rollup deltas of stored messages as upsert rows (in key order on PostgreSQL)."""
-        found = aggregate(stored)
-        buckets = {key[4] for key in found.slots}
-        when = {e: self._bucket_param(datetime.fromtimestamp(e, UTC)) for e in buckets}
-        units = found.units
-        slots = sorted(found.slots.items()) if self._postgres else found.slots.items()
-        return [
-            (dev, sensor, metric, res, when[epoch], units[(dev, sensor, metric)], int(n),
-             total, low, high)
-            for (dev, sensor, metric, res, epoch), (n, total, low, high) in slots
-        ]  # fmt: skip
+        rows = aggregate(stored).rows(self._bucket_param)
+        return sorted(rows) if self._postgres else rows
 
-    def _apply_rollups(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _apply_rollups(self, conn: Connection, rows: list[RollupRow]) -> None:
         """Upsert rollup rows: one statement.
 
         PostgreSQL: every row in one INSERT ... SELECT FROM unnest(arrays), in key order so
@@ -429,7 +421,9 @@ class StateStore:
         else:
             conn.exec_driver_sql(_ROLLUP_SQLITE, rows)
 
-    def _bucket_param(self, bucket: datetime) -> Any:
+    def _bucket_param(self, epoch: int) -> Any:
+        """A bucket's start as the column wants it: an aware datetime, or SQLite's text."""
+        bucket = datetime.fromtimestamp(epoch, UTC)
         # SQLAlchemy keeps SQLite datetimes as naive UTC text in this exact format
         return bucket if self._postgres else bucket.strftime("%Y-%m-%d %H:%M:%S.%f")
 
