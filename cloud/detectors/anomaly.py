@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from cloud.detectors.robust import (
     RobustFit,
@@ -50,10 +49,11 @@ class Score:
     distance2: float
 
 
-class ScorerState(BaseModel):
+@dataclass
+class ScorerState:
     """A scorer's window (oldest first) and its count of skipped suspicious vectors."""
 
-    window: list[list[float]] = Field(default_factory=list)
+    window: list[list[float]] = field(default_factory=list)
     seen: int = 0
     skipped: int = 0
 

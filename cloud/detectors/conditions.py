@@ -2,15 +2,16 @@
 
 Rule-like checks (a limit, a stuck sensor, a fault code) observe a condition once per sample;
 a `ConditionBook` turns those observations into open and cleared events with hysteresis, and
-keeps everything in a JSON-able model so it lives in the detector's state.
+keeps everything in JSON-able dataclasses so it lives in the detector's state.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, Field
+from cloud.detectors.state_json import build
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,8 @@ class Persistence:
     clear_after: int = 1
 
 
-class ConditionState(BaseModel):
+@dataclass
+class ConditionState:
     """One condition's counters."""
 
     active_run: int = 0
@@ -31,10 +33,17 @@ class ConditionState(BaseModel):
     worst: float | None = None
 
 
-class ConditionBook(BaseModel):
+@dataclass
+class ConditionBook:
     """The conditions of one detector, by key."""
 
-    items: dict[str, ConditionState] = Field(default_factory=dict)
+    items: dict[str, ConditionState] = field(default_factory=dict)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ConditionBook:
+        """A book from its JSON object."""
+        items = doc.get("items", {})
+        return cls({k: build(ConditionState, v, times=("first",)) for k, v in items.items()})
 
     def observe(
         self, key: str, active: bool, at: datetime, persistence: Persistence, value: float = 0.0

@@ -12,11 +12,10 @@ the `WearTrend` (`wear`). Each condition opens and clears with persistence (`Con
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal
-
-from pydantic import BaseModel, Field
+from typing import Any, Literal
 
 from cloud.alerts.signals import EvidenceValue, Finding, Severity
 from cloud.detectors.anomaly import RobustScorer, ScorerSettings, ScorerState
@@ -24,6 +23,7 @@ from cloud.detectors.base import finding
 from cloud.detectors.conditions import ConditionBook, ConditionState, Persistence
 from cloud.detectors.fault_profiles import GENERIC, VALID_RANGES, FaultProfile, fault_profile
 from cloud.detectors.inputs import AssetData, MinuteSample
+from cloud.detectors.state_json import build, dumps, loads
 from cloud.detectors.wear import HealthyLines, WearOutlook, WearSettings, WearState, WearTrend
 
 KEY = "faults"
@@ -65,29 +65,47 @@ class SampleScore:
     alert: bool
 
 
-class FaultState(BaseModel):
+@dataclass(kw_only=True)
+class FaultState:
     """Everything the fault detector remembers about one asset."""
 
     version: Literal[1] = 1
     device: str
     profile: str
-    columns: list[str] = Field(default_factory=list)  # generic profile: features and watched
+    columns: list[str] = field(default_factory=list)  # generic profile: features and watched
     watermark: datetime | None = None
-    book: ConditionBook = Field(default_factory=ConditionBook)
-    last: dict[str, float] = Field(default_factory=dict)
-    unchanged: dict[str, int] = Field(default_factory=dict)
-    moving: dict[str, int] = Field(default_factory=dict)
-    changes: dict[str, int] = Field(default_factory=dict)
+    book: ConditionBook = field(default_factory=ConditionBook)
+    last: dict[str, float] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+    moving: dict[str, int] = field(default_factory=dict)
+    changes: dict[str, int] = field(default_factory=dict)
     block_id: int | None = None
-    block_sums: list[float] = Field(default_factory=list)
+    block_sums: list[float] = field(default_factory=list)
     block_used: int = 0
     block_total: int = 0
     running_minutes: float = 0.0
     streak: int = 0  # running minutes in a row
     last_score: float = 0.0
-    scorer: ScorerState = Field(default_factory=ScorerState)
-    lines: HealthyLines = Field(default_factory=HealthyLines)
-    wear: WearState = Field(default_factory=WearState)
+    scorer: ScorerState = field(default_factory=ScorerState)
+    lines: HealthyLines = field(default_factory=HealthyLines)
+    wear: WearState = field(default_factory=WearState)
+
+    @classmethod
+    def from_json(cls, text: str) -> FaultState:
+        """A state from its JSON text (`state_json`: the shape the pydantic model wrote)."""
+        return build(cls, loads(text), times=("watermark",), nested=_NESTED)
+
+
+def _scorer_state(doc: dict[str, Any]) -> ScorerState:
+    return build(ScorerState, doc)
+
+
+_NESTED = {
+    "book": ConditionBook.from_doc,
+    "scorer": _scorer_state,
+    "lines": HealthyLines.from_doc,
+    "wear": WearState.from_doc,
+}
 
 
 class FaultDetector:
@@ -98,6 +116,11 @@ class FaultDetector:
         self.state = state
         self.t = thresholds
         self.profile = _profile(state)
+        columns = tuple(state.columns)
+        self.features = columns or self.profile.features
+        self.watched = columns or self.profile.watched
+        self.stuck_keys = tuple(f"stuck:{f}" for f in self.features)
+        self.limits = tuple((m.metric, m.low, m.high) for m in self.profile.limits)
         self.scorer = _scorer(self.profile, state, thresholds)
         self.wear = WearTrend(state.wear, thresholds.wear, self.profile.wear_ratio_limit)
         self.trace: list[SampleScore] = []  # per sample of the last update (not state)
@@ -115,11 +138,11 @@ class FaultDetector:
     @classmethod
     def restore(cls, text: str, t: FaultThresholds) -> FaultDetector:
         """A detector from its JSON state."""
-        return cls(FaultState.model_validate_json(text), t)
+        return cls(FaultState.from_json(text), t)
 
     def to_json(self) -> str:
         """The state as JSON."""
-        return self.state.model_dump_json()
+        return dumps(self.state)
 
     def update(self, inputs: FaultInputs, now: datetime) -> list[Finding]:
         """Consume the samples past the watermark; `trace` gets one score per sample.
@@ -128,71 +151,82 @@ class FaultDetector:
         an open and a clear in one batch keep their order in the alert store.
         """
         found: list[Finding] = []
-        self.trace = []
+        trace: list[SampleScore] = []
+        self.trace = trace
+        s, items = self.state, self.state.book.items
         for sample in inputs.samples:
-            mark = self.state.watermark
-            if mark is not None and sample.ts <= mark:
+            ts = sample.ts
+            if s.watermark is not None and ts <= s.watermark:
                 continue
-            self.state.watermark = sample.ts
+            s.watermark = ts
             found += self._sample(sample)
-            open_keys = self.state.book.open_keys()
-            rule = any(k.split(":")[0] in _MINUTE_KINDS for k in open_keys)
-            score = max(self.state.last_score, 1.0 if rule else 0.0)
-            self.trace.append(SampleScore(sample.ts, score, bool(open_keys)))
+            alert = rule = False
+            for key, item in items.items():
+                if item.open:
+                    alert = True
+                    if key.partition(":")[0] in _MINUTE_KINDS:
+                        rule = True
+                        break
+            score = 1.0 if rule and s.last_score < 1.0 else s.last_score
+            trace.append(SampleScore(ts, score, alert))
         return found
 
     def _sample(self, sample: MinuteSample) -> list[Finding]:
         """All minute checks of one sample, then its block."""
-        valid: dict[str, float] = {}
-        active: dict[str, float] = {}
-        for metric, value in sample.values.items():
-            low, high = VALID_RANGES.get(metric, (-math.inf, math.inf))
-            if low <= value <= high:
-                valid[metric] = value
-            else:
-                active[f"out_of_range:{metric}"] = value
+        values = sample.values
+        valid, active = _in_range(values)
         code = valid.get("fault_code", 0.0)
         if code > 0:
             active[f"code:{int(code)}"] = code
-        for limit in self.profile.limits:
-            reading = valid.get(limit.metric)
-            if reading is not None and _beyond(reading, limit.low, limit.high):
-                active[f"limit:{limit.metric}"] = reading
-        reported = set(sample.values)
-        active |= self._sensor_checks(valid, reported, running=sample.running() is not False)
-        found = self._observe_minute(active, sample.ts)
+        for metric, low, high in self.limits:
+            reading = valid.get(metric)
+            if reading is not None and (
+                (high is not None and reading > high) or (low is not None and reading < low)
+            ):
+                active[f"limit:{metric}"] = reading
         running = sample.running()
-        self.state.streak = self.state.streak + 1 if running else 0
+        if self.watched:
+            active |= self._sensor_checks(valid, values, running=running is not False)
+        found = self._observe_minute(active, sample.ts) if active or self.state.book.items else []
+        s = self.state
+        s.streak = s.streak + 1 if running else 0
         if running:
-            self.state.running_minutes += 1.0
-        return found + self._block(sample, valid)
+            s.running_minutes += 1.0
+        if self.features:
+            found += self._block(sample, valid, running)
+        return found
 
     def _sensor_checks(
-        self, valid: dict[str, float], reported: set[str], *, running: bool
+        self, valid: Mapping[str, float], reported: Mapping[str, float], *, running: bool
     ) -> dict[str, float]:
         """Missing and stuck watched metrics (stuck only counts while the machine runs)."""
-        s, watched = self.state, self._watched()
+        s, watched = self.state, self.watched
+        last, changes, unchanged, moving = s.last, s.changes, s.unchanged, s.moving
         active: dict[str, float] = {}
         present = [m for m in watched if m in valid]
-        changed = {m for m in present if s.last.get(m) != valid[m]}
+        changed = {m for m in present if last.get(m) != valid[m]}
+        others = len(present) > 1
         for metric in watched:
-            if metric not in valid:
+            value = valid.get(metric)
+            if value is None:
                 if present and metric not in reported:  # out of range is not also missing
                     active[f"missing:{metric}"] = 0.0
                 continue
             if metric in changed:
-                s.changes[metric] = min(s.changes.get(metric, 0) + 1, 1000)
-            if metric in changed or not running:
-                s.unchanged[metric], s.moving[metric] = 0, 0
-            else:
-                s.unchanged[metric] = s.unchanged.get(metric, 0) + 1
-                s.moving[metric] = s.moving.get(metric, 0) + bool(changed - {metric})
-            s.last[metric] = valid[metric]
-            others = len(present) > 1
-            moving = not others or s.moving[metric] * 2 >= s.unchanged[metric]
-            varied = s.changes.get(metric, 0) >= 3
-            if s.unchanged[metric] >= self.t.stuck_samples and moving and varied:
-                active[f"stuck:{metric}"] = valid[metric]
+                changes[metric] = min(changes.get(metric, 0) + 1, 1000)
+                unchanged[metric], moving[metric] = 0, 0
+            elif not running:
+                unchanged[metric], moving[metric] = 0, 0
+            else:  # unchanged while running; "moving" counts the others changing meanwhile
+                unchanged[metric] = unchanged.get(metric, 0) + 1
+                moving[metric] = moving.get(metric, 0) + bool(changed)
+            last[metric] = value
+            if (
+                unchanged[metric] >= self.t.stuck_samples
+                and (not others or moving[metric] * 2 >= unchanged[metric])
+                and changes.get(metric, 0) >= 3
+            ):
+                active[f"stuck:{metric}"] = value
         return active
 
     def _observe_minute(self, active: dict[str, float], at: datetime) -> list[Finding]:
@@ -213,25 +247,26 @@ class FaultDetector:
             for key, change, item, value in events
         ]
 
-    def _block(self, sample: MinuteSample, valid: dict[str, float]) -> list[Finding]:
+    def _block(
+        self, sample: MinuteSample, valid: Mapping[str, float], running: bool | None
+    ) -> list[Finding]:
         """Accumulate the sample into its block; score the block when it closes."""
-        s, p = self.state, self.profile
-        features = self._features()
-        if not features:
-            return []
+        s, p, features = self.state, self.profile, self.features
         found: list[Finding] = []
         block = int(sample.ts.timestamp() // (p.block_minutes * 60)) if p.block_minutes else None
         if block is not None and s.block_id is not None and block != s.block_id:
             found += self._close_block(sample.ts)
         s.block_id = block
-        stuck = {k.partition(":")[2] for k in s.book.open_keys() if k.startswith("stuck:")}
-        warm = sample.running() is None or s.streak > p.warmup_minutes
-        usable = warm and all(f in valid and f not in stuck for f in features)
+        warm = running is None or s.streak > p.warmup_minutes
+        items = s.book.items
+        usable = warm and all(f in valid for f in features)
+        if usable and items:  # a feature stuck (its condition open) is not used
+            usable = not any((c := items.get(k)) is not None and c.open for k in self.stuck_keys)
         if usable:
-            values = [valid[f] for f in features]
-            s.block_sums = [
-                a + b for a, b in zip(s.block_sums or [0.0] * len(values), values, strict=True)
-            ]
+            if s.block_sums:
+                s.block_sums = [a + valid[f] for a, f in zip(s.block_sums, features, strict=True)]
+            else:
+                s.block_sums = [0.0 + valid[f] for f in features]
             s.block_used += 1
         s.block_total += 1
         if block is None:
@@ -245,7 +280,7 @@ class FaultDetector:
         if used < max(1, p.block_minutes // 2):
             s.last_score = 0.0
             return []
-        means = dict(zip(self._features(), (v / used for v in sums), strict=True))
+        means = dict(zip(self.features, (v / used for v in sums), strict=True))
         names, vector = self._scored(means)
         if not vector:
             return []
@@ -324,12 +359,6 @@ class FaultDetector:
             evidence=evidence, confidence=confidence, magnitude=value,
         )  # fmt: skip
 
-    def _features(self) -> tuple[str, ...]:
-        return tuple(self.state.columns) if self.state.columns else self.profile.features
-
-    def _watched(self) -> tuple[str, ...]:
-        return tuple(self.state.columns) if self.state.columns else self.profile.watched
-
 
 def _profile(state: FaultState) -> FaultProfile:
     profile = fault_profile(state.profile)
@@ -349,8 +378,26 @@ def _scorer(profile: FaultProfile, state: FaultState, t: FaultThresholds) -> Rob
     )
 
 
-def _beyond(value: float, low: float | None, high: float | None) -> bool:
-    return (high is not None and value > high) or (low is not None and value < low)
+def _in_range(values: Mapping[str, float]) -> tuple[Mapping[str, float], dict[str, float]]:
+    """The values within their sensors' ranges, and `out_of_range:<metric>` for the others.
+
+    All in range (nearly always): the values themselves, not copied. NaN is in no range.
+    """
+    for metric, value in values.items():
+        bounds = VALID_RANGES.get(metric)
+        if not (value == value if bounds is None else bounds[0] <= value <= bounds[1]):  # noqa: PLR0124
+            break
+    else:
+        return values, {}
+    valid: dict[str, float] = {}
+    active: dict[str, float] = {}
+    for metric, value in values.items():
+        low, high = VALID_RANGES.get(metric, (-math.inf, math.inf))
+        if low <= value <= high:
+            valid[metric] = value
+        else:
+            active[f"out_of_range:{metric}"] = value
+    return valid, active
 
 
 def _explain(features: tuple[str, ...], z: tuple[float, ...]) -> str:

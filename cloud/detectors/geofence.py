@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel
-
 from cloud.alerts.signals import EvidenceValue, Finding, Severity
 from cloud.detectors.base import finding
 from cloud.detectors.inputs import AssetData, PositionInput, Region
+from cloud.detectors.state_json import build, dumps, loads
 
 KEY = "geofence"
 _EARTH_KM = 6371.0
@@ -39,7 +38,8 @@ class GeofenceInputs:
     region: Region | None
 
 
-class GeofenceState(BaseModel):
+@dataclass(kw_only=True)
+class GeofenceState:
     """Where the asset was last judged to be."""
 
     version: Literal[1] = 1
@@ -49,6 +49,11 @@ class GeofenceState(BaseModel):
     inside_since: datetime | None = None
     open: bool = False
     worst_km: float = 0.0
+
+    @classmethod
+    def from_json(cls, text: str) -> GeofenceState:
+        """A state from its JSON text (`state_json`: the shape the pydantic model wrote)."""
+        return build(cls, loads(text), times=("watermark", "outside_since", "inside_since"))
 
 
 def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -112,11 +117,11 @@ class GeofenceDetector:
     @classmethod
     def restore(cls, text: str, t: GeofenceThresholds) -> GeofenceDetector:
         """A detector from its JSON state."""
-        return cls(GeofenceState.model_validate_json(text), t)
+        return cls(GeofenceState.from_json(text), t)
 
     def to_json(self) -> str:
         """The state as JSON."""
-        return self.state.model_dump_json()
+        return dumps(self.state)
 
     def update(self, inputs: GeofenceInputs, now: datetime) -> list[Finding]:
         """Judge each new fix in time order."""

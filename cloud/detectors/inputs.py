@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 #: Metrics that say whether the machine runs: `running` (0/1) or the edge's `state` (2 = running).
 RUNNING_METRICS: Mapping[str, float] = {"running": 0.5, "state": 1.5}
+_RUNNING = tuple(RUNNING_METRICS.items())
 #: Shifts for per-shift running hours (UTC hours, end exclusive; night wraps past midnight).
 SHIFTS: tuple[tuple[str, int, int], ...] = (("early", 6, 14), ("late", 14, 22), ("night", 22, 6))
 
@@ -29,9 +30,11 @@ class MinuteSample:
 
     def running(self) -> bool | None:
         """Whether the machine ran in this minute, None when no running measure is present."""
-        for metric, above in RUNNING_METRICS.items():
-            if metric in self.values:
-                return self.values[metric] >= above
+        values = self.values
+        for metric, above in _RUNNING:
+            value = values.get(metric)
+            if value is not None:
+                return value >= above
         return None
 
 

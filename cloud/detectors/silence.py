@@ -19,15 +19,14 @@ Evidence rules (see docs/detection.md for the reasoning):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Literal
-
-from pydantic import BaseModel, Field
+from typing import Any, Literal
 
 from cloud.alerts.signals import EvidenceValue, Finding, Severity
 from cloud.detectors.base import finding
 from cloud.detectors.inputs import AssetData, EventInput, MinuteSample, PositionInput, StatusInput
+from cloud.detectors.state_json import build, dumps, loads
 
 KEY = "silence"
 Cause = Literal["network_outage", "power_cut", "tamper", "parked"]
@@ -75,7 +74,8 @@ class SilenceInputs:
     holidays: frozenset[date] = frozenset()
 
 
-class Episode(BaseModel):
+@dataclass(kw_only=True)
+class Episode:
     """An open silence."""
 
     since: datetime
@@ -86,7 +86,8 @@ class Episode(BaseModel):
     covered: int = 0  # samples received later for minutes inside the gap
 
 
-class SilenceState(BaseModel):
+@dataclass(kw_only=True)
+class SilenceState:
     """Everything the silence detector remembers about one gateway."""
 
     version: Literal[1] = 1
@@ -99,15 +100,30 @@ class SilenceState(BaseModel):
     near_home: bool | None = None
     silence: Episode | None = None
     day: date | None = None  # the UTC day being observed
-    day_hours: list[int] = Field(default_factory=list)  # hours of that day with data
+    day_hours: list[int] = field(default_factory=list)  # hours of that day with data
     day_ran: bool = False
-    weekday_days: list[int] = Field(default_factory=lambda: [0] * 7)
-    weekday_runs: list[int] = Field(default_factory=lambda: [0] * 7)
+    weekday_days: list[int] = field(default_factory=lambda: [0] * 7)
+    weekday_runs: list[int] = field(default_factory=lambda: [0] * 7)
     missed: int = 0  # working days in a row without running
     zero_run: int = 0  # samples in a row with vibration and current at zero
     sensors_felt: bool = False  # vibration and current have read non-zero before
     removed_since: datetime | None = None  # open "sensors removed" finding
     parked_since: datetime | None = None
+
+    @classmethod
+    def from_json(cls, text: str) -> SilenceState:
+        """A state from its JSON text (`state_json`: the shape the pydantic model wrote)."""
+        return build(cls, loads(text), times=_TIMES, dates=("day",), nested=_NESTED)
+
+
+_TIMES = ("last_seen", "last_running_at", "tamper_at", "removed_since", "parked_since")
+
+
+def _episode(doc: dict[str, Any]) -> Episode:
+    return build(Episode, doc, times=("since",))
+
+
+_NESTED = {"silence": _episode}
 
 
 class SilenceDetector:
@@ -126,11 +142,11 @@ class SilenceDetector:
     @classmethod
     def restore(cls, text: str, t: SilenceThresholds) -> SilenceDetector:
         """A detector from its JSON state."""
-        return cls(SilenceState.model_validate_json(text), t)
+        return cls(SilenceState.from_json(text), t)
 
     def to_json(self) -> str:
         """The state as JSON."""
-        return self.state.model_dump_json()
+        return dumps(self.state)
 
     def update(self, inputs: SilenceInputs, now: datetime) -> list[Finding]:
         """Take in what arrived, then judge the gateway at `now`."""
@@ -186,10 +202,7 @@ class SilenceDetector:
             s.boot = inputs.boot
 
     def _samples(self, minutes: tuple[MinuteSample, ...], holidays: frozenset[date]) -> None:
-        """Fold samples in order, the per-sample fields kept in locals and stored once.
-
-        (A pydantic assignment costs far more than a local one, and this runs per sample.)
-        """
+        """Fold samples in order, the per-sample fields kept in locals and stored once."""
         if not minutes:
             return
         s, t = self.state, self.t
@@ -205,7 +218,8 @@ class SilenceDetector:
                 last_seen, running = ts, ran
             if ran:
                 last_running = ts if last_running is None else max(last_running, ts)
-            self._day(sample, ran, holidays)
+            if ts.date() != s.day or ts.hour not in s.day_hours or (ran and not s.day_ran):
+                self._day(sample, ran, holidays)  # else: nothing new about the day
             felt, zero_run = _zero_step(sample, felt, zero_run, t)
         if s.silence is not None and covered:
             s.silence.covered += covered

@@ -13,11 +13,11 @@ that no longer holds.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
-
-from pydantic import BaseModel, Field
+from dataclasses import dataclass, field
+from typing import Any
 
 from cloud.detectors.robust import median_scale, theil_sen, trimmed_line
+from cloud.detectors.state_json import build
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,8 @@ class WearOutlook:
     worn: bool  # report it
 
 
-class HealthyLines(BaseModel):
+@dataclass
+class HealthyLines:
     """Each feature's healthy level as a line over the load, learned from the first blocks.
 
     Blocks at loads outside the learned range are never judged by extrapolation: they extend
@@ -53,12 +54,19 @@ class HealthyLines(BaseModel):
     extrapolated lines already explain them (a faulty block never teaches what healthy is).
     """
 
-    load: list[float] = Field(default_factory=list)
-    values: list[list[float]] = Field(default_factory=list)
-    lines: dict[str, tuple[float, float]] = Field(default_factory=dict)  # intercept, slope
-    spread: dict[str, float] = Field(default_factory=dict)  # robust sigma of the residuals
+    load: list[float] = field(default_factory=list)
+    values: list[list[float]] = field(default_factory=list)
+    lines: dict[str, tuple[float, float]] = field(default_factory=dict)  # intercept, slope
+    spread: dict[str, float] = field(default_factory=dict)  # robust sigma of the residuals
     low: float = 0.0
     high: float = 0.0
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> HealthyLines:
+        """Lines from their JSON object."""
+        if "lines" in doc:
+            doc["lines"] = {name: (line[0], line[1]) for name, line in doc["lines"].items()}
+        return build(cls, doc)
 
     def judge(
         self, features: tuple[str, ...], load: float, values: list[float], settings: WearSettings
@@ -112,11 +120,19 @@ class HealthyLines(BaseModel):
         return intercept + slope * load
 
 
-class WearState(BaseModel):
+@dataclass
+class WearState:
     """The ratios being grouped into a point, and the trend points."""
 
-    pending: list[float] = Field(default_factory=list)
-    points: list[tuple[float, float]] = Field(default_factory=list)  # (running hours, ratio)
+    pending: list[float] = field(default_factory=list)
+    points: list[tuple[float, float]] = field(default_factory=list)  # (running hours, ratio)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> WearState:
+        """A wear state from its JSON object."""
+        if "points" in doc:
+            doc["points"] = [(p[0], p[1]) for p in doc["points"]]
+        return build(cls, doc)
 
 
 class WearTrend:
