@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -82,6 +82,9 @@ class IngestBenchResult:
     latency_p99_s: float
     worker_cpu_percent: list[float]
     fleet_retries: int = 0
+    #: Cores used over the run (CPU-seconds / wall seconds) by part: workers, simulator,
+    #: broker, store server, the rest of the machine; and the machine's busy cores in all.
+    cpu_cores: dict[str, float] = field(default_factory=dict)
 
     @property
     def readings_per_s(self) -> float:
@@ -106,14 +109,14 @@ class IngestBenchResult:
 
 
 @contextmanager
-def _victoria(workdir: Path) -> Iterator[str]:
+def _victoria(workdir: Path) -> Iterator[tuple[str, int | None]]:
     try:
         server = VictoriaService(workdir / "vm")
         server.start()
     except ServiceError as err:
         raise IngestBenchError(str(err)) from err
     try:
-        yield server.telemetry_url
+        yield server.telemetry_url, server.pid
     finally:
         server.stop()
 
@@ -241,6 +244,63 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def machine_busy_s() -> float:
+    """CPU-seconds the whole machine has spent busy since boot (all cores, from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuSplit:
+    """Where the machine's CPU went during a run: per worker, simulator, broker, store, rest."""
+
+    worker_pids: list[int]
+    broker_pid: int
+    store_pid: int | None
+    began: dict[str, float]
+    workers_s: list[float] = field(default_factory=list)
+    used: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @classmethod
+    def start(
+        cls, workers: list[subprocess.Popen[bytes]], broker_pid: int, store_pid: int | None
+    ) -> CpuSplit:
+        """Take the starting readings."""
+        split = cls([w.pid for w in workers], broker_pid, store_pid, {})
+        split.began = split._readings()
+        return split
+
+    def _readings(self) -> dict[str, float]:
+        pids = {f"worker-{n}": pid for n, pid in enumerate(self.worker_pids)}
+        pids |= {"broker": self.broker_pid} | ({"store": self.store_pid} if self.store_pid else {})
+        found = {name: process_cpu_s(pid) or 0.0 for name, pid in pids.items()}
+        return found | {"simulator": time.process_time(), "machine": machine_busy_s(),
+                        "wall": time.monotonic()}  # fmt: skip
+
+    def stop(self) -> None:
+        """Take the final readings."""
+        ended = self._readings()
+        self.used = {name: ended[name] - self.began[name] for name in ended}
+        self.wall_s = self.used.pop("wall")
+        self.workers_s = [self.used[f"worker-{n}"] for n in range(len(self.worker_pids))]
+
+    def cores_by_part(self) -> dict[str, float]:
+        """Cores each part kept busy on average over the run (the rest: everything else)."""
+        if self.wall_s <= 0:
+            return {}
+        parts = {
+            "workers": sum(self.workers_s),
+            "simulator (this process)": self.used["simulator"],
+            "broker": self.used["broker"],
+            "store server": self.used.get("store", 0.0),
+        }
+        parts["rest of the machine"] = max(0.0, self.used["machine"] - sum(parts.values()))
+        parts["machine busy"] = self.used["machine"]
+        return {name: round(seconds / self.wall_s, 2) for name, seconds in parts.items()}
+
+
 def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
     """Run the whole benchmark; see the module docstring."""
     with tempfile.TemporaryDirectory(prefix="lw-ingest-bench-") as tmp, local_mosquitto() as broker:
@@ -248,7 +308,7 @@ def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
         state_url = options.state_url or f"sqlite:///{workdir / 'state.sqlite'}"
         StateStore(state_url).close()  # migrate once, before the workers race for it
         with (
-            _telemetry(options, workdir) as telemetry,
+            _telemetry(options, workdir) as (telemetry, store_pid),
             ingest_workers(
                 broker,
                 count=options.workers,
@@ -261,12 +321,12 @@ def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
                 },
             ) as workers,
         ):
-            cpu_before = [process_cpu_s(w.pid) or 0.0 for w in workers]
+            meter = CpuSplit.start(workers, broker.pid, store_pid)
             started = time.time()
             report_path, publish_s, fleet = _publish(broker.target, options, workdir)
             sent, sent_messages = _sent(report_path)
             _drain(state_url, len(sent), options.drain_timeout_s)
-            cpu_after = [process_cpu_s(w.pid) or 0.0 for w in workers]
+            meter.stop()
         ledger = _ledger(state_url)
     return _result(
         options,
@@ -275,19 +335,19 @@ def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
         ledger=ledger,
         started=started,
         publish_s=publish_s,
-        cpu_before=cpu_before,
-        cpu_after=cpu_after,
+        cpu=meter,
         fleet_retries=fleet.retries,
     )
 
 
 @contextmanager
-def _telemetry(options: IngestBenchOptions, workdir: Path) -> Iterator[str]:
+def _telemetry(options: IngestBenchOptions, workdir: Path) -> Iterator[tuple[str, int | None]]:
+    """The telemetry store's URL, and its server's process id when it has one."""
     if options.backend == "sqlite":
-        yield f"sqlite:///{workdir / 'telemetry.sqlite'}"
+        yield f"sqlite:///{workdir / 'telemetry.sqlite'}", None
     elif options.backend == "victoriametrics":
-        with _victoria(workdir) as url:
-            yield url
+        with _victoria(workdir) as found:
+            yield found
     else:
         raise IngestBenchError(f"unknown backend {options.backend!r}: sqlite or victoriametrics")
 
@@ -331,8 +391,7 @@ def _result(
     ledger: dict[Key, tuple[int, float]],
     started: float,
     publish_s: float,
-    cpu_before: list[float],
-    cpu_after: list[float],
+    cpu: CpuSplit,
     fleet_retries: int,
 ) -> IngestBenchResult:
     latencies = [ledger[k][1] - at for k, (_, at) in sent.items() if k in ledger]
@@ -350,9 +409,7 @@ def _result(
         unexpected=len(ledger.keys() - sent.keys()),
         latency_p50_s=_percentile(latencies, 0.50),
         latency_p99_s=_percentile(latencies, 0.99),
-        worker_cpu_percent=[
-            round(100 * (after - before) / ingest_s, 1)
-            for before, after in zip(cpu_before, cpu_after, strict=True)
-        ],
+        worker_cpu_percent=[round(100 * used / ingest_s, 1) for used in cpu.workers_s],
         fleet_retries=fleet_retries,
+        cpu_cores=cpu.cores_by_part(),
     )

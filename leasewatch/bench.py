@@ -91,6 +91,7 @@ def ingest_table(result: IngestBenchResult) -> Table:
         ("fleet retries (not delivered / no PUBACK)", f"{result.fleet_retries}", ""),
         ("worker CPU (% of one core)", ", ".join(f"{c}%" for c in result.worker_cpu_percent), ""),
         ("readings per worker CPU-second", f"{result.readings_per_cpu_s:,.0f}", ""),
+        ("cores busy over the run, by part", _cores(result.cpu_cores), f"{os.cpu_count()} cores"),
         ("machine load average (1 min, at the end)", f"{os.getloadavg()[0]:.1f}", ""),
     ]  # fmt: skip
     for row in rows:
@@ -135,6 +136,11 @@ def reference_row(figure: ReferenceFigure) -> tuple[str, str, str, str, str]:
         f"client {figure.client_cpu_s:.1f} s{server}",
         f"{figure.verified:,} of {figure.count:,}",
     )
+
+
+def _cores(cores: dict[str, float]) -> str:
+    """'workers 1.21, simulator 0.40, ...' (average cores kept busy by each part)."""
+    return ", ".join(f"{name} {value:.2f}" for name, value in cores.items())
 
 
 @app.command("all")

@@ -109,5 +109,10 @@ def test_the_ingest_benchmark_paces_the_fleet_and_accounts_for_every_message(
     assert result.stored_readings == result.sent_readings
     assert 1000 < result.offered_per_s < 3000  # paced near the offered 2,000 readings/s
     assert 0 < result.latency_p50_s <= result.latency_p99_s
+    cores = result.cpu_cores  # where the machine's CPU went: each part measured, none negative
+    assert cores["workers"] > 0 and cores["simulator (this process)"] > 0 and "broker" in cores
+    assert cores["store server"] == 0  # SQLite runs inside the workers
+    assert all(v >= 0 for v in cores.values())
+    assert cores["machine busy"] >= cores["workers"] + cores["broker"] - 0.05
     rows = _detector_rows(state_url)
     assert (rows > 0) if detect else (rows == 0), f"{rows} detector state rows"
