@@ -32,7 +32,8 @@ from cloud.broker_access import (
     write_mosquitto_acl,
     write_mosquitto_passwords,
 )
-from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport, run_fleet
+from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport
+from firmware_sim.fleet_processes import run_fleet_processes
 from firmware_sim.scenarios.expand import ResolvedScenario
 from leasewatch.services.process import free_port, listening, terminate, wait_until
 
@@ -169,15 +170,18 @@ def process_cpu_s(pid: int) -> float | None:
 class CpuUse:
     """CPU used by the publisher and (when local) the broker over a run, in % of one core."""
 
-    publisher_percent: float
+    publisher_percent: float  # all its processes together
     broker_percent: float | None
     load_average: float  # 1-minute load average at the end of the run
     cores: int
+    processes: int = 1
 
     def limit(self) -> str:
         """A sentence on what limited the run."""
-        if self.publisher_percent >= 85:
-            return "the publisher's CPU (one Python process, one core)"
+        if self.publisher_percent >= 85 * min(self.processes, self.cores):
+            if self.processes == 1:
+                return "the publisher's CPU (one Python process, one core)"
+            return f"the publisher's CPU ({self.processes} Python processes, one core each)"
         if self.broker_percent is not None and self.broker_percent >= 85:
             return "the broker's CPU (Mosquitto is single-threaded)"
         if self.load_average >= self.cores:
@@ -198,17 +202,18 @@ class CpuMeter:
         self._own = time.process_time()
         self._broker = process_cpu_s(broker_pid) if broker_pid else None
 
-    def stop(self) -> CpuUse:
-        """CPU use since the meter was made."""
-        wall = max(time.monotonic() - self._wall, 1e-9)
-        own = 100 * (time.process_time() - self._own) / wall
+    def stop(self, shares_cpu_s: float = 0.0, processes: int = 1, wall_s: float = 0.0) -> CpuUse:
+        """CPU use since the meter was made (over `wall_s` if given), with the shares' CPU."""
+        wall = max(wall_s or time.monotonic() - self._wall, 1e-9)
+        own = 100 * (time.process_time() - self._own + shares_cpu_s) / wall
         broker = None
         if self.broker_pid and self._broker is not None:
             now = process_cpu_s(self.broker_pid)
             broker = None if now is None else 100 * (now - self._broker) / wall
         load = os.getloadavg()[0]
         cores = os.cpu_count() or 1
-        return CpuUse(round(own, 1), None if broker is None else round(broker, 1), load, cores)
+        broker = None if broker is None else round(broker, 1)
+        return CpuUse(round(own, 1), broker, load, cores, processes)
 
 
 @dataclass(frozen=True)
@@ -222,6 +227,7 @@ class BenchResult:
     window: int
     broker: str
     delivered: Delivered | None = None  # with a counting subscriber
+    processes: int = 1
 
 
 def run_bench(
@@ -230,35 +236,40 @@ def run_bench(
     target: BrokerTarget | None = None,
     *,
     subscriber: bool = False,
+    processes: int = 1,
 ) -> BenchResult:
     """Run fleet mode unpaced against `target`, or a Mosquitto started for the run."""
     unpaced = replace(plan, speed=None, keep_undelivered=False)  # the publish path, not delivery
     if target is not None:
         where = f"{target.host}:{target.port}"
-        return asyncio.run(_measure(resolved, unpaced, target, None, where))
+        return asyncio.run(_measure(resolved, unpaced, (target, None, where), processes))
     with local_mosquitto() as broker:
         where = f"local mosquitto {broker.target.host}:{broker.target.port} (deployed config)"
+        local = (broker.target, broker.pid, where)
         if not subscriber:
-            return asyncio.run(_measure(resolved, unpaced, broker.target, broker.pid, where))
+            return asyncio.run(_measure(resolved, unpaced, local, processes))
         with counting_subscriber(broker) as delivered:
-            result = asyncio.run(_measure(resolved, unpaced, broker.target, broker.pid, where))
+            result = asyncio.run(_measure(resolved, unpaced, local, processes))
         return replace(result, delivered=delivered)
 
 
 async def _measure(
     resolved: ResolvedScenario,
     plan: FleetPlan,
-    target: BrokerTarget,
-    broker_pid: int | None,
-    where: str,
+    broker: tuple[BrokerTarget, int | None, str],
+    processes: int,
 ) -> BenchResult:
-    """One unpaced fleet run with CPU metering."""
+    """One unpaced fleet run with CPU metering (broker: target, its pid if local, a name)."""
+    target, broker_pid, where = broker
     meter = CpuMeter(broker_pid)
     report = FleetReport(plan.report)
-    stats = await run_fleet(resolved, target, plan, report)
-    cpu = meter.stop()
+    stats = await run_fleet_processes(resolved, target, plan, report, processes)
+    # processes: their start is not the run; its CPU is the shares' over the run's own seconds
+    wall = stats.elapsed_s if processes > 1 else 0.0
+    cpu = meter.stop(stats.shares_cpu_s, processes, wall)
+    assets, connections = len(resolved.assets), plan.connections
     return BenchResult(
-        stats.summary(), cpu, len(resolved.assets), plan.connections, plan.window, where
+        stats.summary(), cpu, assets, connections, plan.window, where, processes=processes
     )
 
 
@@ -268,7 +279,7 @@ def figures(result: BenchResult) -> Table:
     table = Table("figure", "value", box=None, title="leasewatch sim bench")
     rows = [
         ("broker", result.broker),
-        ("gateways", f"{result.assets:,} over {result.connections} connection(s)"),
+        ("gateways", _gateways(result)),
         ("PUBACK window", f"{result.window} per connection (QoS 1)"),
         ("duration", f"{s['elapsed_s']} s"),
         ("messages", f"{s['messages']:,}"),
@@ -288,6 +299,14 @@ def figures(result: BenchResult) -> Table:
     for name, value in rows:
         table.add_row(name, str(value))
     return table
+
+
+def _gateways(result: BenchResult) -> str:
+    """How the gateways were carried: connections, and processes when more than one."""
+    carried = f"{result.assets:,} over {result.connections} connection(s)"
+    if result.processes == 1:
+        return carried
+    return f"{carried} in each of {result.processes} processes"
 
 
 def _against_target(rate: float) -> str:

@@ -44,14 +44,11 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edge.mqtt_client import backoff_delay
 from edge.puback import NO_MATCHING_SUBSCRIBERS
 from firmware_sim.fleet_publish import Acknowledgements, install_fast_puback
 from firmware_sim.fleet_report import FleetReport, FleetStats
-from firmware_sim.scenarios.encoding import iso
 from firmware_sim.scenarios.expand import ResolvedScenario
 from firmware_sim.scenarios.gateway import GatewayStream, Outgoing
 from firmware_sim.scenarios.run import simulated_assets, windows
@@ -92,6 +89,15 @@ class FleetPlan:
     reconnect_max_s: float = 5.0  # cap of the reconnect back-off
     give_up_s: float = 60.0  # after the run's end (or that long offline): abandon, counted
     session_expiry_s: int = 300  # MQTT 5 session kept by the broker across a reconnect
+
+
+@dataclass(frozen=True)
+class FleetShare:
+    """The part of the gateways one of several fleet processes publishes: every `of`th."""
+
+    number: int
+    of: int
+    ready: Callable[[], None]  # called once the gateways are built, before the clock starts
 
 
 class _Pace:
@@ -310,13 +316,21 @@ async def _connection(
 
 
 async def run_fleet(
-    resolved: ResolvedScenario, target: BrokerTarget, plan: FleetPlan, report: FleetReport
+    resolved: ResolvedScenario,
+    target: BrokerTarget,
+    plan: FleetPlan,
+    report: FleetReport,
+    *,
+    share: FleetShare | None = None,
 ) -> FleetStats:
-    """Run the fleet until the scenario ends or the duration is up; returns the totals."""
+    """Run the fleet (or a share of it) until the scenario ends or the duration is up."""
     if plan.connections < 1 or plan.window < 1:
         raise FleetError("connections and window must be at least 1")
     install_fast_puback()
     gateways = [a.gateway for a in simulated_assets(resolved, boot_tag=plan.boot_tag)]
+    if share is not None:
+        gateways = gateways[share.number :: share.of]
+        share.ready()
     slices = [gateways[n :: plan.connections] for n in range(plan.connections)]
     pace = _Pace(resolved, plan, report.stats)
     report.stats.started = pace.start
@@ -349,36 +363,6 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     for error in group.exceptions:
         found += _leaves(error) if isinstance(error, BaseExceptionGroup) else [error]
     return found
-
-
-async def run_fleet_with_progress(
-    resolved: ResolvedScenario,
-    target: BrokerTarget,
-    plan: FleetPlan,
-    report: FleetReport,
-    *,
-    show: bool = True,
-) -> FleetStats:
-    """`run_fleet` with a progress bar on stderr: messages, rate and simulated time."""
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    total = plan.duration_s or float(windows(resolved))
-    console = Console(stderr=True)
-    with Progress(*columns, console=console, disable=not show, auto_refresh=False) as bar:
-        task = bar.add_task("fleet", total=total)
-        runner = asyncio.create_task(run_fleet(resolved, target, plan, report))
-        while not runner.done():
-            await asyncio.wait({runner}, timeout=0.5)
-            stats = report.stats
-            sim_now = resolved.start_ts + stats.windows_done * resolved.scenario.batch_s
-            rate = stats.messages / max(stats.elapsed_s, 1e-9)
-            done = min(stats.elapsed_s, total) if plan.duration_s else stats.windows_done
-            bar.update(
-                task,
-                completed=done,
-                description=f"{stats.messages:,} msgs {rate:,.0f}/s  sim {iso(sim_now)[:16]}",
-                refresh=True,  # no refresh thread: it would compete with the publishers
-            )
-        return runner.result()
 
 
 def load_credentials(path: Path) -> tuple[str, str]:

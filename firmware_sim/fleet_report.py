@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -50,6 +51,7 @@ class FleetStats:
     abandoned: int = 0  # messages still not delivered when the run gave up on them
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    shares_cpu_s: float = 0.0  # CPU seconds of the processes publishing shares (--processes)
 
     @property
     def elapsed_s(self) -> float:
@@ -98,6 +100,7 @@ class FleetReport:
         self._devices: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._keys: defaultdict[str, set[tuple[str, int]]] = defaultdict(set)
         self._boots: defaultdict[str, set[str]] = defaultdict(set)
+        self._absorbed: list[list[str]] = []  # device rows of shares published elsewhere
 
     def sent(self, message: Outgoing, latency_s: float, attempts: int = 1) -> None:
         """Count one delivered publish and write its report line."""
@@ -128,16 +131,52 @@ class FleetReport:
         if self._file is None or self.path is None or self._file.closed:
             return
         self._file.close()
+        rows = self._absorbed + [self._device_row(device) for device in self._devices]
         with self.path.with_suffix(".devices.csv").open("w", newline="") as file:
             writer = csv.writer(file)
             writer.writerow(["device", *_DEVICE_COLUMNS])
-            for device in sorted(self._devices):
-                counts = self._devices[device]
-                counts["unique_keys"] = len(self._keys[device])
-                counts["boots"] = len(self._boots[device])
-                writer.writerow([device, *(counts[c] for c in _DEVICE_COLUMNS)])
+            writer.writerows(sorted(rows))
         summary = json.dumps(self.stats.summary(), indent=2)
         self.path.with_suffix(".summary.json").write_text(summary + "\n")
+
+    def _device_row(self, device: str) -> list[str]:
+        """One device's totals as a CSV row."""
+        counts = self._devices[device]
+        counts["unique_keys"] = len(self._keys[device])
+        counts["boots"] = len(self._boots[device])
+        return [device, *(str(counts[c]) for c in _DEVICE_COLUMNS)]
+
+    def absorb(self, part: Path) -> None:
+        """Take over the report files another process wrote for its share, then remove them."""
+        devices, summary = part.with_suffix(".devices.csv"), part.with_suffix(".summary.json")
+        if self._file is not None and part.exists():
+            with part.open(encoding="utf-8") as lines:
+                shutil.copyfileobj(lines, self._file)
+        if devices.exists():
+            with devices.open(newline="") as file:
+                self._absorbed += list(csv.reader(file))[1:]
+        for path in (part, devices, summary):
+            path.unlink(missing_ok=True)
+
+
+def merged(shares: list[FleetStats]) -> FleetStats:
+    """The totals of a run published by several processes, each with its share's totals."""
+    total = FleetStats(started=min(s.started for s in shares))
+    for share in shares:
+        for name in _SUMMED:
+            setattr(total, name, getattr(total, name) + getattr(share, name))
+        total.latencies_s += share.latencies_s
+        total.faults += share.faults
+        total.max_lag_s = max(total.max_lag_s, share.max_lag_s)
+    total.windows_done = min(s.windows_done for s in shares)
+    total.finished = max(s.finished or s.started for s in shares)
+    return total
+
+
+_SUMMED = (
+    "messages", "telemetry", "readings", "bytes", "unsent", "retries", "not_delivered",
+    "reconnects", "abandoned",
+)  # fmt: skip
 
 
 def _line(message: Outgoing, latency_s: float, attempts: int) -> str:

@@ -24,8 +24,8 @@ from firmware_sim.fleet import (
     FleetReport,
     FleetStats,
     load_credentials,
-    run_fleet_with_progress,
 )
+from firmware_sim.fleet_processes import run_fleet_with_progress
 from firmware_sim.scenarios.expand import ResolvedScenario, resolve
 from firmware_sim.scenarios.loader import ScenarioError, load_scenario, named_scenarios
 from firmware_sim.scenarios.run import run_scenario
@@ -141,7 +141,14 @@ CredentialsOption = Annotated[
 ]
 ProtocolOption = Annotated[int, typer.Option(min=4, max=5, help="MQTT 5, or 4 for 3.1.1.")]
 ConnectionsOption = Annotated[
-    int, typer.Option(min=1, max=256, help="MQTT connections; each carries a slice of gateways.")
+    int,
+    typer.Option(
+        min=1, max=256, help="MQTT connections per process; each has a slice of gateways."
+    ),
+]
+ProcessesOption = Annotated[
+    int,
+    typer.Option(min=1, max=64, help="OS processes sharing the gateways (one core each at most)."),
 ]
 WindowOption = Annotated[
     int, typer.Option(min=1, max=10_000, help="Publishes awaiting PUBACK per connection.")
@@ -222,6 +229,7 @@ def fleet_command(  # noqa: PLR0917 - typer options are parameters
     credentials: CredentialsOption = None,
     protocol: ProtocolOption = 5,
     connections: ConnectionsOption = 4,
+    processes: ProcessesOption = 1,
     window: WindowOption = 32,
     boot_tag: Annotated[
         str | None, typer.Option(help="Prefix of boot ids (default: from the clock).")
@@ -271,7 +279,9 @@ def fleet_command(  # noqa: PLR0917 - typer options are parameters
     )
     try:
         stats = asyncio.run(
-            run_fleet_with_progress(resolved, target, plan, FleetReport(report), show=progress)
+            run_fleet_with_progress(
+                resolved, target, plan, FleetReport(report), show=progress, processes=processes
+            )
         )
     except FleetError as err:
         typer.echo(f"fleet mode stopped: {err}", err=True)
@@ -292,6 +302,7 @@ def bench_command(  # noqa: PLR0917 - typer options are parameters
     credentials: CredentialsOption = None,
     protocol: ProtocolOption = 5,
     connections: ConnectionsOption = 4,
+    processes: ProcessesOption = 1,
     window: WindowOption = 32,
     report: ReportOption = None,
     subscriber: Annotated[
@@ -331,7 +342,7 @@ def bench_command(  # noqa: PLR0917 - typer options are parameters
             protocol=protocol,
         )
     try:
-        result = run_bench(resolved, plan, target, subscriber=subscriber)
+        result = run_bench(resolved, plan, target, subscriber=subscriber, processes=processes)
     except (BenchError, FleetError) as err:
         typer.echo(f"bench failed: {err}", err=True)
         raise typer.Exit(1) from err

@@ -26,8 +26,8 @@ from firmware_sim.fleet import (
     FleetPlan,
     FleetReport,
     run_fleet,
-    run_fleet_with_progress,
 )
+from firmware_sim.fleet_processes import run_fleet_with_progress
 from firmware_sim.scenarios import load_scenario, resolve
 from leasewatch.wire import decode_status, decode_telemetry
 from tests.services.ingest_workers import RestartableMosquitto

@@ -14,7 +14,8 @@ from typer.core import TyperCommand, TyperGroup
 from typer.testing import CliRunner
 
 from firmware_sim.cli import app
-from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport, run_fleet_with_progress
+from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport
+from firmware_sim.fleet_processes import run_fleet_with_progress
 from firmware_sim.scenarios import load_scenario, resolve
 from tests.firmware_sim.test_fleet import SIMULATOR, _principals, subscribed
 from tests.services.mosquitto import MosquittoFactory
