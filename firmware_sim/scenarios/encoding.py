@@ -57,10 +57,10 @@ def _sample_heads(t: float) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=1024)
 def _sample_format(t: float) -> str:
-    """A `str.format` template of all of a sample's readings at `t`, values as `{n!r}`."""
-    heads = (h.replace("{", "{{") for h in _sample_heads(t))
-    units = (u.replace("}", "}}") for u in _READING_UNIT)
-    return ",".join(f"{h}{{{n}!r}}{u}" for n, (h, u) in enumerate(zip(heads, units, strict=True)))
+    """A %-format template of all of a sample's readings at `t`, each value a `%r` (its repr)."""
+    heads = (h.replace("%", "%%") for h in _sample_heads(t))
+    units = (u.replace("%", "%%") for u in _READING_UNIT)
+    return ",".join(f"{h}%r{u}" for h, u in zip(heads, units, strict=True))
 
 
 def _readings(samples: Sequence[Sample], positions: Sequence[Position]) -> tuple[list[str], int]:
@@ -68,8 +68,8 @@ def _readings(samples: Sequence[Sample], positions: Sequence[Position]) -> tuple
     parts: list[str] = []
     append, count = parts.append, 0
     for t, values in samples:
-        if None not in values:  # the usual sample: one format call writes all its readings
-            append(_sample_format(t).format(*values))
+        if None not in values:  # the usual sample: one %-format writes all its readings
+            append(_sample_format(t) % values)
             count += len(values)
             continue
         for head, value, unit in zip(_sample_heads(t), values, _READING_UNIT, strict=True):
