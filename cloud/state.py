@@ -155,6 +155,7 @@ class StateStore:
         self._insert = pg_insert if self._postgres else sqlite_insert
         self._status_update = _status_update()
         self._health_upsert = self._health_statement()
+        self._touch_statement = self._touch_update()
         migrate(self.engine)
 
     def _health_statement(self) -> Any:
@@ -172,6 +173,25 @@ class StateStore:
 
     def _least(self, a: Any, b: Any) -> Any:
         return func.least(a, b) if self._postgres else func.min(a, b)
+
+    def _touch_update(self) -> Any:
+        """Counters, and for live data the latest state, of one device (`_touch_devices`)."""
+        stamp = DateTime(timezone=True)
+        newest, at = bindparam("newest", type_=stamp), bindparam("at", type_=stamp)
+        c = devices.c
+        return (
+            update(devices)
+            .where(c.device == bindparam("d"))
+            .values(
+                messages=c.messages + bindparam("m"),
+                readings=c.readings + bindparam("r"),
+                last_message_at=func.coalesce(at, c.last_message_at),
+                last_boot=func.coalesce(bindparam("boot"), c.last_boot),
+                latest_reading_at=func.coalesce(
+                    self._greatest(c.latest_reading_at, newest), newest, c.latest_reading_at
+                ),
+            )
+        )
 
     def _greatest(self, a: Any, b: Any) -> Any:
         return func.greatest(a, b) if self._postgres else func.max(a, b)
@@ -352,34 +372,16 @@ class StateStore:
                 newest = max(r.ts for r in batch.readings)
                 if batch.device not in latest or newest > latest[batch.device][0]:
                     latest[batch.device] = (newest, batch.boot)
-        # in device order, like the rollups: two workers lock shared gateways' rows alike
-        if counts:
-            conn.execute(
-                update(devices)
-                .where(devices.c.device == bindparam("d"))
-                .values(
-                    messages=devices.c.messages + bindparam("m"),
-                    readings=devices.c.readings + bindparam("r"),
-                ),
-                [{"d": d, "m": m, "r": r} for d, (m, r) in sorted(counts.items())],
-            )
-        if latest:
-            newest_param = bindparam("newest", type_=DateTime(timezone=True))
-            conn.execute(
-                update(devices)
-                .where(devices.c.device == bindparam("d"))
-                .values(
-                    last_message_at=bindparam("at", type_=DateTime(timezone=True)),
-                    last_boot=bindparam("boot"),
-                    latest_reading_at=func.coalesce(
-                        self._greatest(devices.c.latest_reading_at, newest_param), newest_param
-                    ),
-                ),
-                [
-                    {"d": d, "newest": ts, "boot": boot, "at": now}
-                    for d, (ts, boot) in sorted(latest.items())
-                ],
-            )
+        # One statement for every device, in device order like the rollups (two workers lock
+        # shared gateways' rows alike); a device with only backlog in the batch passes NULLs,
+        # which leave its latest state as it was.
+        rows = []
+        for device, (messages, readings) in sorted(counts.items()):
+            stamp, boot = latest.get(device, (None, None))  # None: only backlog in this batch
+            rows.append({"d": device, "m": messages, "r": readings, "newest": stamp,
+                         "boot": boot, "at": None if stamp is None else now})  # fmt: skip
+        if rows:
+            conn.execute(self._touch_statement, rows)
 
     def _count_duplicates(self, conn: Connection, repeated: Sequence[TelemetryBatch]) -> None:
         if not repeated:

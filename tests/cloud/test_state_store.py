@@ -106,10 +106,18 @@ def test_rollups_accumulate_across_messages_by_minute_and_hour(store: StateStore
 
 def test_historical_messages_never_overwrite_the_latest_state(store: StateStore) -> None:
     store.record_stored([_batch(5, [1.0], at=T0)], [], T0)
-    store.record_stored([_batch(1, [1.0], at=T0 - timedelta(days=1), historical=True)], [], T0)
+    later = T0 + timedelta(minutes=5)
+    backlog = _batch(1, [1.0, 2.0], boot="b0", at=T0 - timedelta(days=1), historical=True)
+    store.record_stored([backlog], [], later)
     (device,) = store.devices()
     assert device["latest_reading_at"] == T0
-    assert device["messages"] == 2
+    assert (device["last_boot"], device["last_message_at"]) == ("b1", T0)
+    assert (device["messages"], device["readings"]) == (2, 3)
+    # a live message stamped before the latest moves when it arrived, never the latest back
+    store.record_stored([_batch(6, [1.0], boot="b2", at=T0 - timedelta(hours=1))], [], later)
+    (device,) = store.devices()
+    assert device["latest_reading_at"] == T0
+    assert (device["last_boot"], device["last_message_at"]) == ("b2", later)
 
 
 def test_completeness_finds_gaps_duplicates_late_and_historical(store: StateStore) -> None:
