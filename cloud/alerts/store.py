@@ -30,6 +30,7 @@ from sqlalchemy import (
     Engine,
     bindparam,
     case,
+    func,
     literal,
     select,
     text,
@@ -118,33 +119,23 @@ class AlertStore:
         times = [utc(f.evaluated_at) for f in opening]
         devices = {f.device for f in opening}
         windows = windows_between(conn, devices, min(times), max(times)) if opening else []
+        resolved = _resolutions(conn, devices)
         for finding in ordered:
             if finding.state == "open":
-                self._open(conn, finding, windows, now, outcome)
+                self._open(conn, finding, windows, now, outcome, resolved=resolved)
             else:
-                self._clear(conn, finding, now, outcome)
+                self._clear(conn, finding, now, outcome, resolved=resolved)
         return outcome
 
-    def _is_stale(self, conn: Connection, finding: Finding) -> bool:
-        """Whether a resolution at or after this finding's evaluation already closed it."""
-        params = {
-            "device": finding.device, "detector": finding.detector, "key": finding.key,
-            "evaluated": utc(finding.evaluated_at),
-        }  # fmt: skip
-        return conn.execute(_STALE, params).first() is not None
-
     def _open(
-        self,
-        conn: Connection,
-        finding: Finding,
-        windows: Sequence[MaintenanceWindow],
-        now: datetime,
-        outcome: ApplyOutcome,
-    ) -> None:
-        if self._is_stale(conn, finding):
+        self, conn: Connection, finding: Finding, windows: Sequence[MaintenanceWindow],
+        now: datetime, outcome: ApplyOutcome, *, resolved: Resolutions,
+    ) -> None:  # fmt: skip
+        evaluated = utc(finding.evaluated_at)
+        latest = resolved.get((finding.device, finding.detector, finding.key))
+        if latest is not None and latest >= evaluated:  # a resolution at or after it closed it
             outcome.ignored += 1
             return
-        evaluated = utc(finding.evaluated_at)
         window = next((w for w in windows if w.covers(finding.device, evaluated)), None)
         row = conn.execute(self._upsert, _new_alert(finding, window, now)).first()
         if row is None:
@@ -164,8 +155,9 @@ class AlertStore:
         return 0
 
     def _clear(
-        self, conn: Connection, finding: Finding, now: datetime, outcome: ApplyOutcome
-    ) -> None:
+        self, conn: Connection, finding: Finding, now: datetime, outcome: ApplyOutcome,
+        *, resolved: Resolutions,
+    ) -> None:  # fmt: skip
         evaluated = utc(finding.evaluated_at)
         note = explain(finding.summary, clean_evidence(finding.evidence))
         stmt = (
@@ -188,6 +180,8 @@ class AlertStore:
             return
         alert = alert_from_row(row)
         outcome.resolved.append(alert.id)
+        same = (finding.device, finding.detector, finding.key)
+        resolved[same] = max(evaluated, resolved.get(same, evaluated))
         if alert.delivered:
             outcome.notifications += enqueue(conn, alert, "resolved", self.receivers, now)
 
@@ -299,13 +293,21 @@ _REFRESHED = (
 )
 
 
-_STALE = (
-    select(_A.id)
-    .where(_A.device == bindparam("device"), _A.detector == bindparam("detector"))
-    .where(_A.key == bindparam("key"), _A.status == "resolved")
-    .where(_A.last_evaluated_at >= bindparam("evaluated", type_=TZ))
-    .limit(1)
+Resolutions = dict[tuple[str, str, str], datetime]  # (device, detector, key) -> latest
+
+_RESOLVED = (
+    select(_A.device, _A.detector, _A.key, func.max(_A.last_evaluated_at))
+    .where(_A.status == "resolved", _A.device.in_(bindparam("devices", expanding=True)))
+    .group_by(_A.device, _A.detector, _A.key)
 )
+
+
+def _resolutions(conn: Connection, devices: Collection[str]) -> Resolutions:
+    """Per resolved alert of these devices its last evaluation (one query; `_clear` adds)."""
+    if not devices:
+        return {}
+    rows = conn.execute(_RESOLVED, {"devices": sorted(devices)})
+    return {(device, detector, key): utc(at) for device, detector, key, at in rows}
 
 
 def _open_upsert(insert: Any) -> ReturningInsert[tuple[int, int]]:

@@ -90,6 +90,8 @@ class FileContextSource:
     def __init__(self, spec: _ContextFile | None = None) -> None:
         """Serve the given spec (defaults only when None)."""
         self._spec = spec or _ContextFile()
+        self._day: date | None = None
+        self._built: dict[str, AssetContext] = {}  # today's contexts, by device
 
     @classmethod
     def from_file(cls, path: Path) -> FileContextSource:
@@ -109,10 +111,19 @@ class FileContextSource:
         return cls(_ContextFile(assets=assets))
 
     def contexts(self, devices: Iterable[str]) -> dict[str, AssetContext]:
-        """The context of each device: its own table, else the defaults."""
+        """The context of each device: its own table, else the defaults (built once a day)."""
         today = datetime.now(UTC).date()
-        specs = self._spec.assets
-        return {d: _context(d, specs.get(d, self._spec.defaults), today) for d in devices}
+        if today != self._day:  # holidays are the three years around today
+            self._day, self._built = today, {}
+        specs, built = self._spec.assets, self._built
+        found: dict[str, AssetContext] = {}
+        for device in devices:
+            context = built.get(device)
+            if context is None:
+                spec = specs.get(device, self._spec.defaults)
+                context = built[device] = _context(device, spec, today)
+            found[device] = context
+        return found
 
 
 def _context(device: str, spec: _AssetSpec, today: date) -> AssetContext:

@@ -266,7 +266,7 @@ class DetectionRunner:
             last_live_at=last_live if live else None,
             boot=(stream.boot or reg.last_boot) if live else None,
             events=tuple(events),
-            positions=positions_of(minutes),
+            positions=positions_of(minutes) if ctx.region or ctx.home else (),  # else unread
             region=ctx.region,
             home=ctx.home,
             holidays=ctx.holidays,

@@ -39,6 +39,7 @@ Lane = Literal["live", "replay"]
 Status = tuple[Literal["online", "offline"], int, str]  # state, at (epoch us), boot
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY = EPOCH.toordinal()
 _US = timedelta(microseconds=1)
 
 
@@ -329,7 +330,7 @@ def _sum_minutes(
             instant = ts
             if ts > newest:  # noqa: PLR1730 - per instant: a max() call costs more
                 newest = ts
-            minute = int(ts.timestamp() // 60) * 60
+            minute = _minute_of(ts)
             late = minute <= floor
             if not late:
                 if accepted is None or ts > accepted:
@@ -348,6 +349,13 @@ def _sum_minutes(
             if value > acc[2]:  # noqa: PLR1730 - per reading: a max() call costs more
                 acc[2] = value
     return sums, newest, accepted
+
+
+def _minute_of(ts: datetime) -> int:
+    """Epoch seconds of the start of the minute of `ts` (from its fields when it is in UTC)."""
+    if ts.tzinfo is UTC:  # what the wire decoder gives: no utcoffset call, no timedelta
+        return (ts.toordinal() - _EPOCH_DAY) * 86400 + ts.hour * 3600 + ts.minute * 60
+    return int(ts.timestamp() // 60) * 60
 
 
 def _merge_minutes(state: StreamState, lane: Lane, sums: _Sums, wall: int) -> None:
@@ -391,6 +399,20 @@ def status_input(state: StreamState) -> StatusInput | None:
     return StatusInput(kind, from_us(at), boot)
 
 
+def _means(metrics: dict[str, Sums]) -> dict[str, float]:
+    """A closed minute's mean per metric (`fault_code` its max); one reading each: the dict."""
+    for acc in metrics.values():
+        if not isinstance(acc, float):
+            break
+    else:
+        return metrics  # type: ignore[return-value]  # every value is a float
+    values = {m: acc if isinstance(acc, float) else acc[1] / acc[0] for m, acc in metrics.items()}
+    peak = metrics.get("fault_code")
+    if isinstance(peak, list):  # its max: a code raised for a moment is not averaged away
+        values["fault_code"] = peak[2]
+    return values
+
+
 def close_minutes(
     state: StreamState, lane: Lane, wall: datetime, close_lag: timedelta, idle_close: timedelta
 ) -> list[MinuteSample]:
@@ -408,14 +430,7 @@ def close_minutes(
         if not (high is not None and end <= passed_at) and partial.touched > idle_before:
             continue
         del minutes[minute]
-        values = {
-            metric: acc if isinstance(acc, float) else acc[1] / acc[0]
-            for metric, acc in partial.metrics.items()
-        }
-        peak = partial.metrics.get("fault_code")
-        if isinstance(peak, list):  # its max: a code raised for a moment is not averaged away
-            values["fault_code"] = peak[2]
-        done.append(MinuteSample(_minute_start(minute), values))
+        done.append(MinuteSample(_minute_start(minute), _means(partial.metrics)))
         if lane not in state.closed or minute > state.closed[lane]:
             state.closed[lane] = minute
     return done

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cloud.detectors.state_json import build
+from cloud.detectors.state_json import adopt
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,11 @@ class ConditionBook:
     def from_doc(cls, doc: dict[str, Any]) -> ConditionBook:
         """A book from its JSON object."""
         items = doc.get("items", {})
-        return cls({k: build(ConditionState, v, times=("first",)) for k, v in items.items()})
+        for doc_item in items.values():
+            first = doc_item.get("first")
+            if first is not None:
+                doc_item["first"] = datetime.fromisoformat(first)
+        return cls({k: adopt(ConditionState, v) for k, v in items.items()})
 
     def observe(
         self, key: str, active: bool, at: datetime, persistence: Persistence, value: float = 0.0

@@ -10,6 +10,8 @@ the Modbus asset types (`coolant_temp`, `spindle_temp`, `discharge_temp`).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: Physically possible values; a reading outside is a failed sensor (a register's all-ones value
@@ -96,3 +98,25 @@ GENERIC = FaultProfile(
 def fault_profile(asset_type: str) -> FaultProfile:
     """The profile of an asset type; the generic one for types without a profile."""
     return FAULT_PROFILES.get(asset_type, GENERIC)
+
+
+def in_range(values: Mapping[str, float]) -> tuple[Mapping[str, float], dict[str, float]]:
+    """The values within their sensors' ranges, and `out_of_range:<metric>` for the others.
+
+    All in range (nearly always): the values themselves, not copied. NaN is in no range.
+    """
+    for metric, value in values.items():
+        bounds = VALID_RANGES.get(metric)
+        if not (value == value if bounds is None else bounds[0] <= value <= bounds[1]):  # noqa: PLR0124
+            break
+    else:
+        return values, {}
+    valid: dict[str, float] = {}
+    active: dict[str, float] = {}
+    for metric, value in values.items():
+        low, high = VALID_RANGES.get(metric, (-math.inf, math.inf))
+        if low <= value <= high:
+            valid[metric] = value
+        else:
+            active[f"out_of_range:{metric}"] = value
+    return valid, active

@@ -11,20 +11,20 @@ the `WearTrend` (`wear`). Each condition opens and clears with persistence (`Con
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from functools import lru_cache
 
 from cloud.alerts.signals import EvidenceValue, Finding, Severity
-from cloud.detectors.anomaly import RobustScorer, ScorerSettings, ScorerState
+from cloud.detectors.anomaly import RobustScorer, ScorerSettings
 from cloud.detectors.base import finding
-from cloud.detectors.conditions import ConditionBook, ConditionState, Persistence
-from cloud.detectors.fault_profiles import GENERIC, VALID_RANGES, FaultProfile, fault_profile
+from cloud.detectors.conditions import ConditionState, Persistence
+from cloud.detectors.fault_profiles import GENERIC, FaultProfile, fault_profile, in_range
+from cloud.detectors.fault_state import FaultState
 from cloud.detectors.inputs import AssetData, MinuteSample
-from cloud.detectors.state_json import build, dumps, loads
-from cloud.detectors.wear import HealthyLines, WearOutlook, WearSettings, WearState, WearTrend
+from cloud.detectors.state_json import dumps
+from cloud.detectors.wear import WearOutlook, WearSettings, WearTrend
 
 KEY = "faults"
 _MINUTE_KINDS = ("limit", "out_of_range", "code", "missing", "stuck")
@@ -65,49 +65,6 @@ class SampleScore:
     alert: bool
 
 
-@dataclass(kw_only=True)
-class FaultState:
-    """Everything the fault detector remembers about one asset."""
-
-    version: Literal[1] = 1
-    device: str
-    profile: str
-    columns: list[str] = field(default_factory=list)  # generic profile: features and watched
-    watermark: datetime | None = None
-    book: ConditionBook = field(default_factory=ConditionBook)
-    last: dict[str, float] = field(default_factory=dict)
-    unchanged: dict[str, int] = field(default_factory=dict)
-    moving: dict[str, int] = field(default_factory=dict)
-    changes: dict[str, int] = field(default_factory=dict)
-    block_id: int | None = None
-    block_sums: list[float] = field(default_factory=list)
-    block_used: int = 0
-    block_total: int = 0
-    running_minutes: float = 0.0
-    streak: int = 0  # running minutes in a row
-    last_score: float = 0.0
-    scorer: ScorerState = field(default_factory=ScorerState)
-    lines: HealthyLines = field(default_factory=HealthyLines)
-    wear: WearState = field(default_factory=WearState)
-
-    @classmethod
-    def from_json(cls, text: str) -> FaultState:
-        """A state from its JSON text (`state_json`: the shape the pydantic model wrote)."""
-        return build(cls, loads(text), times=("watermark",), nested=_NESTED)
-
-
-def _scorer_state(doc: dict[str, Any]) -> ScorerState:
-    return build(ScorerState, doc)
-
-
-_NESTED = {
-    "book": ConditionBook.from_doc,
-    "scorer": _scorer_state,
-    "lines": HealthyLines.from_doc,
-    "wear": WearState.from_doc,
-}
-
-
 class FaultDetector:
     """Faults of one asset, from its minute samples."""
 
@@ -115,15 +72,11 @@ class FaultDetector:
         """Wrap a state (new or restored)."""
         self.state = state
         self.t = thresholds
-        self.profile = _profile(state)
-        columns = tuple(state.columns)
-        self.features = columns or self.profile.features
-        self.watched = columns or self.profile.watched
-        self.stuck_keys = tuple(f"stuck:{f}" for f in self.features)
-        self.limits = tuple((m.metric, m.low, m.high) for m in self.profile.limits)
+        checks = _checks(state.profile, tuple(state.columns))
+        self.profile, self.features, self.watched, self.stuck_keys, self.limits = checks
         self.scorer = _scorer(self.profile, state, thresholds)
         self.wear = WearTrend(state.wear, thresholds.wear, self.profile.wear_ratio_limit)
-        self.trace: list[SampleScore] = []  # per sample of the last update (not state)
+        self._trace: list[tuple[datetime, float, bool]] = []  # of the last update (not state)
 
     @classmethod
     def create(cls, device: str, asset_type: str, t: FaultThresholds) -> FaultDetector:
@@ -151,8 +104,8 @@ class FaultDetector:
         an open and a clear in one batch keep their order in the alert store.
         """
         found: list[Finding] = []
-        trace: list[SampleScore] = []
-        self.trace = trace
+        trace: list[tuple[datetime, float, bool]] = []
+        self._trace = trace
         s, items = self.state, self.state.book.items
         for sample in inputs.samples:
             ts = sample.ts
@@ -168,13 +121,18 @@ class FaultDetector:
                         rule = True
                         break
             score = 1.0 if rule and s.last_score < 1.0 else s.last_score
-            trace.append(SampleScore(ts, score, alert))
+            trace.append((ts, score, alert))
         return found
+
+    @property
+    def trace(self) -> list[SampleScore]:
+        """One score per sample of the last update."""
+        return [SampleScore(ts, score, alert) for ts, score, alert in self._trace]
 
     def _sample(self, sample: MinuteSample) -> list[Finding]:
         """All minute checks of one sample, then its block."""
         values = sample.values
-        valid, active = _in_range(values)
+        valid, active = in_range(values)
         code = valid.get("fault_code", 0.0)
         if code > 0:
             active[f"code:{int(code)}"] = code
@@ -360,11 +318,20 @@ class FaultDetector:
         )  # fmt: skip
 
 
-def _profile(state: FaultState) -> FaultProfile:
-    profile = fault_profile(state.profile)
-    if state.columns:
-        profile = replace(GENERIC, features=tuple(state.columns), watched=tuple(state.columns))
-    return profile
+Limit = tuple[str, float | None, float | None]  # metric, low, high
+
+
+@lru_cache(maxsize=256)
+def _checks(
+    name: str, columns: tuple[str, ...]
+) -> tuple[FaultProfile, tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[Limit, ...]]:
+    """A state's profile, features, watched metrics, stuck keys and limits (once per profile)."""
+    profile = fault_profile(name)
+    if columns:
+        profile = replace(GENERIC, features=columns, watched=columns)
+    stuck = tuple(f"stuck:{f}" for f in profile.features)
+    limits = tuple((m.metric, m.low, m.high) for m in profile.limits)
+    return profile, profile.features, profile.watched, stuck, limits
 
 
 def _scorer(profile: FaultProfile, state: FaultState, t: FaultThresholds) -> RobustScorer:
@@ -376,28 +343,6 @@ def _scorer(profile: FaultProfile, state: FaultState, t: FaultThresholds) -> Rob
     return RobustScorer(
         state.scorer, t.scorer, floors=[floors.get(f, 0.0) for f in scored], upper_only=True
     )
-
-
-def _in_range(values: Mapping[str, float]) -> tuple[Mapping[str, float], dict[str, float]]:
-    """The values within their sensors' ranges, and `out_of_range:<metric>` for the others.
-
-    All in range (nearly always): the values themselves, not copied. NaN is in no range.
-    """
-    for metric, value in values.items():
-        bounds = VALID_RANGES.get(metric)
-        if not (value == value if bounds is None else bounds[0] <= value <= bounds[1]):  # noqa: PLR0124
-            break
-    else:
-        return values, {}
-    valid: dict[str, float] = {}
-    active: dict[str, float] = {}
-    for metric, value in values.items():
-        low, high = VALID_RANGES.get(metric, (-math.inf, math.inf))
-        if low <= value <= high:
-            valid[metric] = value
-        else:
-            active[f"out_of_range:{metric}"] = value
-    return valid, active
 
 
 def _explain(features: tuple[str, ...], z: tuple[float, ...]) -> str:

@@ -53,11 +53,7 @@ def build(
     dates: tuple[str, ...] = (),
     nested: Mapping[str, Callable[[Any], Any]] | None = None,
 ) -> T:
-    """A dataclass from its JSON object (taken, not copied): times, dates and nested values built.
-
-    An object with exactly the class's fields (what this version writes) becomes the
-    instance's `__dict__` as it is; any other is filtered and defaulted through `__init__`.
-    """
+    """A dataclass from its JSON object (taken): times, dates and nested values built."""
     if doc.get("version", 1) != 1:
         raise ValueError(f"unknown state version {doc['version']!r}")
     for name in times:
@@ -72,7 +68,16 @@ def build(
         value = doc.get(name)
         if value is not None:
             doc[name] = make(value)
-    known = _names(cls)
+    return adopt(cls, doc)
+
+
+def adopt(cls: type[T], doc: dict[str, Any]) -> T:
+    """A dataclass of plain JSON fields from its object (taken, not copied).
+
+    An object with exactly the class's fields (what this version writes) becomes the
+    instance's `__dict__` as it is; any other is filtered and defaulted through `__init__`.
+    """
+    known = _FIELDS.get(cls) or _names(cls)
     if doc.keys() == known:
         instance = object.__new__(cls)
         instance.__dict__ = doc

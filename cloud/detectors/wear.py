@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloud.detectors.robust import median_scale, theil_sen, trimmed_line
-from cloud.detectors.state_json import build
+from cloud.detectors.state_json import adopt
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class HealthyLines:
         """Lines from their JSON object."""
         if "lines" in doc:
             doc["lines"] = {name: (line[0], line[1]) for name, line in doc["lines"].items()}
-        return build(cls, doc)
+        return adopt(cls, doc)
 
     def judge(
         self, features: tuple[str, ...], load: float, values: list[float], settings: WearSettings
@@ -132,7 +132,7 @@ class WearState:
         """A wear state from its JSON object."""
         if "points" in doc:
             doc["points"] = [(p[0], p[1]) for p in doc["points"]]
-        return build(cls, doc)
+        return adopt(cls, doc)
 
 
 class WearTrend:

@@ -78,6 +78,16 @@ def test_clearing_resolves_as_system_and_a_later_finding_reopens(engine: Engine)
     assert store.apply([finding(5)], now=T0 + timedelta(minutes=12)).ignored == 1  # stale
     (second,) = store.apply([finding(20)], now=T0 + timedelta(minutes=20)).opened
     assert second != first
+
+
+def test_a_clear_in_a_batch_makes_its_later_opens_at_the_same_time_stale(engine: Engine) -> None:
+    store = AlertStore(engine, [RECEIVER])
+    (first,) = store.apply([finding(0)], now=T0).opened
+    batch = [finding(20), finding(10, state="cleared"), finding(10), finding(5)]
+    outcome = store.apply(batch, now=T0 + timedelta(minutes=30))  # applied in evaluation order
+    assert (outcome.updated, outcome.resolved, outcome.ignored) == ([first], [first], 1)
+    (second,) = outcome.opened  # evaluated after the resolution: a new alert
+    assert second != first and store.get(second).last_evaluated_at == T0 + timedelta(minutes=20)
     assert [a.id for a in store.query()] == [second, first]
     assert _events(engine, first) == ["opened", "resolved"]
 
