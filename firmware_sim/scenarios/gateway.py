@@ -94,6 +94,7 @@ class GatewayStream:
         self._outages = sorted((i.start, i.end) for i in incidents if i.kind == "network_outage")
         self._data_faults = tuple(i for i in incidents if i.category == "data_fault")
         self._boot_number = 0
+        self._boot = f"{timing.boot_tag}-0"
         self._seq = 0
         self._powered = True
         self._restored_at = 0.0
@@ -104,7 +105,7 @@ class GatewayStream:
     @property
     def boot(self) -> str:
         """The current boot id."""
-        return f"{self.timing.boot_tag}-{self._boot_number}"
+        return self._boot
 
     @property
     def pending(self) -> int:
@@ -123,9 +124,20 @@ class GatewayStream:
                 self._status("offline", start)
             if t0 < end <= t1:
                 self._status("online", end)
+        if self._off:
+            samples = self._sampled(t0, t1)
+        else:  # never powered off: every sample is taken
+            values, step = self.asset.values, timing.sample_s
+            samples = [(float(t), values(t)) for t in range(int(t0), int(t1), step)]
+        if samples:
+            self._seal(samples, t1, self._link_up(t1))
+        return self._due_until(t1)
+
+    def _sampled(self, t0: float, t1: float) -> list[Sample]:
+        """The samples of window [t0, t1) still unsealed at its end, with power cuts and tamper."""
         samples: list[Sample] = []
-        previous = t0 - timing.sample_s
-        for t in range(int(t0), int(t1), timing.sample_s):
+        previous = t0 - self.timing.sample_s
+        for t in range(int(t0), int(t1), self.timing.sample_s):
             samples = self._power_events(samples, previous, t)
             previous = t
             if not self._powered:
@@ -133,10 +145,7 @@ class GatewayStream:
                     continue
                 self._power_back()
             samples.append((float(t), self.asset.values(t)))
-        samples = self._power_events(samples, previous, t1 - 0.001)  # lost before the seal?
-        if samples:
-            self._seal(samples, t1, self._link_up(t1))
-        return self._due_until(t1)
+        return self._power_events(samples, previous, t1 - 0.001)  # lost before the seal?
 
     def _power_events(self, samples: list[Sample], after: float, until: float) -> list[Sample]:
         """Handle power cuts and tamper starting in (after, until]; the samples still unsealed."""
@@ -171,6 +180,7 @@ class GatewayStream:
         """A reboot: new boot id, seq from 0, a birth message."""
         self._powered = True
         self._boot_number += 1
+        self._boot = f"{self.timing.boot_tag}-{self._boot_number}"
         self._seq = 0
         self._status("online", self._restored_at)
 
