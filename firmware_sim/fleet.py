@@ -190,7 +190,9 @@ def _client(target: BrokerTarget, identifier: str, plan: FleetPlan) -> aiomqtt.C
         clean_session=None if v5 else False,
         clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
         properties=properties,
-        max_inflight_messages=plan.window,
+        # no cap in paho (it scans every message in flight on each PUBACK): the `window`
+        # publishers of the connection keep at most that many in flight themselves
+        max_inflight_messages=0,
         timeout=30.0,
         logger=_QUIET,
     )
