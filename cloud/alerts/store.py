@@ -137,14 +137,19 @@ class AlertStore:
             outcome.ignored += 1
             return
         window = next((w for w in windows if w.covers(finding.device, evaluated)), None)
-        row = conn.execute(self._upsert, _new_alert(finding, window, now)).first()
+        values = _new_alert(finding, window, now)
+        row = conn.execute(self._upsert, values).first()
         if row is None:
             outcome.ignored += 1
             return
         (outcome.opened if row.occurrences == 1 else outcome.updated).append(row.id)
         if window is not None or finding.historical:
             outcome.suppressed.append(row.id)
-        outcome.notifications += self._notify_if_due(conn, row.id, now)
+        if row.occurrences > 1:
+            outcome.notifications += self._notify_if_due(conn, row.id, now)
+        elif values["notified_rank"] and self.receivers:  # inserted announced: tell receivers
+            alert = self._get(conn, row.id)
+            outcome.notifications += enqueue(conn, alert, "opened", self.receivers, now)
 
     def _notify_if_due(self, conn: Connection, alert_id: int, now: datetime) -> int:
         """Queue "opened" or "escalated" when the alert is deliverable and not yet announced."""
@@ -352,7 +357,8 @@ def _notify_steps() -> tuple[tuple[AlertEvent, ReturningUpdate[Any]], ...]:
 
 
 def _new_alert(finding: Finding, window: MaintenanceWindow | None, now: datetime) -> dict[str, Any]:
-    """The alerts row an open finding inserts (or, on conflict, refreshes)."""
+    """The alerts row an open finding inserts (announced unless suppressed), or refreshes."""
+    suppression = window.suppression() if window else _replayed(finding)
     return {
         "device": finding.device,
         "detector": finding.detector,
@@ -369,9 +375,9 @@ def _new_alert(finding: Finding, window: MaintenanceWindow | None, now: datetime
         "confidence": finding.confidence,
         "magnitude": finding.magnitude,
         "occurrences": 1,
-        "notified_rank": 0,
+        "notified_rank": 0 if suppression else SEVERITY_RANK[finding.severity],  # announced
         "suppressed_by": window.id if window else None,
-        "suppression": window.suppression() if window else _replayed(finding),
+        "suppression": suppression,
     }
 
 

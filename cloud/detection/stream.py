@@ -306,7 +306,7 @@ def fold_batch(state: StreamState, batch: TelemetryBatch, wall: datetime) -> lis
     return [EventInput(e.ts, e.kind, e.sensor, e.detail) for e in batch.events]
 
 
-_Sums = dict[int, dict[str, list[float]]]  # minute (epoch s) -> metric -> [count, sum, max]
+_Sums = dict[int, dict[str, Sums]]  # minute (epoch s) -> metric -> value or [count, sum, max]
 
 
 def _sum_minutes(
@@ -322,7 +322,7 @@ def _sum_minutes(
     newest = readings[0].ts
     accepted: datetime | None = None
     instant: datetime | None = None
-    metrics: dict[str, list[float]] = {}
+    metrics: dict[str, Sums] = {}
     late = False
     for reading in readings:
         ts = reading.ts
@@ -339,10 +339,12 @@ def _sum_minutes(
         if late:
             state.late += 1
             continue
-        value = reading.value
-        acc = metrics.get(reading.metric)
-        if acc is None:
-            metrics[reading.metric] = [1, value, value]
+        value, metric = reading.value, reading.metric
+        acc = metrics.get(metric)
+        if acc is None:  # one reading: its value (`Sums`), the common case
+            metrics[metric] = value
+        elif isinstance(acc, float):
+            metrics[metric] = [2, acc + value, value if value > acc else acc]
         else:
             acc[0] += 1
             acc[1] += value
@@ -363,20 +365,27 @@ def _merge_minutes(state: StreamState, lane: Lane, sums: _Sums, wall: int) -> No
     for minute, metrics in sums.items():
         partial = minutes.get(minute)
         if partial is None:
-            minutes[minute] = Partial(wall, {m: _compact(acc) for m, acc in metrics.items()})
+            minutes[minute] = Partial(wall, metrics)
             continue
         partial.touched = wall
         have = partial.metrics
         for metric, acc in metrics.items():
             old = have.get(metric)
             if old is None:
-                have[metric] = _compact(acc)
-            elif isinstance(old, float):  # one reading so far: its value is sum and max
-                have[metric] = [1 + acc[0], old + acc[1], acc[2] if acc[2] > old else old]
+                have[metric] = acc
             else:
-                old[0] += acc[0]
-                old[1] += acc[1]
-                old[2] = max(old[2], acc[2])
+                have[metric] = _added(old, acc)
+
+
+def _added(old: Sums, new: Sums) -> Sums:
+    """Two partial sums of a metric's readings as one (a float is one reading's value)."""
+    count, total, peak = (1, new, new) if isinstance(new, float) else new
+    if isinstance(old, float):  # one reading so far: its value is sum and max
+        return [1 + count, old + total, peak if peak > old else old]
+    old[0] += count
+    old[1] += total
+    old[2] = max(old[2], peak)
+    return old
 
 
 def _compact(acc: list[float]) -> Sums:

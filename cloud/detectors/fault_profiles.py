@@ -24,6 +24,7 @@ VALID_RANGES: dict[str, tuple[float, float]] = {
     "spindle_temp": (-50.0, 300.0),
     "discharge_temp": (-50.0, 300.0),
 }
+_RANGES = tuple(VALID_RANGES.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +106,14 @@ def in_range(values: Mapping[str, float]) -> tuple[Mapping[str, float], dict[str
 
     All in range (nearly always): the values themselves, not copied. NaN is in no range.
     """
-    for metric, value in values.items():
-        bounds = VALID_RANGES.get(metric)
-        if not (value == value if bounds is None else bounds[0] <= value <= bounds[1]):  # noqa: PLR0124
+    for metric, (low, high) in _RANGES:
+        value = values.get(metric)
+        if value is not None and not low <= value <= high:
             break
     else:
-        return values, {}
+        total = sum(values.values())
+        if total == total:  # noqa: PLR0124 - no NaN (a NaN, or inf - inf, takes the long way)
+            return values, {}
     valid: dict[str, float] = {}
     active: dict[str, float] = {}
     for metric, value in values.items():

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from cloud.alerts.signals import Finding
+from cloud.detectors.fault_profiles import in_range
 from cloud.detectors.faults import FaultDetector, FaultInputs, FaultThresholds
 from cloud.detectors.inputs import MinuteSample
 
@@ -164,3 +165,12 @@ def test_state_survives_json_between_evaluations() -> None:
     assert [(f.key, f.state, f.since) for f in first + rest] == [
         (f.key, f.state, f.since) for f in straight
     ]
+
+
+def test_values_in_range_are_used_as_they_are_and_failed_or_nan_ones_sorted_out() -> None:
+    fine = {"temperature": 20.0, "lat": 51.2, "motor_current": 12.0}
+    assert in_range(fine) == (fine, {}) and in_range(fine)[0] is fine
+    valid, active = in_range({"temperature": 3276.7, "lat": math.nan, "motor_current": 5.0})
+    assert valid == {"motor_current": 5.0}
+    assert list(active) == ["out_of_range:temperature", "out_of_range:lat"]
+    assert in_range({"a": math.inf, "b": -math.inf})[1] == {}  # unranged: only NaN is out
