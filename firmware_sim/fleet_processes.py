@@ -135,6 +135,10 @@ async def run_fleet_processes(
         child.start()
     try:
         done = await _collect(children, results, progress, report.stats, barrier)
+    except BaseException:  # cancelled, interrupted or a process lost: stop the others now
+        for child in children:
+            child.terminate()
+        raise
     finally:
         await asyncio.to_thread(_end, children)
     return _merge(report, done)

@@ -27,7 +27,7 @@ from firmware_sim.fleet import (
     FleetReport,
     run_fleet,
 )
-from firmware_sim.fleet_processes import run_fleet_with_progress
+from firmware_sim.fleet_processes import run_fleet_processes, run_fleet_with_progress
 from firmware_sim.scenarios import load_scenario, resolve
 from leasewatch.wire import decode_status, decode_telemetry
 from tests.services.ingest_workers import RestartableMosquitto
@@ -304,18 +304,21 @@ async def test_sim_fleet_command_publishes_and_writes_its_report(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("processes", [1, 2])
 async def test_publishes_the_broker_did_not_deliver_are_kept_and_sent_again(
-    mosquitto_factory: MosquittoFactory, tmp_path: Path
+    mosquitto_factory: MosquittoFactory, tmp_path: Path, processes: int
 ) -> None:
     broker = mosquitto_factory(_principals())
     resolved = resolve(load_scenario("fleet-load").with_asset_count(20))
     path = tmp_path / "retried.jsonl"
     plan = FleetPlan(
-        speed=20 * resolved.scenario.batch_s, duration_s=2.0, connections=2, window=4,
+        speed=20 * resolved.scenario.batch_s, duration_s=2.5, connections=2, window=4,
         boot_tag="nd", report=path, retry_max_s=0.2,
     )  # fmt: skip
-    fleet = asyncio.create_task(run_fleet(resolved, _target(broker), plan, FleetReport(path)))
-    await asyncio.sleep(1.0)  # no subscriber yet: Mosquitto answers 0x10 and drops
+    fleet = asyncio.create_task(
+        run_fleet_processes(resolved, _target(broker), plan, FleetReport(path), processes)
+    )
+    await asyncio.sleep(1.5)  # no subscriber yet: Mosquitto answers 0x10 and drops
     async with subscribed(broker) as subscriber:
         stats = await fleet
         await subscriber.until(stats.messages)
@@ -323,7 +326,9 @@ async def test_publishes_the_broker_did_not_deliver_are_kept_and_sent_again(
     assert stats.not_delivered > 0 and stats.retries >= stats.not_delivered
     assert stats.abandoned == 0
     assert set(_sent_keys(sent)) == {_key(t, p) for t, p in subscriber.received}
-    assert max(int(str(s["attempts"])) for s in sent) > 1
+    assert stats.retries == sum(int(str(s["attempts"])) - 1 for s in sent)
+    retried = {str(s["device"]) for s in sent if int(str(s["attempts"])) > 1}
+    assert {"gw-00001", "gw-00002"} <= retried  # with 2 processes, one device of each
     summary = json.loads(path.with_suffix(".summary.json").read_text())
     assert summary["retries"] == stats.retries > 0
 
