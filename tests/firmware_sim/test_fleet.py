@@ -290,7 +290,7 @@ async def test_sim_fleet_command_publishes_and_writes_its_report(
     report = tmp_path / "cli.jsonl"
     args = ["fleet", "--scenario", "smoke", "--assets", "5", "--unpaced", "--duration", "1"]
     args += ["--host", broker.host, "--port", str(broker.port), "--credentials", str(credentials)]
-    args += ["--report", str(report), "--no-progress", "--boot-tag", "cli"]
+    args += ["--report", str(report), "--no-progress", "--boot-tag", "cli", "--processes", "2"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "no populations" in result.output
     args[2], args[4] = "fleet-load", "20"
