@@ -126,7 +126,7 @@ def load_state_texts(
             f" WHERE detector != {placeholders(conn, 1)}"
             f" AND device IN ({placeholders(conn, len(devices))})"
         )
-        for device, name, text in conn.exec_driver_sql(query, (but, *devices)):
+        for device, name, text in conn.exec_driver_sql(query, (but, *devices)).all():
             found[device][name] = text
     return found
 

@@ -255,8 +255,10 @@ class DetectionRunner:
     ) -> AssetData:
         """The detectors' inputs for one gateway: minutes, events, status, registry, context."""
         stream, reg, ctx = work.stream, work.registry, work.asset
-        own = None if stream.last_live_at is None else from_us(stream.last_live_at)
-        last_live = max((t for t in (own, reg.latest_reading_at) if t is not None), default=None)
+        last_live = reg.latest_reading_at
+        if stream.last_live_at is not None:
+            own = from_us(stream.last_live_at)
+            last_live = own if last_live is None or own >= last_live else last_live
         return AssetData(
             device=work.device,
             asset_type=ctx.asset_type,
@@ -300,7 +302,7 @@ def _registry(conn: Connection, held: Sequence[str]) -> dict[str, Registry]:
         f" WHERE device IN ({placeholders(conn, len(held))})"
     )
     time = _time_reader(conn)
-    for device, status, status_at, latest, boot in conn.exec_driver_sql(query, tuple(held)):
+    for device, status, status_at, latest, boot in conn.exec_driver_sql(query, tuple(held)).all():
         found[device] = Registry(status, utc(time(status_at)), utc(time(latest)), boot)
     return found
 
