@@ -13,7 +13,6 @@ import logging
 import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Self
 
 from amqtt.broker import Broker
@@ -24,6 +23,7 @@ from pydantic import SecretStr
 
 from cloud.access.digests import verify_mosquitto_hash
 from cloud.broker_access import AmqttAcl, Principal, Role, amqtt_acl_for, check_unique
+from leasewatch.lifecycle import StartStop
 
 _LOGGER = logging.getLogger(__name__)
 _NOISY_LOGGERS = ("amqtt", "transitions")
@@ -199,7 +199,7 @@ def quiet_amqtt_logging(level: int = logging.WARNING) -> None:
             logger.setLevel(level)
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(StartStop):
     """An authenticated amqtt broker on loopback, as an async context manager.
 
     Asks for `port` (0: any free port) and falls back to a free port when it is taken;
@@ -280,20 +280,6 @@ class EmbeddedBroker:
         broker, self._broker, self._port = self._broker, None, None
         if broker is not None:
             await broker.shutdown()
-
-    async def __aenter__(self) -> Self:
-        """Start the broker."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Stop the broker."""
-        await self.stop()
 
     def __repr__(self) -> str:
         """Host, port and principal count; never credentials."""

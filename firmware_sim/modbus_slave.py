@@ -17,8 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Self, cast
+from typing import cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
@@ -29,6 +28,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from firmware_sim.faults import Fault, FaultSwitch
 from firmware_sim.machine import Device
 from firmware_sim.register_map import MACHINE_MAP, RegisterMap, encode_registers, held_values
+from leasewatch.lifecycle import StartStop
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ServedRead:
     faults: tuple[Fault, ...] = ()
 
 
-class ModbusRtuBus:
+class ModbusRtuBus(StartStop):
     """Several simulated slaves (one per unit id) sharing one serial line."""
 
     def __init__(
@@ -128,20 +128,6 @@ class ModbusRtuBus:
         server, self._server = self._server, None
         if server is not None:
             await server.shutdown()  # type: ignore[no-untyped-call]
-
-    async def __aenter__(self) -> Self:
-        """Start serving."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop serving."""
-        await self.stop()
 
     def _on_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
         """Stay silent, like a real bus, for unknown unit ids and units with a timeout fault.

@@ -19,8 +19,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Self, cast
+from typing import cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
@@ -31,6 +30,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from firmware_sim.machine import Device
 from firmware_sim.modbus_slave import DEFAULT_LOG_SIZE, Clock, ServedRead, utc_now
 from firmware_sim.register_map import MACHINE_MAP, RegisterMap, encode_registers, held_values
+from leasewatch.lifecycle import StartStop
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _garble(framer: FramerType, packet: bytes) -> bytes:
     return bytes([packet[0] ^ 0xFF]) + packet[1:]
 
 
-class ModbusTcpSlave(MachineUnits):
+class ModbusTcpSlave(MachineUnits, StartStop):
     """Machines served over Modbus TCP on a loopback (or given) address; an async context."""
 
     def __init__(
@@ -225,17 +225,3 @@ class ModbusTcpSlave(MachineUnits):
         server, self._server = self._server, None
         if server is not None:
             await server.shutdown()  # type: ignore[no-untyped-call]
-
-    async def __aenter__(self) -> Self:
-        """Start serving."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop serving."""
-        await self.stop()

@@ -16,14 +16,13 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
-from typing import Self
 
 import serial
 
 from firmware_sim.modbus_slave import DEFAULT_LOG_SIZE, Clock, utc_now
 from firmware_sim.serial_sensors.models import GpsTrack, WristbandModel
 from firmware_sim.serial_sensors.sentences import frame, nmea_coordinate
+from leasewatch.lifecycle import StartStop
 
 _KNOTS_PER_KMH = 1 / 1.852
 
@@ -47,7 +46,7 @@ class EmittedLine:
     fault: str = ""
 
 
-class LineEmitter:
+class LineEmitter(StartStop):
     """Base of the emitters: the tick loop, the faults, the port and the log."""
 
     def __init__(
@@ -98,20 +97,6 @@ class LineEmitter:
         port, self._port = self._port, None
         if port is not None:
             port.close()
-
-    async def __aenter__(self) -> Self:
-        """Start emitting."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop emitting."""
-        await self.stop()
 
     def emit_now(self) -> list[EmittedLine]:
         """Write one tick's lines now (what the loop does at each tick)."""
