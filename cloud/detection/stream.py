@@ -26,7 +26,6 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, Field
 
 from cloud.detectors.inputs import EventInput, MinuteSample, StatusInput
 from leasewatch.wire import GatewayStatus, Reading, TelemetryBatch
@@ -146,7 +145,9 @@ class StreamState:
             raise TypeError(f"stream state must be a JSON object, found {type(raw).__name__}")
         if raw.get("v") == FORMAT:
             return _from_v2(raw)
-        return _StreamV1.model_validate(raw).upgraded()
+        from cloud.detection.stream_v1 import StreamV1  # noqa: PLC0415 - it imports this module
+
+        return StreamV1.model_validate(raw).upgraded()
 
 
 def _from_v2(raw: dict[str, Any]) -> StreamState:
@@ -177,63 +178,10 @@ def _open_doc(lanes: dict[Lane, dict[int, Partial]]) -> dict[str, dict[str, list
     }
 
 
-class _PartialV1(BaseModel):
-    touched: datetime
-    metrics: dict[str, tuple[int, float, float]] = Field(default_factory=dict)
-
-
-class _StreamV1(BaseModel):
-    """Format 1 (rows written before format 2): read, never written."""
-
-    version: Literal[1] = 1
-    seen: dict[str, list[tuple[int, int]]] = Field(default_factory=dict)
-    boots: list[str] = Field(default_factory=list)
-    open: dict[Lane, dict[str, _PartialV1]] = Field(default_factory=dict)
-    high: dict[Lane, datetime] = Field(default_factory=dict)
-    closed: dict[Lane, datetime] = Field(default_factory=dict)
-    status: tuple[Literal["online", "offline"], datetime, str] | None = None
-    last_live_at: datetime | None = None
-    boot: str | None = None
-    health_at: datetime | None = None
-    duplicates: int = 0
-    late: int = 0
-    sweep_day: str | None = None
-
-    def upgraded(self) -> StreamState:
-        """The same state in format 2."""
-        state = StreamState()
-        state.seen = {boot: [[lo, hi] for lo, hi in r] for boot, r in self.seen.items()}
-        state.boots = list(self.boots)
-        state.open = {
-            lane: {
-                _minute(datetime.fromisoformat(key)): Partial(
-                    to_us(p.touched),
-                    {m: _compact([c, total, peak]) for m, (c, total, peak) in p.metrics.items()},
-                )
-                for key, p in minutes.items()
-            }
-            for lane, minutes in self.open.items()
-        }
-        state.high = {lane: to_us(ts) for lane, ts in self.high.items()}
-        state.closed = {lane: _minute(ts) for lane, ts in self.closed.items()}
-        if self.status is not None:
-            state.status = (self.status[0], to_us(self.status[1]), self.status[2])
-        state.last_live_at = None if self.last_live_at is None else to_us(self.last_live_at)
-        state.boot = self.boot
-        state.health_at = None if self.health_at is None else to_us(self.health_at)
-        state.duplicates, state.late, state.sweep_day = self.duplicates, self.late, self.sweep_day
-        return state
-
-
 @lru_cache(maxsize=4096)
 def _minute_start(minute: int) -> datetime:
     """The datetime of a minute start (epoch s); a fleet closes the same minutes."""
     return datetime.fromtimestamp(minute, UTC)
-
-
-def _minute(ts: datetime) -> int:
-    """Epoch seconds of a minute start (format 1 kept them as datetimes)."""
-    return to_us(ts) // 1_000_000
 
 
 @dataclass
@@ -386,11 +334,6 @@ def _added(old: Sums, new: Sums) -> Sums:
     old[1] += total
     old[2] = max(old[2], peak)
     return old
-
-
-def _compact(acc: list[float]) -> Sums:
-    """[count, sum, max] of a metric's readings; one reading's value alone."""
-    return acc[1] if acc[0] == 1 else acc
 
 
 def fold_status(state: StreamState, status: GatewayStatus) -> None:
