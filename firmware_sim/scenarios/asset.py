@@ -10,7 +10,9 @@ so a Modbus slave can serve a scenario asset too.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from firmware_sim.machine import MachineState
 from firmware_sim.scenarios.effects import (
@@ -29,8 +31,17 @@ METRICS = ("running", "motor_current", "temperature", "vibration_rms", "run_hour
 UNITS = ("", "A", "degC", "mm/s", "h", "")
 SENSOR = "machine"
 Values = tuple[float | None, ...]
-#: start, end, current (A), settling temperature, temperature at start and at end (degC)
-_Segment = tuple[float, float, float, float, float, float]
+#: start, end, current (A), settling temperature, temperature at start and at end (degC),
+#: running seconds of the day before it
+_Segment = tuple[float, float, float, float, float, float, float]
+
+
+class _Day(NamedTuple):
+    """What every reading of one day of an asset shares."""
+
+    plan: DayPlan
+    segments: tuple[_Segment, ...]
+    hours_before: float  # the run-hour meter at the day's start
 
 
 class ScenarioAsset:
@@ -43,16 +54,26 @@ class ScenarioAsset:
         self._faults = tuple(i for i in incidents if i.kind in FAULT_SHIFTS)
         self._failures = tuple(i for i in incidents if i.kind == "sensor_failure")
         self._phase = (timeline.spec.key % 997) / 997 * 2 * math.pi
-        self._thermal: dict[int, tuple[_Segment, ...]] = {}
+        self._days: dict[int, _Day] = {}
         self._stuck: dict[tuple[int, int], float] = {}
 
     def values(self, t: float) -> Values:
         """Readings at epoch second `t`, rounded to the register resolution; None when missing."""
-        raw = self._healthy(t)
-        for incident in self._failures:
-            if incident.start <= t < incident.end:
-                index = METRICS.index(incident.metric)
-                raw[index] = failed_value(incident, raw[index], self._stuck_value(incident, index))
+        return self._values_in(t, self._day(self.timeline.day_of(t)))
+
+    def values_over(self, times: Sequence[float]) -> list[Values]:
+        """`values` at each of the ascending `times` (the day looked up once if they share it)."""
+        day_of = self.timeline.day_of
+        if not times or day_of(times[0]) != day_of(times[-1]):
+            return [self.values(t) for t in times]
+        day = self._day(day_of(times[0]))
+        return [self._values_in(t, day) for t in times]
+
+    def _values_in(self, t: float, day: _Day) -> Values:
+        """`values` at `t`, an instant of `day`."""
+        raw: Sequence[float | None] = self._healthy(t, day)
+        if self._failures:
+            raw = self._with_failures(t, list(raw))
         running, current, temperature, vibration, run_hours, code = raw
         return (
             running,
@@ -63,11 +84,18 @@ class ScenarioAsset:
             code,
         )
 
-    def _healthy(self, t: float) -> list[float | None]:
-        """Readings without sensor failures (machine faults included)."""
+    def _with_failures(self, t: float, raw: list[float | None]) -> list[float | None]:
+        """Readings at `t` with the sensor failures active then (a failed reading may be None)."""
+        for incident in self._failures:
+            if incident.start <= t < incident.end:
+                index = METRICS.index(incident.metric)
+                raw[index] = failed_value(incident, raw[index], self._stuck_value(incident, index))
+        return raw
+
+    def _healthy(self, t: float, day: _Day) -> tuple[float, float, float, float, float, float]:
+        """Readings without sensor failures (machine faults included) at `t`, during `day`."""
         p = self.profile
-        day = self.timeline.day_of(t)
-        segment, temperature = self._segment_at(t, self._segments(self.timeline.plan(day)))
+        segment, temperature, running_s = self._segment_at(t, day.segments)
         shift = shift_at(self._faults, t) if self._faults else NO_SHIFT
         wobble = math.sin(t / 23.0 + self._phase)
         if segment is None:
@@ -85,54 +113,68 @@ class ScenarioAsset:
                 code = max(code, OVERLOAD_CODE)
         temperature += 0.1 * wobble
         running = 0.0 if segment is None else 1.0
-        run_hours = self.timeline.run_hours_at(t)
-        return [running, current, temperature, vibration, run_hours, float(code)]
+        run_hours = day.hours_before
+        if day.plan.day >= 0:  # the meter counts from the scenario's start
+            run_hours += running_s / 3600.0
+        return (running, current, temperature, vibration, run_hours, float(code))
+
+    def _day(self, day: int) -> _Day:
+        """The plan, segments and meter of a day (cached, the last few days)."""
+        found = self._days.get(day)
+        if found is None:
+            if len(self._days) > 8:
+                self._days.clear()
+            plan = self.timeline.plan(day)
+            hours = self.timeline.hours_before(day)
+            found = self._days[day] = _Day(plan, self._segments(plan), hours)
+        return found
 
     def _segments(self, plan: DayPlan) -> tuple[_Segment, ...]:
-        """The day's running intervals with their currents and temperatures (cached per day)."""
-        found = self._thermal.get(plan.day)
-        if found is not None:
-            return found
+        """The day's running intervals with their currents, temperatures and running before."""
         p = self.profile
         ambient, tau = p.ambient_c, p.thermal_tau_s
         last_end, last_temp = self.timeline.start_ts + plan.day * DAY_S, ambient
         segments = []
-        for start, end, level in plan.intervals:
+        for (start, end, level), before in zip(plan.intervals, plan.run_before, strict=True):
             shift = shift_at(self._faults, start) if self._faults else NO_SHIFT
             current = level * shift.current_factor
             target = ambient + p.heat_c_per_a * current + shift.heat_offset_c
             at_start = ambient + (last_temp - ambient) * math.exp(-(start - last_end) / tau)
             at_end = target + (at_start - target) * math.exp(-(end - start) / tau)
-            segments.append((start, end, current, target, at_start, at_end))
+            segments.append((start, end, current, target, at_start, at_end, before))
             last_end, last_temp = end, at_end
-        if len(self._thermal) > 8:
-            self._thermal.clear()
-        found = self._thermal[plan.day] = tuple(segments)
-        return found
+        return tuple(segments)
 
     def _segment_at(
         self, t: float, segments: tuple[_Segment, ...]
-    ) -> tuple[_Segment | None, float]:
-        """The running segment containing `t` (None when idle) and the temperature at `t`."""
+    ) -> tuple[_Segment | None, float, float]:
+        """The running segment at `t` (None when idle), the temperature and running seconds then.
+
+        The running seconds are added in interval order, as summing the day's intervals would.
+        """
         p = self.profile
         ambient, tau = p.ambient_c, p.thermal_tau_s
-        last_end, last_temp = -math.inf, ambient
+        last = None
         for segment in segments:
-            start, end, _, target, at_start, at_end = segment
+            start, end, _, target, at_start, _, before = segment
             if t < start:
                 break
             if t < end:
-                return segment, target + (at_start - target) * math.exp(-(t - start) / tau)
-            last_end, last_temp = end, at_end
-        if last_end == -math.inf:
-            return None, ambient
-        return None, ambient + (last_temp - ambient) * math.exp(-(t - last_end) / tau)
+                temperature = target + (at_start - target) * math.exp(-(t - start) / tau)
+                return segment, temperature, before + (t - start)
+            last = segment
+        if last is None:
+            return None, ambient, 0.0
+        start, end, _, _, _, at_end, before = last
+        temperature = ambient + (at_end - ambient) * math.exp(-(t - end) / tau)
+        return None, temperature, before + (end - start)
 
     def _stuck_value(self, incident: Incident, index: int) -> float:
         """The value a stuck sensor keeps: its reading when it failed."""
         key = (incident.event, index)
         if key not in self._stuck:
-            value = self._healthy(incident.start)[index]
+            start = incident.start
+            value = self._healthy(start, self._day(self.timeline.day_of(start)))[index]
             self._stuck[key] = 0.0 if value is None else value
         return self._stuck[key]
 

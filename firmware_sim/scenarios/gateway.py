@@ -127,8 +127,8 @@ class GatewayStream:
         if self._off:
             samples = self._sampled(t0, t1)
         else:  # never powered off: every sample is taken
-            values, step = self.asset.values, timing.sample_s
-            samples = [(float(t), values(t)) for t in range(int(t0), int(t1), step)]
+            times = range(int(t0), int(t1), timing.sample_s)
+            samples = list(zip(map(float, times), self.asset.values_over(times), strict=True))
         if samples:
             self._seal(samples, t1, self._link_up(t1))
         return self._due_until(t1)

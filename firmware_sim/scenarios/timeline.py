@@ -10,6 +10,7 @@ in closed form, so any instant costs the same.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -31,11 +32,33 @@ class DayPlan:
     intervals: tuple[Interval, ...]
     nominal_s: float  # running seconds the day would have had without any incident
     factor: float  # utilization factor applied (1 = normal)
+    starts: tuple[float, ...]  # start of each interval
+    run_before: tuple[float, ...]  # running seconds of the intervals before each one
+
+    @classmethod
+    def of(
+        cls, day: int, intervals: tuple[Interval, ...], nominal_s: float, factor: float
+    ) -> DayPlan:
+        """A plan with its running-seconds accumulator (summed in interval order, once)."""
+        run_before, total = [], 0.0
+        for start, end, _ in intervals:
+            run_before.append(total)
+            total += end - start
+        starts = tuple(start for start, _, _ in intervals)
+        return cls(day, intervals, nominal_s, factor, starts, tuple(run_before))
 
     @property
     def run_s(self) -> float:
         """Running seconds in the day."""
         return sum(end - start for start, end, _ in self.intervals)
+
+    def running_until(self, t: float) -> float:
+        """Running seconds of the day before `t` (the same additions, in order, as summing)."""
+        last = bisect_left(self.starts, t) - 1  # the last interval started before `t`
+        if last < 0:
+            return 0.0
+        start, end, _ = self.intervals[last]
+        return self.run_before[last] + (min(end, t) - start)
 
 
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -128,7 +151,7 @@ class AssetTimeline:
             (start, end, low + (high - low) * draw_after(load, day, n))
             for n, (start, end) in enumerate(kept)
         )
-        return DayPlan(day, intervals, nominal_s, factor)
+        return DayPlan.of(day, intervals, nominal_s, factor)
 
     def _nominal(self, day: int) -> list[tuple[float, float]]:
         """Running intervals of a normal day of this asset type (none on a public holiday)."""
@@ -159,13 +182,14 @@ class AssetTimeline:
         day = self.day_of(t)
         if day < 0:
             return self.spec.initial_run_hours
-        while len(self._base_hours) <= day:
-            n = len(self._base_hours) - 1
-            self._base_hours.append(self._base_hours[n] + self.plan(n).run_s / 3600.0)
-        running = sum(
-            min(end, t) - start for start, end, _ in self.plan(day).intervals if start < t
-        )
-        return self._base_hours[day] + running / 3600.0
+        return self.hours_before(day) + self.plan(day).running_until(t) / 3600.0
+
+    def hours_before(self, day: int) -> float:
+        """The run-hour meter at the start of a day (the initial hours before the scenario)."""
+        base = self._base_hours
+        while len(base) <= day:
+            base.append(base[-1] + self.plan(len(base) - 1).run_s / 3600.0)
+        return base[max(day, 0)]
 
     def position(self, t: float) -> tuple[float, float]:
         """Where the asset is: home, on its way, or at the destination of its last move."""
