@@ -62,6 +62,22 @@ class IngestMetrics:
             "State store transaction latency (ledger, rollups, registry) per batch",
             registry=self.registry,
         )
+        self.state_cpu = Counter(
+            "lw_ingest_state_cpu_seconds",
+            "CPU (thread time) of the state store transactions; their wall time"
+            " (lw_ingest_state_write_seconds_sum) minus this is waiting: write lock, fsync",
+            registry=self.registry,
+        )
+        self.hook_cpu = Counter(
+            "lw_ingest_hook_cpu_seconds",
+            "CPU (thread time) of the stored hook (the detectors), per worker",
+            registry=self.registry,
+        )
+        self.hook_seconds = Counter(
+            "lw_ingest_hook_seconds",
+            "Wall time of the stored hook (the detectors); minus its CPU is waiting",
+            registry=self.registry,
+        )
         self.acknowledged = Counter(
             "lw_ingest_messages_acknowledged",
             "MQTT messages acknowledged to the broker (after they were stored)",

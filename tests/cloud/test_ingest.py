@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -238,7 +239,12 @@ async def test_overlapping_batches_store_a_shared_message_once(
         ingestor = runtime.ingestor
         runtime.services.state.register_device("gw-0001", datetime.now(UTC))
         seen: list[list[object]] = []
-        ingestor.on_stored = lambda messages: seen.append(list(messages))
+
+        def hook(messages: Sequence[object]) -> None:
+            seen.append(list(messages))
+            sum(i * i for i in range(100_000))  # some CPU, as the detectors use
+
+        ingestor.on_stored = hook
         inbound = [
             [Inbound(telemetry_topic("gw-0001"), encode(_batch(seq))) for seq in seqs]
             for seqs in ((0, 1), (1, 2))
@@ -249,8 +255,16 @@ async def test_overlapping_batches_store_a_shared_message_once(
         since = NOW - timedelta(seconds=1)
         stored = await runtime.services.telemetry.query("gw-0001", since, NOW + timedelta(hours=1))
         device = next(d for d in runtime.services.state.devices() if d["device"] == "gw-0001")
+        sample = ingestor.metrics.registry.get_sample_value
     finally:
         await runtime.close()
+    # CPU and wall time of the state transactions and of the hook: wall minus CPU is waiting
+    state_cpu, state_wall = (sample("lw_ingest_state_cpu_seconds_total"),
+                             sample("lw_ingest_state_write_seconds_sum"))  # fmt: skip
+    hook_cpu, hook_wall = (sample("lw_ingest_hook_cpu_seconds_total"),
+                           sample("lw_ingest_hook_seconds_total"))  # fmt: skip
+    assert state_cpu is not None and state_wall is not None and 0 < state_cpu <= state_wall
+    assert hook_cpu is not None and hook_wall is not None and 0 < hook_cpu <= hook_wall + 0.01
     assert [(o.stored, o.duplicates) for o in outcomes] == [(2, 0), (1, 1)]
     assert [r.ts for r in stored] == [_batch(seq).readings[0].ts for seq in (0, 1, 2)]  # once each
     assert (device["messages"], device["readings"], device["duplicates"]) == (3, 3, 1)
