@@ -251,31 +251,25 @@ def machine_busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-@dataclass
 class CpuSplit:
     """Where the machine's CPU went during a run: per worker, simulator, broker, store, rest."""
 
-    worker_pids: list[int]
-    broker_pid: int
-    store_pid: int | None
-    began: dict[str, float]
-    workers_s: list[float] = field(default_factory=list)
-    used: dict[str, float] = field(default_factory=dict)
-    wall_s: float = 0.0
+    def __init__(self, pids: dict[str, int]) -> None:
+        """Take the starting readings of these named processes, this process and the machine."""
+        self.pids = pids
+        self.began = self._readings()
+        self.used: dict[str, float] = {}  # CPU-seconds by part, and "wall", once stopped
 
     @classmethod
     def start(
         cls, workers: list[subprocess.Popen[bytes]], broker_pid: int, store_pid: int | None
     ) -> CpuSplit:
-        """Take the starting readings."""
-        split = cls([w.pid for w in workers], broker_pid, store_pid, {})
-        split.began = split._readings()
-        return split
+        """A split over the bench's workers, broker and (when it runs one) store server."""
+        pids = {f"worker-{n}": w.pid for n, w in enumerate(workers)} | {"broker": broker_pid}
+        return cls(pids | ({"store": store_pid} if store_pid else {}))
 
     def _readings(self) -> dict[str, float]:
-        pids = {f"worker-{n}": pid for n, pid in enumerate(self.worker_pids)}
-        pids |= {"broker": self.broker_pid} | ({"store": self.store_pid} if self.store_pid else {})
-        found = {name: process_cpu_s(pid) or 0.0 for name, pid in pids.items()}
+        found = {name: process_cpu_s(pid) or 0.0 for name, pid in self.pids.items()}
         return found | {"simulator": time.process_time(), "machine": machine_busy_s(),
                         "wall": time.monotonic()}  # fmt: skip
 
@@ -283,12 +277,16 @@ class CpuSplit:
         """Take the final readings."""
         ended = self._readings()
         self.used = {name: ended[name] - self.began[name] for name in ended}
-        self.wall_s = self.used.pop("wall")
-        self.workers_s = [self.used[f"worker-{n}"] for n in range(len(self.worker_pids))]
+
+    @property
+    def workers_s(self) -> list[float]:
+        """CPU-seconds of each worker, in start order."""
+        return [seconds for name, seconds in self.used.items() if name.startswith("worker-")]
 
     def cores_by_part(self) -> dict[str, float]:
         """Cores each part kept busy on average over the run (the rest: everything else)."""
-        if self.wall_s <= 0:
+        wall = self.used.get("wall", 0.0)
+        if wall <= 0:
             return {}
         parts = {
             "workers": sum(self.workers_s),
@@ -298,7 +296,7 @@ class CpuSplit:
         }
         parts["rest of the machine"] = max(0.0, self.used["machine"] - sum(parts.values()))
         parts["machine busy"] = self.used["machine"]
-        return {name: round(seconds / self.wall_s, 2) for name, seconds in parts.items()}
+        return {name: round(seconds / wall, 2) for name, seconds in parts.items()}
 
 
 def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:

@@ -50,6 +50,8 @@ ISSUE_INFLUX_VALUES_PER_S = 1_000_000
 ISSUE_SUBSCRIBER_MESSAGES_PER_S = 10_000
 _LINES_PER_BODY = 10_000
 _METRICS = ("running", "rpm", "temp_c", "vib_rms", "current_a", "pressure_bar", "fuel_pct", "lat")
+_DEVICES = 2000
+_ROUND = _DEVICES * len(_METRICS)  # field values per round: one sample of every series
 _CONNECT_TIMEOUT_S = 10.0
 
 
@@ -81,30 +83,32 @@ class ReferenceFigure:
         return self.rate / self.issue_rate
 
 
-def influx_lines(values: int, start_ms: int, fields: int, devices: int = 2000) -> list[bytes]:
+def influx_lines(values: int, start_ms: int, fields: int) -> list[bytes]:
     """Request bodies of line protocol: `values` field values, `fields` per line, ms stamps.
 
-    One field per line is LeaseWatch's shape (a reading is a line); every device has one series
-    per metric, and each round of lines is one more timestamp of every series.
+    One field per line is LeaseWatch's shape (a reading is a line); packed lines carry every
+    metric. Every device has one series per metric, and each round of `_ROUND` values is one
+    more timestamp of every series.
     """
-    metrics = _METRICS[:fields] if fields > 1 else _METRICS
-    lines = (_line(i, devices, metrics, fields, start_ms) for i in range(0, values, fields))
+    if fields not in {1, len(_METRICS)}:
+        raise ValueError(f"fields per line: 1 or {len(_METRICS)}, not {fields}")
+    lines = (_line(i, fields, start_ms) for i in range(0, values, fields))
     return [
         "\n".join(chunk).encode()
         for chunk in iter(lambda: list(itertools.islice(lines, _LINES_PER_BODY)), [])
     ]
 
 
-def _line(i: int, devices: int, metrics: tuple[str, ...], fields: int, start_ms: int) -> str:
+def _line(i: int, fields: int, start_ms: int) -> str:
     """The line holding field value number i (of a line of `fields` values)."""
-    device = i // fields % devices
-    rounds = i // (devices * len(metrics))
+    device = i // fields % _DEVICES
     if fields == 1:
-        metric = (i // devices) % len(metrics)
-        values = f"{metrics[metric]}={(i % 997) * 0.25!r}"
+        metric = (i // _DEVICES) % len(_METRICS)
+        values = f"{_METRICS[metric]}={(i % 997) * 0.25!r}"
     else:
-        values = ",".join(f"{m}={(i + k) % 997 * 0.25!r}" for k, m in enumerate(metrics))
-    return f"lw,device=gw-{device:05d},sensor=band,unit=u {values} {start_ms + rounds * 1000}"
+        values = ",".join(f"{m}={(i + k) % 997 * 0.25!r}" for k, m in enumerate(_METRICS))
+    stamp = start_ms + i // _ROUND * 1000
+    return f"lw,device=gw-{device:05d},sensor=band,unit=u {values} {stamp}"
 
 
 def measure_influx(values: int, workdir: Path, fields: int = 1) -> ReferenceFigure:
@@ -114,7 +118,7 @@ def measure_influx(values: int, workdir: Path, fields: int = 1) -> ReferenceFigu
     much larger than a sample's); the timed values are further samples of those series.
     """
     start_ms = (int(time.time()) - 3600) * 1000
-    warm_up = influx_lines(2000 * len(_METRICS), start_ms, fields)
+    warm_up = influx_lines(_ROUND, start_ms, fields)
     bodies = influx_lines(values, start_ms + 1000, fields)
     server = VictoriaService(workdir / "vm")
     try:
@@ -134,7 +138,7 @@ def measure_influx(values: int, workdir: Path, fields: int = 1) -> ReferenceFigu
             seconds = time.perf_counter() - began
             cpu = time.process_time() - cpu
             vm_cpu = (process_cpu_s(pid) or 0.0) - vm_before
-        stored = _count_samples(server.url) - 2000 * len(_METRICS)
+        stored = _count_samples(server.url) - _ROUND
     finally:
         server.stop()
     shape = "one value per line" if fields == 1 else f"{fields} values per line"
@@ -253,7 +257,7 @@ class _Counter:
 
 
 def run_reference_bench(values: int, messages: int) -> Iterator[ReferenceFigure]:
-    """Measure both references, one after the other (each alone on the machine)."""
+    """Measure the references one after the other (each alone on the machine)."""
     with tempfile.TemporaryDirectory(prefix="lw-reference-") as work:
         yield measure_influx(values, Path(work) / "one", fields=1)
         yield measure_influx(values, Path(work) / "many", fields=len(_METRICS))

@@ -9,7 +9,8 @@ from typing import Any
 
 from leasewatch.wire import TelemetryBatch
 
-RESOLUTIONS_S = (60, 3600)
+MINUTE_S, HOUR_S = 60, 3600
+RESOLUTIONS_S = (MINUTE_S, HOUR_S)
 
 
 @dataclass(slots=True)
@@ -70,8 +71,8 @@ class RollupAggregate:
             for minute, (n, total, low, high) in per_minute.items():
                 if (at := when.get(minute)) is None:
                     at = when[minute] = bucket(minute)
-                append((device, sensor, metric, 60, at, unit, int(n), total, low, high))
-                if (hour := hours.get(start := minute - minute % 3600)) is None:
+                append((device, sensor, metric, MINUTE_S, at, unit, int(n), total, low, high))
+                if (hour := hours.get(start := minute - minute % HOUR_S)) is None:
                     hours[start] = [n, total, low, high]
                     continue
                 hour[0] += n
@@ -81,7 +82,7 @@ class RollupAggregate:
             for start, (n, total, low, high) in hours.items():
                 if (at := when.get(start)) is None:
                     at = when[start] = bucket(start)
-                append((device, sensor, metric, 3600, at, unit, int(n), total, low, high))
+                append((device, sensor, metric, HOUR_S, at, unit, int(n), total, low, high))
         return rows
 
     @property
@@ -103,7 +104,7 @@ def aggregate(batches: Iterable[TelemetryBatch]) -> RollupAggregate:
                 per_minute = minutes[series] = {}
             epoch = int(reading.ts.timestamp())
             value = reading.value
-            if (slot := per_minute.get(minute := epoch - epoch % 60)) is None:
+            if (slot := per_minute.get(minute := epoch - epoch % MINUTE_S)) is None:
                 per_minute[minute] = [1, value, value, value]
                 continue
             slot[0] += 1
