@@ -173,6 +173,25 @@ async def eventually(
         await asyncio.sleep(0.2)
 
 
+async def settled(probe: Callable[[], Any], quiet: float = 2.0, timeout: float = 30.0) -> Any:
+    """Call an async probe until its result has not changed for `quiet` seconds.
+
+    For a snapshot of what is still arriving: messages the broker accepted before a kill -9
+    are stored a moment later, and a count taken at once would miss them.
+    """
+    deadline = time.monotonic() + timeout
+    last = await probe()
+    since = time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still changing after {timeout} s; last: {last!r}")
+        await asyncio.sleep(0.25)
+        result = await probe()
+        if result != last:
+            last, since = result, time.monotonic()
+    return last
+
+
 def port_is_free(port: int) -> bool:
     """Whether nothing listens on 127.0.0.1:port."""
     with socket.socket() as sock:

@@ -37,6 +37,7 @@ from tests.slice import (
     eventually,
     running_cloud,
     running_gateway,
+    settled,
 )
 
 PASSWORDS = {"gw-0001": "gateway-pass-1", "ingestor": "ingestor-pass-1", "monitor": "monitor-pass"}
@@ -250,7 +251,8 @@ async def test_kill_9_mid_stream_loses_nothing_duplicates_nothing_and_sigterm_fl
         await eventually(lambda: _holding(data_dir), bool)  # mid-stream, readings in hand
         first.send_signal(signal.SIGKILL)
         await first.wait()
-        delivered_before = set(await _stored(api_url))
+        # what the broker accepted before the kill is stored a moment later: wait for it
+        delivered_before = set(await settled(lambda: _stored(api_url)))
         held = _buffered(data_dir, tmp_path / "snapshot")
         assert held, "the killed agent had readings not yet acknowledged"
 
