@@ -47,18 +47,20 @@ from cloud.schema import (
     rejection_counts,
     rollups,
 )
+from cloud.sqlite_rows import ValuesStatement
 from leasewatch.wire import GatewayHealth, GatewayStatus, RejectReason, TelemetryBatch
 
 DEAD_LETTER_PAYLOAD_BYTES = 4096
 #: A stored status or health report stamped further than this ahead of the cloud's clock yields
 #: to any later one (see `StateStore._health_statement`).
 STAMP_AHEAD_SLACK = timedelta(minutes=5)
-_ROLLUP_SQLITE = (
-    "INSERT INTO rollups (device, sensor, metric, resolution_s, bucket, unit, count, sum, min, max)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROLLUP_COLUMNS = "device, sensor, metric, resolution_s, bucket, unit, count, sum, min, max"
+_ROLLUP_SQLITE = ValuesStatement(
+    f"INSERT INTO rollups ({_ROLLUP_COLUMNS})",
+    10,
     " ON CONFLICT (device, sensor, metric, resolution_s, bucket) DO UPDATE SET"
     " count = rollups.count + excluded.count, sum = rollups.sum + excluded.sum,"
-    " min = MIN(rollups.min, excluded.min), max = MAX(rollups.max, excluded.max)"
+    " min = MIN(rollups.min, excluded.min), max = MAX(rollups.max, excluded.max)",
 )
 _ROLLUP_UNNEST = (
     "INSERT INTO rollups (device, sensor, metric, resolution_s, bucket, unit, count, sum, min, max)"
@@ -413,7 +415,8 @@ class StateStore:
 
         PostgreSQL: every row in one INSERT ... SELECT FROM unnest(arrays), in key order so
         concurrent workers lock shared buckets in the same order (no deadlocks). SQLite (one
-        writer at a time, in-process): an executemany in any order.
+        writer at a time, in-process): multi-row VALUES statements in any order (not an
+        executemany: see `cloud.sqlite_rows`).
         """
         if not rows:
             return
@@ -421,7 +424,8 @@ class StateStore:
             columns = tuple(list(column) for column in zip(*rows, strict=True))
             conn.exec_driver_sql(_ROLLUP_UNNEST, columns)
         else:
-            conn.exec_driver_sql(_ROLLUP_SQLITE, rows)
+            for sql, params in _ROLLUP_SQLITE.statements(rows):
+                conn.exec_driver_sql(sql, params)
 
     def _bucket_param(self, epoch: int) -> Any:
         """A bucket's start as the column wants it: an aware datetime, or SQLite's text."""

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cloud.sqlite_rows import ValuesStatement
 from cloud.telemetry import (
     ReadingBucket,
     StoredReading,
@@ -49,9 +50,8 @@ CREATE TABLE IF NOT EXISTS reading (
     PRIMARY KEY (device, ts, sensor, metric)
 ) WITHOUT ROWID
 """
-_INSERT = (
-    "INSERT OR IGNORE INTO reading (device, ts, sensor, metric, value, unit)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT = ValuesStatement(
+    "INSERT OR IGNORE INTO reading (device, ts, sensor, metric, value, unit)", 6
 )
 _SELECT = (
     "SELECT sensor, metric, ts, value, unit FROM reading"
@@ -169,7 +169,8 @@ class SqliteTelemetryStore:
             conn = self._open_connection()
             try:
                 with conn:
-                    conn.executemany(_INSERT, rows)
+                    for sql, params in _INSERT.statements(rows):  # not executemany: see there
+                        conn.execute(sql, params)
             except sqlite3.Error as err:
                 raise TelemetryStoreError(
                     f"SQLite telemetry store {self.path} did not take {len(rows)} readings: {err}"
