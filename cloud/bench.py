@@ -198,8 +198,10 @@ def _sent(report: Path) -> tuple[dict[Key, tuple[int, float]], int]:
 
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        return create_engine(parsed.set(drivername="postgresql+psycopg"))
+    if parsed.get_backend_name() == "postgresql":  # any driver named, psycopg 3 if none
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed)
     return create_engine(parsed, connect_args={"timeout": 30})
 
 

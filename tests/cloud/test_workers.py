@@ -116,3 +116,16 @@ def test_the_ingest_benchmark_paces_the_fleet_and_accounts_for_every_message(
     assert cores["machine busy"] >= cores["workers"] + cores["broker"] - 0.05
     rows = _detector_rows(state_url)
     assert (rows > 0) if detect else (rows == 0), f"{rows} detector state rows"
+
+
+def test_the_ingest_benchmark_runs_on_a_postgresql_state_store(postgres_url: str) -> None:
+    """`--state-url` with the driver named (as the team's URLs are): the bench reads that ledger."""
+    options = IngestBenchOptions(
+        backend="sqlite", duration_s=3.0, workers=2, assets=50, rate=2000.0, drain_timeout_s=30,
+        state_url=postgres_url,
+    )  # fmt: skip
+    result = run_ingest_bench(options)
+    assert postgres_url.startswith("postgresql+psycopg://")
+    assert result.sent_messages > 0 and result.missing == 0 and result.unexpected == 0
+    assert result.stored_readings == result.sent_readings
+    assert _detector_rows(postgres_url) > 0
