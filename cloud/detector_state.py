@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cloud.schema import detector_state
+from cloud.sqlite_rows import ValuesStatement
 
 _S = detector_state.c
 
@@ -98,7 +99,8 @@ def _insert_missing(conn: Connection, devices: list[str], lease: str, now: datet
         conn.execute(pg_insert(detector_state).on_conflict_do_nothing(), rows)
         return
     at = _stored_time(conn, now)
-    conn.exec_driver_sql(_INSERT_SQLITE, [(d, lease, at) for d in devices])
+    for sql, params in _INSERT_SQLITE.statements([(d, lease, "{}", at) for d in devices]):
+        conn.exec_driver_sql(sql, params)
 
 
 def _select_leases(
@@ -153,7 +155,7 @@ def save_state_texts(conn: Connection, rows: Iterable[tuple[str, str, str]], now
     """Insert or replace many (device, detector, state JSON text) rows.
 
     PostgreSQL: one INSERT ... SELECT FROM unnest(arrays) in key order (one round trip, and
-    concurrent workers touch rows in the same order); SQLite: one executemany.
+    concurrent workers touch rows in the same order); SQLite: multi-row VALUES statements.
     """
     ordered = sorted(rows)
     if not ordered:
@@ -164,17 +166,21 @@ def save_state_texts(conn: Connection, rows: Iterable[tuple[str, str, str]], now
         conn.exec_driver_sql(_UPSERT_UNNEST, (devices, names, texts, [at] * len(ordered)))
         return
     stored = _stored_time(conn, at)
-    conn.exec_driver_sql(_UPSERT_SQLITE, [(d, n, t, stored) for d, n, t in ordered])
+    for sql, params in _UPSERT_SQLITE.statements([(d, n, t, stored) for d, n, t in ordered]):
+        conn.exec_driver_sql(sql, params)
 
 
-_INSERT_SQLITE = (
-    "INSERT INTO detector_state (device, detector, state, updated_at) VALUES (?, ?, '{}', ?)"
-    " ON CONFLICT (device, detector) DO NOTHING"
+# multi-row VALUES, not executemany: see cloud.sqlite_rows
+_INSERT_SQLITE = ValuesStatement(
+    "INSERT INTO detector_state (device, detector, state, updated_at)",
+    4,
+    " ON CONFLICT (device, detector) DO NOTHING",
 )
-_UPSERT_SQLITE = (
-    "INSERT INTO detector_state (device, detector, state, updated_at) VALUES (?, ?, ?, ?)"
+_UPSERT_SQLITE = ValuesStatement(
+    "INSERT INTO detector_state (device, detector, state, updated_at)",
+    4,
     " ON CONFLICT (device, detector) DO UPDATE SET"
-    " state = excluded.state, updated_at = excluded.updated_at"
+    " state = excluded.state, updated_at = excluded.updated_at",
 )
 
 
