@@ -177,6 +177,20 @@ async def start_agent(config: Path, log: Path, prefix: tuple[str, ...] = ()) -> 
         )
 
 
+@asynccontextmanager
+async def agent_process(
+    config: Path, log: Path, prefix: tuple[str, ...] = ()
+) -> AsyncIterator[Any]:
+    """`start_agent`, killed on the way out if the test left it running (a failed assertion)."""
+    agent = await start_agent(config, log, prefix)
+    try:
+        yield agent
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+
+
 def _ms(ts: datetime) -> int:
     return round(ts.timestamp() * 1000)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from firmware_sim.machine import HeldMachine
 from firmware_sim.modbus_slave import ModbusRtuSlave
 from firmware_sim.pty_pair import PtyPair
 from leasewatch.wire import CommandAck, device_topic, encode
-from tests.edge.test_agent import agent_toml, start_agent
+from tests.edge.test_agent import agent_process, agent_toml
 from tests.services.mosquitto import MosquittoBroker
 from tests.slice import BrokerAddress, api_get, api_post, cloud_settings, eventually, running_cloud
 
@@ -54,10 +56,11 @@ async def _answered(api_url: str, ids: list[str], timeout: float = 60) -> dict[s
     return history
 
 
-async def _run_agent(config: Path, log: Path, api_url: str) -> Any:
-    agent = await start_agent(config, log)
-    await eventually(lambda: _status_of(api_url), lambda s: s == "online", timeout=60)
-    return agent
+@asynccontextmanager
+async def _agent_online(config: Path, log: Path, api_url: str) -> AsyncIterator[Any]:
+    async with agent_process(config, log) as agent:
+        await eventually(lambda: _status_of(api_url), lambda s: s == "online", timeout=60)
+        yield agent
 
 
 async def _stop_agent(agent: Any, log: Path) -> None:
@@ -125,9 +128,9 @@ async def _offline_gateway(api_url: str, config: Path, log: Path, runtime: Cloud
     assert history[short["id"]]["detail"] == "no final answer before it expired"
     assert history[waiting["id"]]["ack_status"] is None
 
-    agent = await _run_agent(config, log, api_url)
-    history = await _answered(api_url, [waiting["id"], short["id"]])
-    await _stop_agent(agent, log)
+    async with _agent_online(config, log, api_url) as agent:
+        history = await _answered(api_url, [waiting["id"], short["id"]])
+        await _stop_agent(agent, log)
     assert history[waiting["id"]]["status"] == "acknowledged"
     assert history[waiting["id"]]["ack_result"] == {"boot": await _boot(api_url)}
     assert history[short["id"]]["status"] == "expired"
@@ -160,10 +163,10 @@ async def test_commands_reach_a_real_agent_and_the_acks_land_in_the_history(
             agent_toml(password=address.device_passwords[DEVICE], port=address.port,
                        data_dir=data_dir, port_path=pair.client_path)
         )  # fmt: skip
-        agent = await _run_agent(config, log, api_url)
-        await _commands_run_by_the_agent(api_url, data_dir)
-        await _repeated_and_unknown_acks(mosquitto_broker, api_url)
-        await _stop_agent(agent, log)
+        async with _agent_online(config, log, api_url) as agent:
+            await _commands_run_by_the_agent(api_url, data_dir)
+            await _repeated_and_unknown_acks(mosquitto_broker, api_url)
+            await _stop_agent(agent, log)
         await eventually(lambda: _status_of(api_url), lambda s: s == "offline")
         await _offline_gateway(api_url, config, log, runtime)
 
