@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -60,16 +61,18 @@ duplicate_counts = Table(
 rollups = Table(
     "rollups",
     metadata,
-    Column("device", String(64), primary_key=True),
-    Column("sensor", String(64), primary_key=True),
-    Column("metric", String(64), primary_key=True),
-    Column("resolution_s", Integer, primary_key=True),
-    Column("bucket", DateTime(timezone=True), primary_key=True),
+    Column("device", String(64), nullable=False),
+    Column("sensor", String(64), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("resolution_s", Integer, nullable=False),
+    Column("bucket", DateTime(timezone=True), nullable=False),
     Column("unit", String(16), nullable=False),
     Column("count", Integer, nullable=False),
     Column("sum", Float, nullable=False),
     Column("min", Float, nullable=False),
     Column("max", Float, nullable=False),
+    # time-major: a device's buckets of a time range are one key range (migration 0010)
+    PrimaryKeyConstraint("device", "resolution_s", "bucket", "sensor", "metric"),
     sqlite_with_rowid=False,  # one B-tree: the rows in key order (migration 0009)
 )
 
