@@ -6,12 +6,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, text
 
 from cloud.schema import rollups
 from cloud.state import StateStore
+from tests.cloud.test_sqlite_state_file import migrate_to
 
 T0 = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
 TIME_MAJOR = ["device", "resolution_s", "bucket", "sensor", "metric"]
@@ -24,16 +23,6 @@ _KEY_SQL = {
     " WHERE i.indrelid = 'rollups'::regclass AND i.indisprimary"
     " ORDER BY array_position(i.indkey::int2[], a.attnum)",
 }
-
-
-def _migrate(url: str, revision: str, *, down: bool = False) -> None:
-    engine = create_engine(url)
-    config = Config()
-    config.set_main_option("script_location", "cloud:migrations")
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(config, revision)
-    engine.dispose()
 
 
 def _key_and_rows(url: str) -> tuple[list[str], list[tuple[object, ...]]]:
@@ -56,7 +45,7 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_migration_0010_keys_rollups_time_major_and_keeps_every_row(state_url: str) -> None:
-    _migrate(state_url, "0009")
+    migrate_to(state_url, "0009")
     engine = create_engine(state_url)
     rows = [
         {"device": device, "sensor": "machine", "metric": metric, "resolution_s": 60,
@@ -72,7 +61,7 @@ def test_migration_0010_keys_rollups_time_major_and_keeps_every_row(state_url: s
     key, before = _key_and_rows(state_url)
     assert key == MEASURE_MAJOR and len(before) == 12
 
-    _migrate(state_url, "head")
+    migrate_to(state_url, "head")
     key, after = _key_and_rows(state_url)
     assert key == TIME_MAJOR and after == before
     store = StateStore(state_url)
@@ -86,7 +75,7 @@ def test_migration_0010_keys_rollups_time_major_and_keeps_every_row(state_url: s
     finally:
         store.close()
 
-    _migrate(state_url, "0009", down=True)
+    migrate_to(state_url, "0009", down=True)
     key, back = _key_and_rows(state_url)
     assert key == MEASURE_MAJOR and back == before
 

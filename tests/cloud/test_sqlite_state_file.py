@@ -15,8 +15,9 @@ from cloud.state import StateStore
 T0 = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
 
 
-def _migrate(database: Path, revision: str, *, down: bool = False) -> None:
-    engine = create_engine(f"sqlite:///{database}")
+def migrate_to(url: str, revision: str, *, down: bool = False) -> None:
+    """Run the state store's migrations up (or down) to `revision` on the database at `url`."""
+    engine = create_engine(url)
     config = Config()
     config.set_main_option("script_location", "cloud:migrations")
     with engine.begin() as conn:
@@ -34,7 +35,7 @@ def _rollups(database: Path) -> tuple[str, list[tuple[object, ...]]]:
 
 def test_migration_0009_keeps_every_rollup_row_without_rowid_and_back(tmp_path: Path) -> None:
     database = tmp_path / "state.sqlite"
-    _migrate(database, "0008")
+    migrate_to(f"sqlite:///{database}", "0008")
     with sqlite3.connect(database) as conn:
         conn.executemany(
             "INSERT INTO rollups VALUES (?, 'machine', ?, 3600, '2026-12-01 10:00:00.000000',"
@@ -42,7 +43,7 @@ def test_migration_0009_keeps_every_rollup_row_without_rowid_and_back(tmp_path: 
             [("gw-1", "running", 42.0), ("gw-1", "temperature", 61.5), ("gw-2", "running", 3.0)],
         )
     before = _rollups(database)[1]
-    _migrate(database, "head")
+    migrate_to(f"sqlite:///{database}", "head")
     sql, after = _rollups(database)
     assert sql.endswith("WITHOUT ROWID") and after == before
     store = StateStore(f"sqlite:///{database}")  # the store reads them back, index in use
@@ -51,6 +52,6 @@ def test_migration_0009_keeps_every_rollup_row_without_rowid_and_back(tmp_path: 
         assert (hour["metric"], hour["sum"]) == ("running", 3.0)
     finally:
         store.close()
-    _migrate(database, "0008", down=True)
+    migrate_to(f"sqlite:///{database}", "0008", down=True)
     sql, back = _rollups(database)
     assert "WITHOUT ROWID" not in sql and back == before
