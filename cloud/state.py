@@ -406,15 +406,15 @@ class StateStore:
         )
 
     def _rollup_rows(self, stored: Sequence[TelemetryBatch]) -> list[RollupRow]:
-        """The rollup deltas of stored messages as upsert rows (in key order on PostgreSQL)."""
+        """The rollup deltas of stored messages as upsert rows (sorted on PostgreSQL)."""
         rows = aggregate(stored).rows(self._bucket_param)
         return sorted(rows) if self._postgres else rows
 
     def _apply_rollups(self, conn: Connection, rows: list[RollupRow]) -> None:
         """Upsert rollup rows: one statement.
 
-        PostgreSQL: every row in one INSERT ... SELECT FROM unnest(arrays), in key order so
-        concurrent workers lock shared buckets in the same order (no deadlocks). SQLite (one
+        PostgreSQL: every row in one INSERT ... SELECT FROM unnest(arrays), sorted, so
+        concurrent workers lock shared buckets in one fixed order (no deadlocks). SQLite (one
         writer at a time, in-process): multi-row VALUES statements in any order (not an
         executemany: see `cloud.sqlite_rows`).
         """
