@@ -171,13 +171,10 @@ def save_state_texts(conn: Connection, rows: Iterable[tuple[str, str, str]], now
 
 
 # multi-row VALUES, not executemany: see cloud.sqlite_rows
-_INSERT_SQLITE = ValuesStatement(
-    "INSERT INTO detector_state (device, detector, state, updated_at)",
-    4,
-    " ON CONFLICT (device, detector) DO NOTHING",
-)
+_INSERT_INTO = "INSERT INTO detector_state (device, detector, state, updated_at)"
+_INSERT_SQLITE = ValuesStatement(_INSERT_INTO, 4, " ON CONFLICT (device, detector) DO NOTHING")
 _UPSERT_SQLITE = ValuesStatement(
-    "INSERT INTO detector_state (device, detector, state, updated_at)",
+    _INSERT_INTO,
     4,
     " ON CONFLICT (device, detector) DO UPDATE SET"
     " state = excluded.state, updated_at = excluded.updated_at",

@@ -28,7 +28,6 @@ class ValuesStatement:
 
     def __init__(self, head: str, width: int, tail: str = "") -> None:
         """`head` up to `VALUES`, `width` values per row, `tail` after the values list."""
-        self._head, self._tail = head, tail
         row = "(" + ", ".join("?" * width) + ")"
         self._sql = {size: f"{head} VALUES {', '.join([row] * size)}{tail}" for size in SIZES}
 

@@ -411,7 +411,7 @@ class StateStore:
         return sorted(rows) if self._postgres else rows
 
     def _apply_rollups(self, conn: Connection, rows: list[RollupRow]) -> None:
-        """Upsert rollup rows: one statement.
+        """Upsert rollup rows.
 
         PostgreSQL: every row in one INSERT ... SELECT FROM unnest(arrays), sorted, so
         concurrent workers lock shared buckets in one fixed order (no deadlocks). SQLite (one
