@@ -107,7 +107,10 @@ def test_the_ingest_benchmark_paces_the_fleet_and_accounts_for_every_message(
     result = run_ingest_bench(options)
     assert result.sent_messages > 0 and result.missing == 0 and result.unexpected == 0
     assert result.stored_readings == result.sent_readings
-    assert 1000 < result.offered_per_s < 3000  # paced near the offered 2,000 readings/s
+    # paced at the offered 2,000 readings/s, timed from the first PUBACK (a paced fleet sends
+    # nothing in its first window period), and the workers keep up with it
+    assert 1800 < result.offered_per_s < 2200
+    assert result.readings_per_s > 1500
     assert 0 < result.latency_p50_s <= result.latency_p99_s
     cores = result.cpu_cores  # where the machine's CPU went: each part measured, none negative
     assert cores["workers"] > 0 and cores["simulator (this process)"] > 0 and "broker" in cores

@@ -24,6 +24,7 @@ def test_an_unpaced_run_is_held_to_the_backends_target() -> None:
     text = _rendered(IngestBenchOptions(backend="sqlite"), 420_000, 10.0)
     assert "42,000" in text and "50,000 (0.84x)" in text
     assert "workers 1.15, simulator (this process) 0.40, machine busy 1.90" in text
+    assert "2 / 2,000 / 5,000 msgs" in text  # the deployed batch size unless told otherwise
 
 
 def test_a_paced_run_is_held_to_what_it_offered_not_to_the_maximum() -> None:
