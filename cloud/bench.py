@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.engine import make_url
 
@@ -83,6 +84,8 @@ class IngestBenchResult:
     latency_p99_s: float
     worker_cpu_percent: list[float]
     fleet_retries: int = 0
+    #: Messages per batch the workers processed, on average (batches grow under backlog).
+    mean_batch_messages: float = 0.0
     #: Cores used over the run (CPU-seconds / wall seconds) by part: workers, simulator,
     #: broker, store server, the rest of the machine; and the machine's busy cores in all.
     cpu_cores: dict[str, float] = field(default_factory=dict)
@@ -122,6 +125,29 @@ def _victoria(workdir: Path) -> Iterator[tuple[str, int | None]]:
         server.stop()
 
 
+@dataclass(frozen=True)
+class BenchWorker:
+    """One `leasewatch cloud ingest` process the bench started, and its ops port."""
+
+    process: subprocess.Popen[bytes]
+    ops_port: int
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    def batch_messages(self) -> tuple[float, float]:
+        """(messages, batches) the worker has processed, from its /metrics."""
+        text = httpx.get(f"http://127.0.0.1:{self.ops_port}/metrics", timeout=5).text
+        found = {"lw_ingest_batch_messages_sum": 0.0, "lw_ingest_batch_messages_count": 0.0}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in found:
+                    found[sample.name] = sample.value
+        return found["lw_ingest_batch_messages_sum"], found["lw_ingest_batch_messages_count"]
+
+
 @contextmanager
 def ingest_workers(
     broker: LocalBroker,
@@ -131,7 +157,7 @@ def ingest_workers(
     state: str,
     workdir: Path,
     settings: Mapping[str, str] = {},
-) -> Iterator[list[subprocess.Popen[bytes]]]:
+) -> Iterator[list[BenchWorker]]:
     """`count` `leasewatch cloud ingest` processes on the bench broker, subscribed when this yields.
 
     Each gets the bench's service account, its own client id and ops port, and `settings`
@@ -147,6 +173,7 @@ def ingest_workers(
     }  # fmt: skip
     env.update({f"LEASEWATCH_{k}": v for k, v in values.items()})
     processes: list[subprocess.Popen[bytes]] = []
+    workers: list[BenchWorker] = []
     try:
         for number in range(1, count + 1):
             port = free_port()
@@ -158,9 +185,10 @@ def ingest_workers(
                     env=env | own, stdout=log, stderr=subprocess.STDOUT,
                 )  # fmt: skip
             processes.append(process)
+            workers.append(BenchWorker(process, port))
             if not _subscribed(process, port, _WORKER_START_S):
                 raise IngestBenchError(f"ingest worker {number} did not subscribe; see {workdir}")
-        yield processes
+        yield workers
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -264,9 +292,7 @@ class CpuSplit:
         self.used: dict[str, float] = {}  # CPU-seconds by part, and "wall", once stopped
 
     @classmethod
-    def start(
-        cls, workers: list[subprocess.Popen[bytes]], broker_pid: int, store_pid: int | None
-    ) -> CpuSplit:
+    def start(cls, workers: list[BenchWorker], broker_pid: int, store_pid: int | None) -> CpuSplit:
         """A split over the bench's workers, broker and (when it runs one) store server."""
         pids = {f"worker-{n}": w.pid for n, w in enumerate(workers)} | {"broker": broker_pid}
         return cls(pids | ({"store": store_pid} if store_pid else {}))
@@ -327,6 +353,7 @@ def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
             sent, sent_messages = _sent(report_path)
             _drain(state_url, len(sent), options.drain_timeout_s)
             meter.stop()
+            counts = [w.batch_messages() for w in workers]  # (messages, batches) of each
         ledger = _ledger(state_url)
     return _result(
         options,
@@ -335,6 +362,7 @@ def run_ingest_bench(options: IngestBenchOptions) -> IngestBenchResult:
         ledger=ledger,
         cpu=meter,
         fleet_retries=fleet.retries,
+        mean_batch=sum(m for m, _ in counts) / max(1.0, sum(b for _, b in counts)),
     )
 
 
@@ -388,6 +416,7 @@ def _result(
     ledger: dict[Key, tuple[int, float]],
     cpu: CpuSplit,
     fleet_retries: int,
+    mean_batch: float,
 ) -> IngestBenchResult:
     """The figures, timed from the first acknowledged publish.
 
@@ -414,5 +443,6 @@ def _result(
         latency_p99_s=_percentile(latencies, 0.99),
         worker_cpu_percent=[round(100 * used / ingest_s, 1) for used in cpu.workers_s],
         fleet_retries=fleet_retries,
+        mean_batch_messages=mean_batch,
         cpu_cores=cpu.cores_by_part(),
     )

@@ -39,7 +39,7 @@ class IngestMetrics:
         self.batch_size = Histogram(
             "lw_ingest_batch_messages",
             "Messages per processed batch",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000),
             registry=self.registry,
         )
         self.lag = Histogram(

@@ -92,6 +92,8 @@ def ingest_table(result: IngestBenchResult) -> Table:
         ("published readings/s; drain after the last publish",
          f"{result.offered_per_s:,.0f}; {result.drain_s:.1f} s", ""),
         ("fleet retries (not delivered / no PUBACK)", f"{result.fleet_retries}", ""),
+        ("messages per batch (mean; grows with a backlog)", f"{result.mean_batch_messages:,.0f}",
+         ""),
         ("worker CPU (% of one core)", ", ".join(f"{c}%" for c in result.worker_cpu_percent), ""),
         ("readings per worker CPU-second", f"{result.readings_per_cpu_s:,.0f}", ""),
         ("cores busy over the run, by part", _cores(result.cpu_cores), f"{os.cpu_count()} cores"),

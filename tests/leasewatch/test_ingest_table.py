@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Console
 
 from cloud.bench import IngestBenchOptions, IngestBenchResult
@@ -13,6 +15,7 @@ def _rendered(options: IngestBenchOptions, stored_readings: int, ingest_s: float
         options=options, sent_messages=1000, sent_readings=stored_readings, publish_s=ingest_s,
         stored_messages=1000, stored_readings=stored_readings, ingest_s=ingest_s, missing=0,
         unexpected=0, latency_p50_s=0.2, latency_p99_s=0.5, worker_cpu_percent=[60.0, 55.0],
+        mean_batch_messages=3456.7,
         cpu_cores={"workers": 1.15, "simulator (this process)": 0.4, "machine busy": 1.9},
     )  # fmt: skip
     console = Console(width=250, record=True)
@@ -25,6 +28,7 @@ def test_an_unpaced_run_is_held_to_the_backends_target() -> None:
     assert "42,000" in text and "50,000 (0.84x)" in text
     assert "workers 1.15, simulator (this process) 0.40, machine busy 1.90" in text
     assert "2 / 2,000 / 5,000 msgs" in text  # the deployed batch size unless told otherwise
+    assert re.search(r"messages per batch \(mean; grows with a backlog\) +│ 3,457 ", text)
 
 
 def test_a_paced_run_is_held_to_what_it_offered_not_to_the_maximum() -> None:
