@@ -2,9 +2,9 @@
 
 It starts a Mosquitto with the deployed config, the telemetry store (a SQLite file or a private
 VictoriaMetrics), N `leasewatch cloud ingest` worker processes on one shared subscription, and
-publishes the `fleet-load` scenario unpaced for the given duration. Then it waits until the
-workers have stored everything and compares the stored set with the sent set by
-(device, boot, seq). Figures: sustained readings/s, broker-to-stored latency p50/p99, loss and
+publishes the `fleet-load` scenario for the given duration, unpaced or at an offered rate. Then
+it waits until the workers have stored everything and compares the stored set with the sent set
+by (device, boot, seq). Figures: sustained readings/s, broker-to-stored latency p50/p99, loss and
 duplicates, CPU of each process.
 """
 
@@ -172,7 +172,6 @@ def ingest_workers(
         "STATE_URL": state, "AUTO_REGISTER_DEVICES": "true", **settings,
     }  # fmt: skip
     env.update({f"LEASEWATCH_{k}": v for k, v in values.items()})
-    processes: list[subprocess.Popen[bytes]] = []
     workers: list[BenchWorker] = []
     try:
         for number in range(1, count + 1):
@@ -184,19 +183,18 @@ def ingest_workers(
                     [LEASEWATCH, "cloud", "ingest", "--log-level", "WARNING"],
                     env=env | own, stdout=log, stderr=subprocess.STDOUT,
                 )  # fmt: skip
-            processes.append(process)
             workers.append(BenchWorker(process, port))
             if not _subscribed(process, port, _WORKER_START_S):
                 raise IngestBenchError(f"ingest worker {number} did not subscribe; see {workdir}")
         yield workers
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
+        for worker in workers:
+            worker.process.send_signal(signal.SIGTERM)
+        for worker in workers:
             try:
-                process.wait(timeout=30)
+                worker.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                process.kill()
+                worker.process.kill()
 
 
 def _subscribed(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
