@@ -139,13 +139,21 @@ class BenchWorker:
 
     def batch_messages(self) -> tuple[float, float]:
         """(messages, batches) the worker has processed, from its /metrics."""
-        text = httpx.get(f"http://127.0.0.1:{self.ops_port}/metrics", timeout=5).text
-        found = {"lw_ingest_batch_messages_sum": 0.0, "lw_ingest_batch_messages_count": 0.0}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name in found:
-                    found[sample.name] = sample.value
-        return found["lw_ingest_batch_messages_sum"], found["lw_ingest_batch_messages_count"]
+        found = ops_metrics(self.ops_port)
+        return (
+            found.get("lw_ingest_batch_messages_sum", 0.0),
+            found.get("lw_ingest_batch_messages_count", 0.0),
+        )
+
+
+def ops_metrics(port: int) -> dict[str, float]:
+    """A worker's /metrics on its ops port: sample name -> value (the first of a labelled one)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, float(sample.value))
+    return found
 
 
 @contextmanager

@@ -11,12 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from cloud.alerts.store import AlertStore
+from cloud.bench import ops_metrics
 from cloud.schema import alert_deliveries
 from cloud.state import StateStore
 from leasewatch.wire import (
@@ -150,12 +149,10 @@ def _fleet_stream(start: datetime, minutes: int) -> list[TelemetryBatch]:
 
 def metric(worker: IngestWorker, name: str) -> float:
     """One sample of the worker's /metrics."""
-    text = httpx.get(f"http://127.0.0.1:{worker.ops_port}/metrics", timeout=5).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                return float(sample.value)
-    raise AssertionError(f"{name} is not exposed")
+    found = ops_metrics(worker.ops_port)
+    if name not in found:
+        raise AssertionError(f"{name} is not exposed")
+    return found[name]
 
 
 def _alerts(state_url: str) -> set[tuple[str, str, str, str]]:
