@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from msgspec.structs import replace
 from sqlalchemy import (
     Column,
     DateTime,
@@ -136,10 +137,9 @@ class GatewayClocks:
 def shifted(batch: TelemetryBatch, seconds: float) -> TelemetryBatch:
     """The same message with every stamp moved by `seconds`."""
     delta = timedelta(seconds=seconds)
-    return batch.model_copy(
-        update={
-            "sent_at": batch.sent_at + delta,
-            "readings": [r.model_copy(update={"ts": r.ts + delta}) for r in batch.readings],
-            "events": [e.model_copy(update={"ts": e.ts + delta}) for e in batch.events],
-        }
+    return replace(
+        batch,
+        sent_at=batch.sent_at + delta,
+        readings=[replace(r, ts=r.ts + delta) for r in batch.readings],
+        events=[replace(e, ts=e.ts + delta) for e in batch.events],
     )

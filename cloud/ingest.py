@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+import msgspec
 import structlog
 from prometheus_client import Counter
 from sqlalchemy.exc import OperationalError
@@ -322,9 +323,7 @@ class Ingestor:
         reason = RejectReason.STORE_REFUSED
         self.metrics.rejected.labels(reason.value).inc()
         log.warning("telemetry store refused a reading", device=device, ts=str(reading.ts), why=why)
-        return Rejection(
-            now, reason, telemetry_topic(device), why, reading.model_dump_json().encode()
-        )
+        return Rejection(now, reason, telemetry_topic(device), why, msgspec.json.encode(reading))
 
     async def enforce_retention(self, stop: asyncio.Event, every_s: float = 3600.0) -> None:
         """Delete raw readings past the retention period, hourly, until `stop` is set."""

@@ -15,7 +15,6 @@ nothing is left to evict, new readings are dropped and counted. The agent keeps 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec
 import structlog
 
 from edge.ballast import Ballast
@@ -82,12 +82,12 @@ class OutboxMessage:
     @property
     def readings(self) -> tuple[Reading, ...]:
         """The message's readings, validated again (for tests and tools)."""
-        return tuple(Reading.model_validate(r) for r in json.loads(self.readings_json))
+        return tuple(msgspec.json.decode(self.readings_json, type=list[Reading]))
 
     @property
     def events(self) -> tuple[MachineEvent, ...]:
         """The message's events, validated again (for tests and tools)."""
-        return tuple(MachineEvent.model_validate(e) for e in json.loads(self.events_json))
+        return tuple(msgspec.json.decode(self.events_json, type=list[MachineEvent]))
 
 
 def to_ms(ts: datetime) -> int:
@@ -203,8 +203,9 @@ class ReadingBuffer:
         Returns False, after counting them as dropped, when storage is full and nothing is left
         to evict.
         """
-        rows = [("r", to_ms(r.ts), r.model_dump_json()) for r in readings]
-        rows += [("e", to_ms(e.ts), e.model_dump_json()) for e in events]
+        encode = msgspec.json.encode
+        rows = [("r", to_ms(r.ts), encode(r).decode()) for r in readings]
+        rows += [("e", to_ms(e.ts), encode(e).decode()) for e in events]
 
         def work() -> None:
             self._db.executemany("INSERT INTO pending (kind, ts_ms, body) VALUES (?, ?, ?)", rows)

@@ -19,7 +19,8 @@ from paho.mqtt.properties import Properties
 from edge.buffer import OutboxMessage
 from edge.clock import gateway_now
 from edge.config import MqttConfig
-from leasewatch.wire import SCHEMA_VERSION, GatewayStatus, device_topic, encode
+from leasewatch.readings import SCHEMA_VERSION
+from leasewatch.wire import GatewayStatus, device_topic, encode
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from cloud.state import StateStore
 from leasewatch.wire import GatewayStatus, Reading, TelemetryBatch
@@ -170,7 +171,7 @@ def test_events_are_stored_once_and_health_keeps_the_newest(store: StateStore) -
     from leasewatch.wire import GatewayHealth, MachineEvent  # noqa: PLC0415
 
     event = MachineEvent(sensor="machine", kind="start", ts=T0, detail="current above 2 A")
-    batch = _batch(0, [1.0]).model_copy(update={"events": [event]})
+    batch = replace(_batch(0, [1.0]), events=[event])
     store.record_stored([batch], [], T0)
     store.record_stored([batch], [], T0)
     (stored,) = store.events("gw-0001", T0 - timedelta(hours=1), T0 + timedelta(hours=1))
@@ -199,7 +200,7 @@ def test_events_are_stored_once_and_health_keeps_the_newest(store: StateStore) -
 
 def test_known_keys_are_exactly_the_ledgered_messages(store: StateStore) -> None:
     stored = [
-        _batch(seq, [1.0]).model_copy(update={"device": device})
+        replace(_batch(seq, [1.0]), device=device)
         for device in ("gw-0001", "gw-0002", "gw-0003")
         for seq in range(300)
     ]

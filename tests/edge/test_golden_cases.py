@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from edge.line_decoding import LineReader
 from leasewatch.wire import Reading
 
 CASES = Path(__file__).parents[2] / "edge" / "testcases"
+LINE_TIME = datetime(2026, 1, 1, tzinfo=UTC)  # a fixed stamp: the cases compare values
 HEADER = """
 [gateway]
 device = "gw-golden"
@@ -90,7 +92,7 @@ def _lines(config: EdgeConfig, data: bytes, chunk: int) -> dict[str, Any]:
                     Reading(
                         sensor=section.sensor,
                         metric=m.metric,
-                        ts="2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+                        ts=LINE_TIME,
                         value=m.value,
                         unit=m.unit,
                     )

@@ -18,6 +18,7 @@ import aiomqtt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 from pydantic import SecretStr
 
 from edge.buffer import ReadingBuffer
@@ -236,7 +237,7 @@ def _seal_taken_at(
     """Seal `messages` messages (seq 0..) of `readings` readings, message seq taken seq s after."""
     for seq in range(messages):
         at = taken + timedelta(seconds=seq)
-        buffer.add([r.model_copy(update={"ts": at}) for r in _batch(readings)])
+        buffer.add([replace(r, ts=at) for r in _batch(readings)])
         buffer.seal(boot, seq, readings, taken)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from msgspec.structs import replace
 from prometheus_client import generate_latest
 from structlog.testing import capture_logs
 
@@ -122,7 +123,7 @@ async def test_a_failing_detector_is_counted_and_its_message_stored_and_acknowle
     first = [*sick.stream(start, start + timedelta(minutes=3))]
     poisoned = first[8]  # in minute 1, closed by the batches of minute 2
     pill = Reading(sensor="plc", metric=POISON, ts=poisoned.readings[0].ts, value=1.0)
-    poisoned = poisoned.model_copy(update={"readings": [*poisoned.readings, pill]})
+    poisoned = replace(poisoned, readings=[*poisoned.readings, pill])
     first[8] = sick.sent[8] = poisoned
     first += healthy.stream(start, start + timedelta(minutes=3))
     sick.code = 7.0

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from cloud.alerts.signals import Finding, Severity
 from cloud.alerts.store import AlertStore
@@ -79,8 +80,8 @@ def feed(
             day_batches.append(hour_batch(device, seq, start, round(run * 60)))
         if daily and day_batches:
             readings = [r for b in day_batches for r in b.readings]
-            renumbered = {"readings": readings, "seq": len(batches) + 1}  # no gaps in the ledger
-            day_batches = [day_batches[-1].model_copy(update=renumbered)]
+            # renumbered: no gaps in the ledger
+            day_batches = [replace(day_batches[-1], readings=readings, seq=len(batches) + 1)]
         batches.extend(day_batches)
     for i in range(0, len(batches), 500):
         state.record_stored(batches[i : i + 500], [], AS_OF)
