@@ -18,7 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud.ingest import Inbound, Ingestor, PreparedBatch, StateStoreUnavailableError
-from cloud.mqtt_decoding import install_shared_table_properties
+from cloud.mqtt_decoding import install_fast_publish_decoding
 from cloud.telemetry import TelemetryStoreError
 from leasewatch.wire import HEALTH_FILTER, STATUS_FILTER, TELEMETRY_FILTER
 
@@ -67,7 +67,7 @@ class IngestLink:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay subscribed until `stop` is set, reconnecting with capped, jittered back-off."""
-        install_shared_table_properties()
+        install_fast_publish_decoding()
         self.gc.start()
         try:
             await self._stay_subscribed(stop)

@@ -1,24 +1,35 @@
-"""paho's PUBLISH decoding with shared property tables reads every property as paho's own does."""
+"""Our PUBLISH decoding (shared property tables, plain slicing) reads packets as paho does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt import _packet
 from paho.mqtt.enums import MQTTProtocolVersion
-from paho.mqtt.exception import MQTTException
+from paho.mqtt.exception import MalformedPacket, MQTTException
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud.mqtt_decoding import SharedTableProperties, install_shared_table_properties
+from cloud.mqtt_decoding import (
+    PAHO_DECODE_PUBLISH,
+    SharedTableProperties,
+    decode_publish,
+    install_fast_publish_decoding,
+    install_shared_table_properties,
+)
+
+TOPIC = b"lw/v1/gw-0001/telemetry"
 
 
-def _publish_packet(properties: Properties | None) -> bytes:
+def _publish_packet(
+    properties: Properties | None, topic: bytes = TOPIC, mid: int = 7, payload: bytes = b'{"v":1}'
+) -> bytes:
     """The variable header and payload of a QoS 1 PUBLISH (what follows the fixed header)."""
-    topic = b"lw/v1/gw-0001/telemetry"
     packed = properties.pack() if properties is not None else b"\x00"
-    return len(topic).to_bytes(2, "big") + topic + (7).to_bytes(2, "big") + packed + b'{"v":1}'
+    return len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big") + packed + payload
 
 
 def _all_publish_properties() -> Properties:
@@ -50,7 +61,7 @@ def test_shared_tables_decode_every_publish_property_as_paho_does(
     properties: Properties | None,
 ) -> None:
     packet = _publish_packet(properties)
-    stock = _packet.decode_publish(0x32, packet, MQTTProtocolVersion.MQTTv5)
+    stock = PAHO_DECODE_PUBLISH(0x32, packet, MQTTProtocolVersion.MQTTv5)
     install_shared_table_properties()
     shared = _packet.decode_publish(0x32, packet, MQTTProtocolVersion.MQTTv5)
     assert type(stock.properties) is Properties
@@ -74,3 +85,45 @@ def test_shared_tables_refuse_a_property_the_packet_may_not_carry() -> None:
     found.clear()
     assert found.isEmpty()
     assert found.json() == {}
+
+
+def _outcome(
+    decode: Callable[..., _packet.PublishPacket], header: int, packet: bytes, protocol: int
+) -> tuple[object, ...]:
+    try:
+        found = decode(header, packet, MQTTProtocolVersion(protocol))
+    except MalformedPacket:
+        return ("malformed",)
+    properties = None if found.properties is None else found.properties.json()
+    return (found.dup, found.qos, found.retain, found.topic, found.mid, properties, found.payload)
+
+
+PACKETS = st.one_of(
+    st.binary(max_size=40),
+    st.builds(
+        lambda topic, mid, properties, payload, cut: _publish_packet(
+            properties, topic, mid, payload
+        )[: cut or None],
+        st.binary(max_size=30),
+        st.integers(0, 65_535),
+        st.sampled_from([None, _all_publish_properties()]),
+        st.binary(max_size=40),
+        st.integers(0, 80),
+    ),
+)
+
+
+@settings(max_examples=500)
+@given(header=st.integers(0x30, 0x3F), packet=PACKETS, protocol=st.sampled_from([4, 5]))
+def test_publish_decoding_matches_paho_on_any_packet(
+    header: int, packet: bytes, protocol: int
+) -> None:
+    ours = _outcome(decode_publish, header, packet, protocol)
+    assert ours == _outcome(PAHO_DECODE_PUBLISH, header, packet, protocol)
+
+
+def test_the_ingestor_installs_the_publish_decoder() -> None:
+    install_fast_publish_decoding()
+    assert _packet.decode_publish is decode_publish
+    decoded = _packet.decode_publish(0x32, _publish_packet(None), MQTTProtocolVersion.MQTTv5)
+    assert (decoded.topic, decoded.mid, decoded.payload) == (TOPIC, 7, b'{"v":1}')
