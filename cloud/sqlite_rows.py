@@ -17,6 +17,7 @@ cache keeps every shape compiled.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 #: Rows per statement, largest first; the rest of a call takes the smaller sizes.
@@ -38,5 +39,5 @@ class ValuesStatement:
             sql = self._sql[size]
             while len(rows) - start >= size:
                 chunk = rows[start : start + size]
-                yield sql, tuple(value for row in chunk for value in row)
+                yield sql, tuple(chain.from_iterable(chunk))
                 start += size

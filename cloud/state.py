@@ -47,6 +47,7 @@ from cloud.schema import (
     rejection_counts,
     rollups,
 )
+from cloud.sqlite_batch import SqliteBatchWrites, Stamp, touch_rows
 from cloud.sqlite_rows import ValuesStatement
 from leasewatch.wire import GatewayHealth, GatewayStatus, RejectReason, TelemetryBatch
 
@@ -105,6 +106,10 @@ def _aware(ts: Any) -> Any:
     return ts
 
 
+def _as_is(ts: datetime) -> datetime:
+    return ts
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL (readers never block the writer), waits for a busy writer, durable commits."""
     cursor = dbapi_connection.cursor()
@@ -158,6 +163,9 @@ class StateStore:
         self._status_update = _status_update()
         self._health_upsert = self._health_statement()
         self._touch_statement = self._touch_update()
+        # a datetime as the dialect stores it (SQLite: text), for statements made beforehand
+        stored = DateTime(timezone=True).dialect_impl(self.engine.dialect)
+        self._stamp: Stamp = stored.bind_processor(self.engine.dialect) or _as_is
         migrate(self.engine)
 
     def _health_statement(self) -> Any:
@@ -268,17 +276,27 @@ class StateStore:
         batch's status and health `reports` go in the same transaction (one commit, one
         fsync on SQLite, per batch instead of one more per report).
         """
-        # Summed before the transaction: on SQLite it holds the one write lock from its first
-        # statement; redone inside only if another worker won some of these messages.
+        # Made before the transaction: on SQLite it holds the one write lock from its first
+        # write; redone inside only if another worker won some of these messages.
         rollups = self._rollup_rows(batches)
+        names = {b.device for b in [*batches, *duplicates]}
+        writes = (
+            None if self._postgres else SqliteBatchWrites.made(batches, names, now, self._stamp)
+        )
         with self.engine.begin() as conn:
             self._statuses_in(conn, [r for r in reports if isinstance(r, GatewayStatus)], now)
             self._healths_in(conn, [r for r in reports if isinstance(r, GatewayHealth)], now)
-            won = self._ledger_insert(conn, batches, now)
+            if writes is None:
+                won = self._ledger_insert(conn, batches, now)
+            else:
+                won = writes.insert_ledger(conn)
             stored = [b for b in batches if b.key in won]
             lost = [b for b in batches if b.key not in won]
-            self._ensure_devices(conn, {b.device for b in [*batches, *duplicates]}, now)
-            self._touch_devices(conn, stored, now)
+            if writes is None:
+                self._ensure_devices(conn, names, now)
+                self._touch_devices(conn, stored, now)
+            else:
+                writes.write_devices(conn, stored if lost else None, now)
             self._count_duplicates(conn, [*duplicates, *lost])
             self._apply_rollups(conn, self._rollup_rows(stored) if lost else rollups)
             self._insert_events(conn, stored)
@@ -364,24 +382,13 @@ class StateStore:
     def _touch_devices(
         self, conn: Connection, stored: Sequence[TelemetryBatch], now: datetime
     ) -> None:
-        counts: dict[str, list[int]] = {}
-        latest: dict[str, tuple[datetime, str]] = {}
-        for batch in stored:
-            total = counts.setdefault(batch.device, [0, 0])
-            total[0] += 1
-            total[1] += len(batch.readings)
-            if not batch.historical and batch.readings:  # a backlog never overwrites latest state
-                newest = max(r.ts for r in batch.readings)
-                if batch.device not in latest or newest > latest[batch.device][0]:
-                    latest[batch.device] = (newest, batch.boot)
         # One statement for every device, in device order like the rollups (two workers lock
         # shared gateways' rows alike); a device with only backlog in the batch passes NULLs,
         # which leave its latest state as it was.
-        rows = []
-        for device, (messages, readings) in sorted(counts.items()):
-            stamp, boot = latest.get(device, (None, None))  # None: only backlog in this batch
-            rows.append({"d": device, "m": messages, "r": readings, "newest": stamp,
-                         "boot": boot, "at": None if stamp is None else now})  # fmt: skip
+        rows = [
+            {"d": device, "m": messages, "r": readings, "newest": newest, "boot": boot, "at": at}
+            for device, messages, readings, newest, boot, at in touch_rows(stored, now)
+        ]
         if rows:
             conn.execute(self._touch_statement, rows)
 

@@ -94,6 +94,23 @@ def test_concurrent_workers_recording_the_same_message_count_it_once(store: Stat
     assert bucket["count"] == 20, "rolled up once per message, not once per worker"
 
 
+def test_a_batch_partly_stored_before_counts_and_rolls_up_only_its_new_messages(
+    store: StateStore,
+) -> None:
+    store.record_stored([_batch(0, [1.0], at=T0 + timedelta(minutes=2))], [], T0)
+    later = T0 + timedelta(minutes=5)
+    mixed = [_batch(0, [1.0], at=T0 + timedelta(minutes=2)), _batch(1, [5.0, 7.0])]
+    outcome = store.record_stored(mixed, [], later)
+    assert ([b.seq for b in outcome.stored], [b.seq for b in outcome.duplicates]) == ([1], [0])
+    (device,) = store.devices()
+    assert (device["messages"], device["readings"], device["duplicates"]) == (2, 3, 1)
+    # the stored message is older than the one recorded first: the latest reading stays
+    assert device["latest_reading_at"] == T0 + timedelta(minutes=2)
+    assert device["last_message_at"] == later
+    (hour,) = store.rollups("gw-0001", 3600, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    assert (hour["count"], hour["sum"], hour["min"], hour["max"]) == (3, 13.0, 1.0, 7.0)
+
+
 def test_rollups_accumulate_across_messages_by_minute_and_hour(store: StateStore) -> None:
     store.record_stored([_batch(0, [4.0, 6.0])], [], T0)
     store.record_stored([_batch(1, [1.0], at=T0 + timedelta(minutes=1))], [], T0)
