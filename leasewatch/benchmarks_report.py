@@ -106,7 +106,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "ingest-paced",
         "broker-to-stored latency at an offered rate the workers sustain (VictoriaMetrics)",
         "p99 < 2 s, nothing lost",
-        "--backend victoriametrics --rate 40000",
+        "--backend victoriametrics --rate 60000",
         quick_s=20,
     ),
     Benchmark(
