@@ -122,6 +122,8 @@ class TelemetryBatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise ValueError(f"boot {self.boot!r} is not a valid boot id")
         if not self.readings and not self.events:
             raise ValueError("a batch carries at least one reading or event")
+        if self.seq < 0 or len(self.readings) > MAX_READINGS_PER_BATCH:  # decoding checked both
+            raise ValueError(f"seq {self.seq} < 0 or more than {MAX_READINGS_PER_BATCH} readings")
         force_setattr(self, "sent_at", millis_utc(self.sent_at, "sent_at"))
 
     @property

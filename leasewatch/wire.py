@@ -1,7 +1,8 @@
 """The wire contract between gateways and the cloud: topics, payload schema, validation.
 
-This module is the only code shared by `edge` and `cloud`. A change to what travels
-over MQTT is a change here, with a new SCHEMA_VERSION when it is not backwards compatible.
+This module and `leasewatch.readings` (the telemetry payload: readings, machine events,
+batches) are the only code shared by `edge` and `cloud`. A change to what travels over MQTT is
+a change here, with a new SCHEMA_VERSION when it is not backwards compatible.
 
 Topics (one device per gateway; the topic names the device):
     lw/v1/{device}/telemetry   gateway -> cloud, QoS 1, TelemetryBatch
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 
@@ -44,6 +45,7 @@ from leasewatch.readings import (
     MachineEvent,
     Reading,
     TelemetryBatch,
+    millis_utc,
 )
 
 __all__ = [  # the telemetry contract lives in leasewatch.readings; this module names it too
@@ -81,10 +83,7 @@ FiniteFloat = Annotated[float, AfterValidator(_require_finite)]
 
 def _to_millis(ts: datetime) -> datetime:
     """Truncate to whole milliseconds in UTC, the resolution every store keeps."""
-    micros = ts.microsecond % 1000
-    if micros:
-        ts = ts.replace(microsecond=ts.microsecond - micros)
-    return ts if ts.tzinfo is UTC else ts.astimezone(UTC)
+    return millis_utc(ts, "ts")
 
 
 MillisTime = Annotated[AwareDatetime, AfterValidator(_to_millis)]

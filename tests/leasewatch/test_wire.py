@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -183,3 +185,28 @@ def test_decoded_times_are_whole_milliseconds_in_utc_whatever_the_offset_written
     assert first.tzinfo is UTC and second.tzinfo is UTC
     assert first == datetime(2026, 12, 4, 12, 0, 0, 123000, tzinfo=UTC)
     assert second == datetime(2026, 12, 4, 12, 0, 0, 500000, tzinfo=UTC)
+
+
+def test_readings_built_in_code_keep_the_contract_like_decoded_ones() -> None:
+    paris = timezone(timedelta(hours=1))
+    reading = Reading(sensor="machine", metric="rpm", ts=NOW.astimezone(paris), value=3)
+    assert reading.ts == datetime(2026, 12, 4, 12, 0, 0, 123000, tzinfo=UTC)
+    assert reading.ts.tzinfo is UTC
+    assert (reading.value, type(reading.value)) == (3.0, float)
+    bad: list[dict[str, object]] = [
+        {"value": math.nan},
+        {"value": math.inf},
+        {"value": "3"},
+        {"ts": NOW.replace(tzinfo=None)},  # naive
+        {"sensor": "Machine 1"},
+        {"metric": "9rpm"},
+        {"unit": "m s"},
+    ]
+    for change in bad:
+        fields: dict[str, Any] = {"sensor": "machine", "metric": "rpm", "ts": NOW, "value": 1.0}
+        with pytest.raises((ValueError, TypeError)):
+            Reading(**(fields | change))
+    with pytest.raises(ValueError, match="at least one reading or event"):
+        TelemetryBatch(device="gw-0001", boot="b1", seq=0, sent_at=NOW, readings=[])
+    with pytest.raises(ValueError, match="seq -1"):
+        TelemetryBatch(device="gw-0001", boot="b1", seq=-1, sent_at=NOW, readings=[reading])
