@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 
@@ -51,14 +52,18 @@ def millis_utc(ts: datetime, field: str) -> datetime:
     return ts.replace(microsecond=ts.microsecond - micros) if micros else ts
 
 
+def _require(text: object, matches: Callable[[str], object], what: str) -> None:
+    """Refuse `text` unless it is a string its pattern matches; `what` names it in the error."""
+    if not isinstance(text, str) or matches(text) is None:
+        raise ValueError(f"{what.split(maxsplit=1)[0]} {text!r} is not a valid {what}")
+
+
 def _check_names(sensor: str, metric: str, unit: str) -> None:
     if (sensor, metric, unit) in _CHECKED_NAMES:
         return
-    for what, text, matches in (
-        ("sensor", sensor, _NAME), ("metric", metric, _METRIC), ("unit", unit, _UNIT)
-    ):  # fmt: skip
-        if not isinstance(text, str) or matches(text) is None:
-            raise ValueError(f"{what} {text!r} is not a valid {what} name")
+    _require(sensor, _NAME, "sensor name")
+    _require(metric, _METRIC, "metric name")
+    _require(unit, _UNIT, "unit name")
     if len(_CHECKED_NAMES) >= _CHECKED_NAMES_MAX:
         _CHECKED_NAMES.clear()
     _CHECKED_NAMES.add((sensor, metric, unit))
@@ -96,8 +101,7 @@ class MachineEvent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     detail: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.sensor, str) or _NAME(self.sensor) is None:
-            raise ValueError(f"sensor {self.sensor!r} is not a valid sensor name")
+        _require(self.sensor, _NAME, "sensor name")
         if self.kind not in EVENT_KINDS:
             raise ValueError(f"kind {self.kind!r} is not one of {', '.join(EVENT_KINDS)}")
         force_setattr(self, "ts", millis_utc(self.ts, "ts"))
@@ -116,10 +120,8 @@ class TelemetryBatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     events: Annotated[list[MachineEvent], msgspec.Meta(max_length=MAX_EVENTS_PER_BATCH)] = []
 
     def __post_init__(self) -> None:
-        if not isinstance(self.device, str) or _NAME(self.device) is None:
-            raise ValueError(f"device {self.device!r} is not a valid device id")
-        if not isinstance(self.boot, str) or _BOOT(self.boot) is None:
-            raise ValueError(f"boot {self.boot!r} is not a valid boot id")
+        _require(self.device, _NAME, "device id")
+        _require(self.boot, _BOOT, "boot id")
         if not self.readings and not self.events:
             raise ValueError("a batch carries at least one reading or event")
         if self.seq < 0 or len(self.readings) > MAX_READINGS_PER_BATCH:  # decoding checked both

@@ -1,8 +1,9 @@
 """Wire payloads for simulated gateways, written directly as JSON for speed.
 
 Fleet mode publishes thousands of messages a second, so batches are not built as pydantic models:
-`encode_batch` writes the same JSON `leasewatch.wire.encode` would (the tests prove that
-`decode_telemetry` accepts every payload and reads back the same batch). Malformed payloads, for
+`encode_batch` writes JSON that decodes to the batch `leasewatch.wire.encode` would describe
+(times with 3 fraction digits where `encode` writes 6; the tests prove that `decode_telemetry`
+accepts every payload and reads back the same batch). Malformed payloads, for
 the data-fault scenarios, are derived from good ones.
 """
 
