@@ -2,6 +2,8 @@
 
 Messages are acknowledged manually, in the order they came, only after `Ingestor.complete`
 stored them; a batch is prepared while the previous one completes (`IngestLink._consume`).
+PUBLISH packets come off the socket through `cloud.mqtt_receive`, not paho's and aiomqtt's
+message callbacks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from paho.mqtt.properties import Properties
 
 from cloud.ingest import Inbound, Ingestor, PreparedBatch, StateStoreUnavailableError
 from cloud.mqtt_decoding import install_fast_publish_decoding
+from cloud.mqtt_receive import install_publish_reader
 from cloud.telemetry import TelemetryStoreError
 from leasewatch.wire import HEALTH_FILTER, STATUS_FILTER, TELEMETRY_FILTER
 
@@ -125,10 +128,15 @@ class IngestLink:
 
     async def _connection(self, stop: asyncio.Event) -> None:
         client = self._client()
+        queue: asyncio.Queue[Inbound] = asyncio.Queue()
+
+        def received(topic: str, payload: bytes, mid: int, qos: int) -> None:
+            queue.put_nowait(Inbound(topic, payload, mid, qos))
+
+        install_publish_reader(client._client, received)
         async with client:
             # Consume before subscribing: a broker may hold a SUBACK until the retained messages
             # of an earlier subscription are acknowledged, and we acknowledge only what we stored.
-            queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
             reader = asyncio.create_task(self._read(client, queue))
             consumer = asyncio.create_task(self._consume(client, queue, stop, reader))
             try:
@@ -145,17 +153,18 @@ class IngestLink:
                     task.cancel()
                 await asyncio.gather(consumer, reader, return_exceptions=True)
 
-    async def _read(self, client: aiomqtt.Client, queue: asyncio.Queue[aiomqtt.Message]) -> None:
+    async def _read(self, client: aiomqtt.Client, queue: asyncio.Queue[Inbound]) -> None:
+        """Watch the connection; pass on what paho itself still delivers (module doc)."""
         try:
-            async for message in client.messages:
-                await queue.put(message)
+            async for m in client.messages:
+                await queue.put(Inbound(str(m.topic), _payload_bytes(m.payload), m.mid, m.qos))
         finally:
             self.ingestor.connected.clear()  # the batch in hand cannot be acknowledged any more
 
     async def _consume(
         self,
         client: aiomqtt.Client,
-        queue: asyncio.Queue[aiomqtt.Message],
+        queue: asyncio.Queue[Inbound],
         stop: asyncio.Event,
         reader: asyncio.Task[None],
     ) -> None:
@@ -175,10 +184,7 @@ class IngestLink:
                         completing = None
                     self.gc.collect()
                     continue
-                inbound = [
-                    Inbound(str(m.topic), _payload_bytes(m.payload), m.mid, m.qos) for m in batch
-                ]
-                prepared = await self.ingestor.prepare(inbound, stop)
+                prepared = await self.ingestor.prepare(batch, stop)
                 if completing is not None:
                     await completing
                 completing = asyncio.create_task(
@@ -196,7 +202,7 @@ class IngestLink:
     async def _complete_and_ack(
         self,
         client: aiomqtt.Client,
-        batch: list[aiomqtt.Message],
+        batch: list[Inbound],
         prepared: PreparedBatch,
         stop: asyncio.Event,
     ) -> None:
@@ -207,9 +213,7 @@ class IngestLink:
         self.ingestor.metrics.acknowledged.inc(len(batch))
         self.gc.collect()  # what the batch allocated is gone: a short pass
 
-    async def _collect(
-        self, queue: asyncio.Queue[aiomqtt.Message], stop: asyncio.Event
-    ) -> list[aiomqtt.Message]:
+    async def _collect(self, queue: asyncio.Queue[Inbound], stop: asyncio.Event) -> list[Inbound]:
         """Up to ingest_batch_max messages, waiting at most ingest_batch_wait after the first."""
         try:
             first = await asyncio.wait_for(queue.get(), timeout=0.5)
