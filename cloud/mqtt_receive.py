@@ -14,8 +14,9 @@ whole packet from it, in order:
 - a PUBLISH of QoS 0 or 1 with a UTF-8 topic goes to the sink, decoded by `decode_publish`
   (the decoder paho itself uses in an ingestor: properties, MQTT 3.1.1 and 5, the same
   `MalformedPacket` for a broken packet, which ends the connection as paho's reader does);
-- every other packet (CONNACK, SUBACK, PINGRESP, DISCONNECT, a QoS 2 PUBLISH, a topic that is
-  not UTF-8) goes to paho's own handler, exactly as its reader hands it over.
+- every other packet (CONNACK, SUBACK, PINGRESP, DISCONNECT; a QoS 2 PUBLISH, a topic alias,
+  a topic that is not UTF-8) goes to paho's own handler, exactly as its reader hands it over;
+  such a PUBLISH (an ingestor's session gets none) reaches the ingestor through aiomqtt.
 A partial packet stays in the buffer until the rest arrives. PUBACKs are still paho's
 (`Client.ack`, manual acknowledgement), and so are connecting, keep-alive and writing.
 """
