@@ -49,6 +49,22 @@ def install_shared_table_properties() -> None:
     _packet.Properties = SharedTableProperties  # type: ignore[attr-defined]
 
 
+def variable_int(data: bytes | bytearray, start: int) -> tuple[int, int] | None:
+    """(value, index after it) of the MQTT variable byte integer at `start`; None while it is
+    incomplete, `MalformedPacket` when it runs past its 4 bytes (a packet's remaining length,
+    an MQTT 5 properties length)."""
+    value, shift = 0, 0
+    for index in range(start, min(start + 4, len(data))):
+        byte = data[index]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, index + 1
+        shift += 7
+    if len(data) >= start + 4:
+        raise MalformedPacket("variable byte integer longer than 4 bytes")
+    return None
+
+
 def decode_publish(
     header: int, packet: bytes | bytearray, protocol: MQTTProtocolVersion
 ) -> _packet.PublishPacket:

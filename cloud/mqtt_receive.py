@@ -31,11 +31,10 @@ from paho.mqtt.client import Client
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
 
-from cloud.mqtt_decoding import decode_publish
+from cloud.mqtt_decoding import decode_publish, variable_int
 
 READ_SIZE = 256 * 1024  # bytes per recv: about 80 fleet messages
 _PUBLISH = 0x30
-_MAX_LENGTH_BYTES = 4  # MQTT's remaining length is at most 4 bytes
 
 #: Receives each PUBLISH: topic, payload, packet identifier (0 at QoS 0), QoS.
 PublishSink = Callable[[str, bytes, int, int], None]
@@ -80,17 +79,13 @@ class PublishReader:
         """Handle every whole packet at the start of `buffer`: (result, bytes taken)."""
         size, pos = len(buffer), 0
         while size - pos >= 2:
-            length, body = 0, pos + 1
-            for shift in range(0, 7 * _MAX_LENGTH_BYTES, 7):
-                if body >= size:
-                    return MQTTErrorCode.MQTT_ERR_AGAIN, pos  # the length is still coming
-                byte = buffer[body]
-                body += 1
-                length |= (byte & 0x7F) << shift
-                if not byte & 0x80:
-                    break
-            else:
+            try:
+                found = variable_int(buffer, pos + 1)  # the remaining length
+            except MalformedPacket:
                 return MQTTErrorCode.MQTT_ERR_PROTOCOL, pos
+            if found is None:
+                break  # the length is still coming
+            length, body = found
             end = body + length
             if end > size:
                 break  # the body is still coming

@@ -2,12 +2,15 @@
 
 Only the framing is parsed (fixed header, CONNECT's protocol level, PUBLISH topic, packet id
 and MQTT 5 properties); payloads are decoded by `leasewatch.wire`. Anything the parser cannot
-frame ends the tap for that connection with a counted error, never a guess.
+frame (`MqttFrameError`, or paho's `MalformedPacket` for an over-long variable byte integer)
+ends the tap for that connection with a counted error, never a guess.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from cloud.mqtt_decoding import variable_int
 
 CONNECT, PUBLISH = 1, 3
 
@@ -24,19 +27,6 @@ class Publish:
     payload: bytes
     qos: int
     dup: bool
-
-
-def _varint(data: bytes | bytearray, start: int) -> tuple[int, int] | None:
-    """(value, index after it) of an MQTT variable byte integer; None when incomplete."""
-    value, shift = 0, 0
-    for index in range(start, min(start + 4, len(data))):
-        value |= (data[index] & 0x7F) << shift
-        if not data[index] & 0x80:
-            return value, index + 1
-        shift += 7
-    if len(data) >= start + 4:
-        raise MqttFrameError("variable byte integer longer than 4 bytes")
-    return None
 
 
 @dataclass
@@ -61,7 +51,7 @@ class MqttStreamParser:
     def _next_packet(self) -> tuple[int, int, bytes] | None:
         if len(self._buffer) < 2:
             return None
-        length = _varint(self._buffer, 1)
+        length = variable_int(self._buffer, 1)
         if length is None:
             return None
         size, start = length
@@ -85,7 +75,7 @@ class MqttStreamParser:
         if qos:
             index += 2
         if self.protocol_level == 5:
-            props = _varint(body, index)
+            props = variable_int(body, index)
             if props is None:
                 raise MqttFrameError("PUBLISH properties length is cut short")
             index = props[1] + props[0]

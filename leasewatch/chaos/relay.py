@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
+from paho.mqtt.exception import MalformedPacket
 
 from leasewatch.chaos.mqtt_tap import MqttFrameError, MqttStreamParser, Publish
 
@@ -118,7 +119,7 @@ class CuttableRelay:
         try:
             for publish in parser.feed(data):
                 self.on_publish(publish)
-        except (MqttFrameError, UnicodeDecodeError, IndexError) as err:
+        except (MqttFrameError, MalformedPacket, UnicodeDecodeError, IndexError) as err:
             self.tap_errors += 1
             log.warning("mqtt tap could not frame the gateway's stream", error=str(err))
             return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -60,17 +61,26 @@ def _properties(expiry: int, user: tuple[str, str] | None) -> Properties:
     return found
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+@contextmanager
+def _socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     """A connected socket pair: (the broker's end, the client's non-blocking end)."""
     broker, ours = socket.socketpair()
-    for end in (broker, ours):  # room for a whole READ_SIZE in flight
-        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * READ_SIZE)
-        end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2 * READ_SIZE)
-    ours.setblocking(False)
-    yield broker, ours
-    broker.close()
-    ours.close()
+    try:
+        for end in (broker, ours):  # room for a whole READ_SIZE in flight
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * READ_SIZE)
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2 * READ_SIZE)
+        ours.setblocking(False)
+        yield broker, ours
+    finally:
+        broker.close()
+        ours.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """`_socket_pair` for one test."""
+    with _socket_pair() as ends:
+        yield ends
 
 
 def _client(sock: socket.socket, v5: bool) -> Client:
@@ -95,9 +105,7 @@ def _handled(client: Client) -> list[bytes]:
 
 
 def _through_paho(data: bytes, v5: bool) -> tuple[list[Delivered], list[bytes]]:
-    broker, ours = socket.socketpair()
-    ours.setblocking(False)
-    try:
+    with _socket_pair() as (broker, ours):
         client = _client(ours, v5)
         got: list[Delivered] = []
 
@@ -110,9 +118,6 @@ def _through_paho(data: bytes, v5: bool) -> tuple[list[Delivered], list[bytes]]:
         while client._packet_read() == MQTTErrorCode.MQTT_ERR_SUCCESS:
             pass
         return got, [p for p in handled if p[0] & 0xF0 != 0x30]
-    finally:
-        broker.close()
-        ours.close()
 
 
 def _through_reader(
@@ -171,13 +176,8 @@ def test_the_reader_delivers_what_paho_delivers_in_any_chunking(
 ) -> None:
     data = b"".join(item if isinstance(item, bytes) else _publish(item, v5=v5) for item in items)
     expected, expected_other = _through_paho(data, v5)
-    broker, ours = socket.socketpair()
-    ours.setblocking(False)
-    try:
-        got, handled, results = _through_reader((broker, ours), _split(data, cuts), v5)
-    finally:
-        broker.close()
-        ours.close()
+    with _socket_pair() as ends:
+        got, handled, results = _through_reader(ends, _split(data, cuts), v5)
     assert got == expected
     assert handled == expected_other  # PINGRESPs, in order, and no PUBLISH
     assert set(results) == {MQTTErrorCode.MQTT_ERR_AGAIN}
