@@ -27,12 +27,11 @@ from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, create_engine, func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from cloud.schema import message_ledger
 from cloud.settings import CloudSettings
-from cloud.state import StateStore
+from cloud.state import StateStore, state_engine
 from firmware_sim.bench import LocalBroker, local_mosquitto, process_cpu_s
 from firmware_sim.fleet import BrokerTarget, FleetPlan, FleetReport, FleetStats, run_fleet
 from firmware_sim.scenarios.expand import ResolvedScenario, resolve
@@ -231,17 +230,8 @@ def _sent(report: Path) -> tuple[dict[Key, tuple[int, float]], int]:
     return sent, messages
 
 
-def _engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql":  # any driver named, psycopg 3 if none
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed)
-    return create_engine(parsed, connect_args={"timeout": 30})
-
-
 def _ledger(state_url: str) -> dict[Key, tuple[int, float]]:
-    engine = _engine(state_url)
+    engine = state_engine(state_url)
     c = message_ledger.c
     with engine.connect() as conn:
         rows = conn.execute(select(c.device, c.boot, c.seq, c.readings, c.received_at)).all()
@@ -253,7 +243,7 @@ def _ledger(state_url: str) -> dict[Key, tuple[int, float]]:
 
 
 def _ledger_count(state_url: str) -> int:
-    engine = _engine(state_url)
+    engine = state_engine(state_url)
     with engine.connect() as conn:
         count = conn.execute(select(func.count()).select_from(message_ledger)).scalar_one()
     engine.dispose()

@@ -48,6 +48,7 @@ from cloud.schema import (
     rollups,
 )
 from cloud.sqlite_batch import SqliteBatchWrites, Stamp, touch_rows
+from cloud.sqlite_files import attach_detection, move_detection_tables
 from cloud.sqlite_rows import ValuesStatement
 from leasewatch.wire import GatewayHealth, GatewayStatus, RejectReason, TelemetryBatch
 
@@ -106,6 +107,11 @@ def _aware(ts: Any) -> Any:
     return ts
 
 
+def _is_file(database: str | None) -> bool:
+    """A SQLite database on disk (not in memory)."""
+    return bool(database) and database != ":memory:" and not str(database).startswith("file:")
+
+
 def _as_is(ts: datetime) -> datetime:
     return ts
 
@@ -145,18 +151,35 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def state_engine(url: str) -> Engine:
+    """An engine on the state store at `url`, as its every reader and writer must open it.
+
+    PostgreSQL URLs without a driver get psycopg 3. A SQLite file gets WAL and durable commits,
+    and its detection file attached (`cloud.sqlite_files`): an engine made otherwise does
+    not see the detection tables (detector states, alerts and their deliveries).
+    """
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername.startswith("sqlite") and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        if _is_file(parsed.database):
+            attach_detection(engine, str(parsed.database))
+    return engine
+
+
+def _two_files(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite" and _is_file(engine.url.database)
+
+
 class StateStore:
     """Blocking state-store operations; the async ingestor calls them in a worker thread."""
 
     def __init__(self, url: str, dead_letter_max: int = 10_000) -> None:
-        parsed = make_url(url)
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        if parsed.drivername.startswith("sqlite") and parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(parsed, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine: Engine = state_engine(url)
         self.dead_letter_max = dead_letter_max
         self._postgres = self.engine.dialect.name == "postgresql"
         self._insert = pg_insert if self._postgres else sqlite_insert
@@ -167,6 +190,8 @@ class StateStore:
         stored = DateTime(timezone=True).dialect_impl(self.engine.dialect)
         self._stamp: Stamp = stored.bind_processor(self.engine.dialect) or _as_is
         migrate(self.engine)
+        if _two_files(self.engine):
+            move_detection_tables(self.engine)
 
     def _health_statement(self) -> Any:
         """Upsert of a gateway's health report, kept only when newer than the stored one.

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 
 from cloud.schema import alerts, dead_letters, duplicate_counts, message_ledger, rejection_counts
+from cloud.state import state_engine
 from leasewatch.chaos.stack import Stack
 from leasewatch.chaos.wire_record import MessageKey, ReadingKey
 from leasewatch.wire import RejectedMessageError, decode_telemetry
@@ -53,7 +54,7 @@ def _utc(at: datetime) -> datetime:
 
 def read_state_store(state_url: str, into: StoredState) -> None:
     """Ledger, duplicate counts, rejections and alerts."""
-    engine = create_engine(state_url)
+    engine = state_engine(state_url)
     try:
         with engine.connect() as conn:
             c = message_ledger.c

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 
 from cloud.bench import IngestBenchOptions, run_ingest_bench
 from cloud.runtime import CloudRuntime
 from cloud.schema import detector_state
+from cloud.state import state_engine
 from leasewatch.wire import Reading, TelemetryBatch, encode, telemetry_topic
 from tests.services.mosquitto import MosquittoBroker
 from tests.slice import api_get, cloud_settings, eventually, running_cloud
@@ -86,7 +87,7 @@ def _stored(runtime: CloudRuntime) -> int:
 
 
 def _detector_rows(state_url: str) -> int:
-    engine = create_engine(state_url)
+    engine = state_engine(state_url)
     try:
         with engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(detector_state)).scalar_one()
