@@ -147,7 +147,15 @@ class Ingestor:
     async def complete(
         self, prepared: PreparedBatch, stop: asyncio.Event | None = None
     ) -> BatchOutcome:
-        """Second half: ledger, rollups and registry in one transaction, then the detectors.
+        """Second half: `record` the batch, then `detect` on it."""
+        outcome = await self.record(prepared, stop)
+        await self.detect(prepared, stop)
+        return outcome
+
+    async def record(
+        self, prepared: PreparedBatch, stop: asyncio.Event | None = None
+    ) -> BatchOutcome:
+        """Ledger, rollups and registry in one transaction; rejections; the batch's counts.
 
         A message another batch (or worker) ledgered meanwhile loses the ledger insert and is
         counted as a duplicate: the insert, not `prepare`'s look-up, decides.
@@ -162,14 +170,19 @@ class Ingestor:
         await self._state(stop, self.state.record_rejections, p.rejections)
         duplicates = p.repeated + result.duplicates
         self._count(result.stored, duplicates, p.size, p.received_at)
-        if self.on_stored is not None:
-            admitted = [*p.fresh, *p.repeated]  # everything admitted, repeats included
-            began = time.perf_counter()
-            hook = _cpu_counted(self.metrics.hook_cpu, self.on_stored)
-            await self._state(stop, hook, [*p.reports, *admitted])
-            self.metrics.hook_seconds.inc(time.perf_counter() - began)
         statuses = sum(isinstance(r, GatewayStatus) for r in p.reports)
         return BatchOutcome(len(result.stored), len(duplicates), len(p.rejections), statuses)
+
+    async def detect(self, prepared: PreparedBatch, stop: asyncio.Event | None = None) -> None:
+        """The stored-batch hook (the detectors), after `record`: everything admitted, repeats
+        included, with the batch's status and health reports."""
+        if self.on_stored is None:
+            return
+        p = prepared
+        began = time.perf_counter()
+        hook = _cpu_counted(self.metrics.hook_cpu, self.on_stored)
+        await self._state(stop, hook, [*p.reports, *p.fresh, *p.repeated])
+        self.metrics.hook_seconds.inc(time.perf_counter() - began)
 
     def _link_lost(self) -> bool:
         """True while consuming (a live connection exists) and that connection dropped."""

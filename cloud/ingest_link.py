@@ -1,7 +1,8 @@
 """The ingestor's broker side: one MQTT 5 session, batches off the shared subscription, PUBACKs.
 
-Messages are acknowledged manually, in the order they came, only after `Ingestor.complete`
-stored them; a batch is prepared while the previous one completes (`IngestLink._consume`).
+Messages are acknowledged manually, in the order they came, only after the ingestor recorded
+them and ran detection on them; batches go through a pipeline: prepared, recorded, detected
+(`IngestLink._consume`).
 PUBLISH packets come off the socket through `cloud.mqtt_receive`, not paho's and aiomqtt's
 message callbacks.
 """
@@ -12,6 +13,7 @@ import asyncio
 import gc
 import random
 import ssl
+from collections import deque
 
 import aiomqtt
 import structlog
@@ -38,6 +40,10 @@ SUBSCRIBE_TIMEOUT_S = 60.0
 # 10,000 still 13 % (its collections walk the batch's young, still-referenced containers).
 # The link runs it between batches instead, when they are gone (docs/ingestion.md).
 FULL_COLLECTION_EVERY = 50  # batches (or idle half-seconds) between collections of all generations
+
+# Recorded batches waiting for (or in) detection, at most: a worker whose detection falls
+# behind its state transactions stops taking batches rather than holding unacknowledged ones.
+DETECTING_AT_MOST = 2
 
 
 class BetweenBatchesGC:
@@ -168,9 +174,14 @@ class IngestLink:
         stop: asyncio.Event,
         reader: asyncio.Task[None],
     ) -> None:
-        """Batches off the queue, two at a time: the next one is prepared (decoded, its readings
-        written) while the previous one completes; PUBACKs go out in order, after completion."""
-        completing: asyncio.Task[None] | None = None
+        """Batches off the queue in a three-stage pipeline: while batch N+1 is prepared
+        (decoded, its readings written), batch N is recorded (the state transaction) and
+        batch N-1 goes through detection. Each stage takes batches one at a time, in order;
+        PUBACKs go out in order, after detection. On SQLite the two transactions take different
+        write locks (`cloud.sqlite_files`), so a worker's detection no longer waits for its
+        own next ingest transaction, nor that one for it."""
+        recording: asyncio.Task[object] | None = None
+        detecting: deque[asyncio.Task[None]] = deque()
         try:
             while not stop.is_set():
                 if reader.done() and queue.empty():
@@ -179,34 +190,48 @@ class IngestLink:
                 batch = await self._collect(queue, stop)
                 self.ingestor.metrics.pending.set(len(batch) + queue.qsize())
                 if not batch:
-                    if completing is not None:
-                        await completing
-                        completing = None
+                    await _drain(recording, detecting)
+                    recording = None
                     self.gc.collect()
                     continue
                 prepared = await self.ingestor.prepare(batch, stop)
-                if completing is not None:
-                    await completing
-                completing = asyncio.create_task(
-                    self._complete_and_ack(client, batch, prepared, stop)
+                if recording is not None:
+                    await recording  # one state transaction at a time, in batch order
+                while len(detecting) >= DETECTING_AT_MOST:
+                    await detecting.popleft()
+                recording = asyncio.create_task(self.ingestor.record(prepared, stop))
+                after = detecting[-1] if detecting else None
+                detecting.append(
+                    asyncio.create_task(
+                        self._detect_and_ack(
+                            client, batch, prepared, stop, recorded=recording, after=after
+                        )
+                    )
                 )
-            if completing is not None:
-                await completing
+            await _drain(recording, detecting)
         except (TelemetryStoreError, StateStoreUnavailableError):
             return  # stopping during a store outage: leave the messages unacknowledged
         finally:
-            if completing is not None and not completing.done():
-                completing.cancel()
-                await asyncio.gather(completing, return_exceptions=True)
+            pending = [t for t in (recording, *detecting) if t is not None and not t.done()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _complete_and_ack(
+    async def _detect_and_ack(
         self,
         client: aiomqtt.Client,
         batch: list[Inbound],
         prepared: PreparedBatch,
         stop: asyncio.Event,
+        *,
+        recorded: asyncio.Task[object],
+        after: asyncio.Task[None] | None,
     ) -> None:
-        await self.ingestor.complete(prepared, stop)
+        """Detection of a recorded batch, after the previous batch's; then its PUBACKs."""
+        await recorded
+        if after is not None:
+            await after
+        await self.ingestor.detect(prepared, stop)
         for message in batch:
             if message.qos > 0:
                 client._client.ack(message.mid, message.qos)
@@ -234,6 +259,16 @@ class IngestLink:
             except TimeoutError:
                 break
         return batch
+
+
+async def _drain(
+    recording: asyncio.Task[object] | None, detecting: deque[asyncio.Task[None]]
+) -> None:
+    """Wait for every batch in the pipeline to be recorded, detected and acknowledged."""
+    if recording is not None:
+        await recording
+    while detecting:
+        await detecting.popleft()
 
 
 def _payload_bytes(payload: object) -> bytes:

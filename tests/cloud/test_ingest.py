@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
 
-from cloud.ingest import Inbound
+from cloud.ingest import Inbound, PreparedBatch
 from cloud.runtime import CloudRuntime
 from leasewatch.wire import Reading, TelemetryBatch, encode, telemetry_topic
 from tests.services.mosquitto import MosquittoBroker
@@ -269,3 +273,67 @@ async def test_overlapping_batches_store_a_shared_message_once(
     assert [r.ts for r in stored] == [_batch(seq).readings[0].ts for seq in (0, 1, 2)]  # once each
     assert (device["messages"], device["readings"], device["duplicates"]) == (3, 3, 1)
     assert [len(batch) for batch in seen] == [2, 2]
+
+
+async def test_a_batch_is_recorded_while_the_one_before_is_in_detection(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The link's pipeline (`IngestLink._consume`): batch N+1's state transaction runs while
+    batch N is in detection; recording and detection each take the batches in order; a batch
+    is acknowledged only after detection ran on it and on every batch before it."""
+    address = mosquitto_address(mosquitto_broker)
+    settings = cloud_settings(address, f"sqlite:///{tmp_path / 't.sqlite'}", tmp_path)
+    settings = settings.model_copy(update={"ingest_batch_max": 2, "ingest_batch_wait": 0.05})
+    events: list[tuple[str, tuple[int, ...], float]] = []
+    async with running_cloud(settings) as (runtime, api_url):
+        ingestor = runtime.ingestor
+        acknowledged = ingestor.metrics.acknowledged
+        record = ingestor.record
+
+        async def timed_record(prepared: PreparedBatch, stop: asyncio.Event | None = None) -> Any:
+            key = tuple(sorted(b.seq for b in prepared.fresh))
+            events.append(("recording", key, acknowledged._value.get()))
+            try:
+                return await record(prepared, stop)
+            finally:
+                events.append(("recorded", key, acknowledged._value.get()))
+
+        def slow_detection(messages: Sequence[object]) -> None:
+            key = tuple(sorted(m.seq for m in messages if isinstance(m, TelemetryBatch)))
+            events.append(("detecting", key, acknowledged._value.get()))
+            time.sleep(0.3)  # slower than a state transaction: the next batch records meanwhile
+            events.append(("detected", key, acknowledged._value.get()))
+
+        ingestor.record = timed_record  # type: ignore[method-assign]
+        ingestor.on_stored = slow_detection
+        await _publish(mosquitto_broker, [encode(_batch(seq)) for seq in range(8)])
+        await eventually(
+            lambda: api_get(api_url, "/v1/devices/gw-0001/ledger"), lambda rows: len(rows) == 8
+        )
+        await eventually(_value_of(acknowledged), lambda n: n == 8)
+    steps = [(step, key, acked) for step, key, acked in events if key]
+    order = {step: [key for s, key, _ in steps if s == step] for step, _, _ in steps}
+    batches = order["recording"]
+    assert sorted(seq for key in batches for seq in key) == list(range(8)) and len(batches) >= 3
+    assert order["recorded"] == order["detecting"] == order["detected"] == batches
+    at = {(step, key): i for i, (step, key, _) in enumerate(steps)}
+    for earlier, later in itertools.pairwise(batches):
+        assert at["recorded", earlier] < at["recording", later]  # one transaction at a time
+        assert at["detected", earlier] < at["detecting", later]
+    assert all(at["recorded", key] < at["detecting", key] for key in batches)
+    overlapped = [
+        later
+        for earlier, later in itertools.pairwise(batches)
+        if at["recording", later] < at["detected", earlier]
+    ]
+    assert overlapped, f"no batch was recorded while the one before was in detection: {steps}"
+    for i, key in enumerate(batches):  # acknowledged: exactly the batches before, detected
+        before = sum(len(k) for k in batches[:i])
+        assert next(a for s, k, a in steps if (s, k) == ("detecting", key)) == before
+
+
+def _value_of(counter: Any) -> Callable[[], Awaitable[float]]:
+    async def probe() -> float:
+        return float(counter._value.get())
+
+    return probe
