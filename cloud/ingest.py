@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from cloud.gateway_clocks import GatewayClocks
 from cloud.metrics import IngestMetrics
+from cloud.rollups import RollupRow
 from cloud.settings import CloudSettings
 from cloud.state import Rejection, StateStore
 from cloud.telemetry import ReadingsRejectedError, TelemetryStore, TelemetryStoreError
@@ -79,6 +80,7 @@ class PreparedBatch:
     repeated: list[TelemetryBatch]  # already ledgered, or twice in this batch
     reports: list[GatewayStatus | GatewayHealth]
     rejections: list[Rejection]
+    rollups: list[RollupRow] | None = None  # of `fresh` (`StateStore.rollup_rows`), if made
 
 
 @dataclass
@@ -120,7 +122,8 @@ class Ingestor:
     async def prepare(
         self, messages: Sequence[Inbound], stop: asyncio.Event | None = None
     ) -> PreparedBatch:
-        """First half of a batch: decode, admit, drop what the ledger has, write the readings.
+        """First half of a batch: decode, admit, drop what the ledger has, write the readings,
+        sum their rollup rows.
 
         Nothing is ledgered or acknowledged yet; the consumer runs this for the next batch
         while the previous one completes (`_consume`).
@@ -138,11 +141,11 @@ class Ingestor:
                 fresh[batch.key] = batch
         known = await self._state(stop, self.state.known_keys, list(fresh.keys()))
         repeated += [fresh.pop(key) for key in known]
-        rejections += await self._write_until_stored(list(fresh.values()), stop, now)
+        written = list(fresh.values())
+        rejections += await self._write_until_stored(written, stop, now)
+        rollups = await asyncio.to_thread(self.state.rollup_rows, written)  # off the loop
         reports: list[GatewayStatus | GatewayHealth] = [*statuses, *healths]
-        return PreparedBatch(
-            len(messages), now, list(fresh.values()), repeated, reports, rejections
-        )
+        return PreparedBatch(len(messages), now, written, repeated, reports, rejections, rollups)
 
     async def complete(
         self, prepared: PreparedBatch, stop: asyncio.Event | None = None
@@ -165,7 +168,7 @@ class Ingestor:
         with self.metrics.state_seconds.time():
             result = await self._state(
                 stop, _cpu_counted(self.metrics.state_cpu, self.state.record_stored),
-                p.fresh, p.repeated, stored_at, p.reports,
+                p.fresh, p.repeated, stored_at, p.reports, p.rollups,
             )  # fmt: skip
         await self._state(stop, self.state.record_rejections, p.rejections)
         duplicates = p.repeated + result.duplicates

@@ -293,17 +293,21 @@ class StateStore:
         duplicates: Sequence[TelemetryBatch],
         now: datetime,
         reports: Sequence[GatewayStatus | GatewayHealth] = (),
+        rollups: list[RollupRow] | None = None,
     ) -> StoredOutcome:
         """Ledger stored messages, roll them up, update the registry: one transaction.
 
         Statements are batched (one per table and chunk, not per message): the ledger insert
         returns the keys it won, and only those messages are counted and rolled up. The
         batch's status and health `reports` go in the same transaction (one commit, one
-        fsync on SQLite, per batch instead of one more per report).
+        fsync on SQLite, per batch instead of one more per report). `rollups`: the rows of
+        `rollup_rows(batches)` if the caller made them beforehand (the ingestor does, while
+        its previous batch is recorded).
         """
         # Made before the transaction: on SQLite it holds the one write lock from its first
         # write; redone inside only if another worker won some of these messages.
-        rollups = self._rollup_rows(batches)
+        if rollups is None:
+            rollups = self.rollup_rows(batches)
         names = {b.device for b in [*batches, *duplicates]}
         writes = (
             None if self._postgres else SqliteBatchWrites.made(batches, names, now, self._stamp)
@@ -323,7 +327,7 @@ class StateStore:
             else:
                 writes.write_devices(conn, stored if lost else None, now)
             self._count_duplicates(conn, [*duplicates, *lost])
-            self._apply_rollups(conn, self._rollup_rows(stored) if lost else rollups)
+            self._apply_rollups(conn, self.rollup_rows(stored) if lost else rollups)
             self._insert_events(conn, stored)
         return StoredOutcome(stored, lost)
 
@@ -437,7 +441,7 @@ class StateStore:
             [{"device": d, "day": day, "count": n} for (d, day), n in per_day.items()],
         )
 
-    def _rollup_rows(self, stored: Sequence[TelemetryBatch]) -> list[RollupRow]:
+    def rollup_rows(self, stored: Sequence[TelemetryBatch]) -> list[RollupRow]:
         """The rollup deltas of stored messages as upsert rows (sorted on PostgreSQL)."""
         rows = aggregate(stored).rows(self._bucket_param)
         return sorted(rows) if self._postgres else rows
@@ -460,10 +464,9 @@ class StateStore:
                 conn.exec_driver_sql(sql, params)
 
     def _bucket_param(self, epoch: int) -> Any:
-        """A bucket's start as the column wants it: an aware datetime, or SQLite's text."""
-        bucket = datetime.fromtimestamp(epoch, UTC)
-        # SQLAlchemy keeps SQLite datetimes as naive UTC text in this exact format
-        return bucket if self._postgres else bucket.strftime("%Y-%m-%d %H:%M:%S.%f")
+        """A bucket's start as the column stores it: an aware datetime, or SQLite's epoch
+        seconds (`cloud.schema.BucketStart`)."""
+        return datetime.fromtimestamp(epoch, UTC) if self._postgres else epoch
 
     def record_status(self, status: GatewayStatus, now: datetime) -> None:
         """Remember a gateway's online/offline state unless a newer one is already known."""

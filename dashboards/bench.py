@@ -81,11 +81,6 @@ def device_name(index: int) -> str:
     return f"bench-{index:05d}"
 
 
-def _bucket(engine: Engine, ts: datetime) -> Any:
-    """SQLite keeps naive UTC text in SQLAlchemy's format; PostgreSQL takes the datetime."""
-    return ts if engine.dialect.name == "postgresql" else ts.replace(tzinfo=None)
-
-
 def _rollup(
     device: str, measure: tuple[str, str], res: int, ts: Any, value: float
 ) -> dict[str, Any]:
@@ -95,9 +90,7 @@ def _rollup(
             "max": value}  # fmt: skip
 
 
-def _fleet_rollups(
-    engine: Engine, o: DashboardBenchOptions, now: datetime
-) -> Iterator[dict[str, Any]]:
+def _fleet_rollups(o: DashboardBenchOptions, now: datetime) -> Iterator[dict[str, Any]]:
     """Running share per hour (8-hour working days, varied by asset), state, positions."""
     hour = now.replace(minute=0, second=0, microsecond=0)
     minute = now.replace(second=0, microsecond=0)
@@ -106,28 +99,26 @@ def _fleet_rollups(
         for h in range(o.days * 24):
             ts = hour - timedelta(hours=h)
             share = (0.4 + 0.6 * ((i * 7) % 10) / 10) if 7 <= ts.hour < 15 else 0.0
-            yield _rollup(device, ("running", ""), 3600, _bucket(engine, ts), share)
+            yield _rollup(device, ("running", ""), 3600, ts, share)
         for m in range(10):
-            ts = _bucket(engine, minute - timedelta(minutes=m))
+            ts = minute - timedelta(minutes=m)
             yield _rollup(device, ("state", ""), 60, ts, float(i % 3))
         for h in range(3):
-            ts = _bucket(engine, hour - timedelta(hours=h))
+            ts = hour - timedelta(hours=h)
             yield _rollup(device, ("lat", "deg"), 3600, ts, 44.0 + (i % 100) * 0.08)
             yield _rollup(device, ("lon", "deg"), 3600, ts, 2.0 + (i // 100 % 100) * 0.14)
 
 
-def _detail_rollups(
-    engine: Engine, o: DashboardBenchOptions, now: datetime
-) -> Iterator[dict[str, Any]]:
+def _detail_rollups(o: DashboardBenchOptions, now: datetime) -> Iterator[dict[str, Any]]:
     """Measures of the first few assets: 1-minute over a day, 1-hour over the whole window."""
     minute = now.replace(second=0, microsecond=0)
     for i in range(min(DETAIL_ASSETS, o.assets)):
         for metric, unit, level in _MEASURES:
             for m in range(24 * 60):
-                ts = _bucket(engine, minute - timedelta(minutes=m))
+                ts = minute - timedelta(minutes=m)
                 yield _rollup(device_name(i), (metric, unit), 60, ts, level + (m % 60) / 10)
             for h in range(o.days * 24):
-                ts = _bucket(engine, minute.replace(minute=0) - timedelta(hours=h))
+                ts = minute.replace(minute=0) - timedelta(hours=h)
                 yield _rollup(device_name(i), (metric, unit), 3600, ts, level + h % 24)
 
 
@@ -182,8 +173,8 @@ def fill_state_store(state: StateStore, o: DashboardBenchOptions, now: datetime)
     """Write the bench fleet; returns (rollup rows, alerts)."""
     engine = state.engine
     _insert_chunked(engine, devices, _registry(engine, o, now))
-    rows = _insert_chunked(engine, rollups, _fleet_rollups(engine, o, now))
-    rows += _insert_chunked(engine, rollups, _detail_rollups(engine, o, now))
+    rows = _insert_chunked(engine, rollups, _fleet_rollups(o, now))
+    rows += _insert_chunked(engine, rollups, _detail_rollups(o, now))
     _insert_chunked(engine, gateway_health, _health(o, now))
     findings = _findings(o, now)
     AlertStore(engine).apply(findings, now)

@@ -15,7 +15,6 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     Connection,
-    DateTime,
     Engine,
     Integer,
     String,
@@ -129,7 +128,7 @@ def latest_values(
             params += [
                 bindparam(f"m{n}", metric, type_=String()),
                 bindparam(f"r{n}", resolution, type_=Integer()),
-                bindparam(f"s{n}", since, type_=DateTime(timezone=True)),
+                bindparam(f"s{n}", since, type_=_R.bucket.type),
             ]
     where = ""
     if only is not None:
@@ -203,7 +202,7 @@ def _day(engine: Engine) -> ColumnElement[Any]:
     """The UTC day of a rollup bucket, in this dialect."""
     if engine.dialect.name == "postgresql":
         return func.date(func.timezone("UTC", _R.bucket))
-    return func.date(_R.bucket)
+    return func.date(_R.bucket, "unixepoch")  # SQLite: epoch seconds (cloud.schema.BucketStart)
 
 
 def running_hours(

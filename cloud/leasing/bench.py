@@ -106,6 +106,11 @@ def _stamp(conn: Connection, when: datetime) -> object:
     return when if conn.dialect.name == "postgresql" else when.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def _bucket(conn: Connection, when: datetime) -> object:
+    """A rollup bucket as the driver takes it (SQLite: epoch seconds, `schema.BucketStart`)."""
+    return when if conn.dialect.name == "postgresql" else int(when.timestamp())
+
+
 def _bulk(conn: Connection, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
     """Insert many rows with the driver's executemany (COPY on PostgreSQL)."""
     if conn.dialect.name == "postgresql":
@@ -126,7 +131,7 @@ def _telemetry(conn: Connection, count: int) -> int:
     for i in range(count):
         device = f"gw-{i:05d}"
         for seq, (hour, share) in enumerate(_hours(i)):
-            at = _stamp(conn, hour)
+            at = _bucket(conn, hour)
             batch_r.append((device, "machine", "running", 3600, at, "", 60, 60 * share, share,
                             share))  # fmt: skip
             lost = i % 5 == 0 and seq % 4 == 0  # a poor link on every fifth gateway

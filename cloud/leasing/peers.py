@@ -123,10 +123,10 @@ def known_groups(conn: Connection, per_tenant: bool) -> list[Group]:
 
 
 def _day(dialect: str, bucket: Any) -> Any:
-    """The UTC day of a bucket as 'YYYY-MM-DD' (SQLite keeps UTC datetimes as text)."""
+    """The UTC day of a bucket as 'YYYY-MM-DD' (SQLite keeps buckets as epoch seconds)."""
     if dialect == "postgresql":
         return func.to_char(func.timezone("UTC", bucket), "YYYY-MM-DD")
-    return func.substr(bucket, 1, 10)
+    return func.date(bucket, "unixepoch")
 
 
 @functools.cache

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from cloud.schema import rollups
 from cloud.state import StateStore
 from tests.cloud.test_sqlite_state_file import migrate_to
 
@@ -23,6 +22,21 @@ _KEY_SQL = {
     " WHERE i.indrelid = 'rollups'::regclass AND i.indisprimary"
     " ORDER BY array_position(i.indkey::int2[], a.attnum)",
 }
+
+
+COLUMNS = "device, sensor, metric, resolution_s, bucket, unit, count, sum, min, max"
+PARAMS = ", ".join(f":{c.strip()}" for c in COLUMNS.split(","))
+
+
+def _as_text(at: datetime) -> str:
+    """A datetime as SQLAlchemy keeps it in SQLite's DATETIME columns."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _utc(bucket: object) -> datetime:
+    if isinstance(bucket, datetime):
+        return bucket.astimezone(UTC)
+    return datetime.fromisoformat(str(bucket)).replace(tzinfo=UTC)
 
 
 def _key_and_rows(url: str) -> tuple[list[str], list[tuple[object, ...]]]:
@@ -55,16 +69,19 @@ def test_migration_0010_keys_rollups_time_major_and_keeps_every_row(state_url: s
         for metric, value in (("running", 1.0), ("temperature", 61.5))
         for minute in range(3)
     ]  # fmt: skip
-    with engine.begin() as conn:  # SQLAlchemy writes the buckets as the store does
-        conn.execute(rollups.insert(), rows)
+    sqlite = engine.dialect.name == "sqlite"
+    for row in rows:  # as the store wrote buckets at 0009: SQLAlchemy's datetime text on SQLite
+        row["bucket"] = _as_text(row["bucket"]) if sqlite else row["bucket"]
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO rollups ({COLUMNS}) VALUES ({PARAMS})"), rows)  # noqa: S608
     engine.dispose()
     key, before = _key_and_rows(state_url)
     assert key == MEASURE_MAJOR and len(before) == 12
 
-    migrate_to(state_url, "head")
+    migrate_to(state_url, "0010")
     key, after = _key_and_rows(state_url)
     assert key == TIME_MAJOR and after == before
-    store = StateStore(state_url)
+    store = StateStore(state_url)  # migration 0011 on open: SQLite buckets as epoch seconds
     try:
         minutes = store.rollups("gw-2", 60, T0 + timedelta(minutes=1), T0 + timedelta(hours=1))
         assert [(m["metric"], m["bucket"]) for m in minutes] == [
@@ -74,6 +91,12 @@ def test_migration_0010_keys_rollups_time_major_and_keeps_every_row(state_url: s
         ]
     finally:
         store.close()
+    key, epochs = _key_and_rows(state_url)
+    assert key == TIME_MAJOR
+    if sqlite:
+        assert sorted(r[4] for r in epochs) == sorted(int(_utc(r[4]).timestamp()) for r in before)
+    else:
+        assert epochs == before
 
     migrate_to(state_url, "0009", down=True)
     key, back = _key_and_rows(state_url)

@@ -43,10 +43,10 @@ def test_migration_0009_keeps_every_rollup_row_without_rowid_and_back(tmp_path: 
             [("gw-1", "running", 42.0), ("gw-1", "temperature", 61.5), ("gw-2", "running", 3.0)],
         )
     before = _rollups(database)[1]
-    migrate_to(f"sqlite:///{database}", "head")
+    migrate_to(f"sqlite:///{database}", "0010")
     sql, after = _rollups(database)
     assert sql.endswith("WITHOUT ROWID") and after == before
-    store = StateStore(f"sqlite:///{database}")  # the store reads them back, index in use
+    store = StateStore(f"sqlite:///{database}")  # reads them back (0011: epoch buckets)
     try:
         (hour,) = store.rollups("gw-2", 3600, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
         assert (hour["metric"], hour["sum"]) == ("running", 3.0)
