@@ -62,6 +62,7 @@ class RollupAggregate:
     def rows(self, bucket: Callable[[int], Any] = int) -> list[RollupRow]:
         """Every minute and hour bucket as an upsert row, `bucket(epoch)` in the bucket column."""
         when: dict[int, Any] = {}
+        plain = bucket is int  # the epoch itself (SQLite's column): nothing to convert
         rows: list[RollupRow] = []
         append = rows.append
         for series, per_minute in self.minutes.items():
@@ -69,7 +70,9 @@ class RollupAggregate:
             unit = self.units[series]
             hours: dict[int, list[float]] = {}
             for minute, (n, total, low, high) in per_minute.items():
-                if (at := when.get(minute)) is None:
+                if plain:
+                    at: Any = minute
+                elif (at := when.get(minute)) is None:
                     at = when[minute] = bucket(minute)
                 append((device, sensor, metric, MINUTE_S, at, unit, int(n), total, low, high))
                 if (hour := hours.get(start := minute - minute % HOUR_S)) is None:
@@ -95,6 +98,8 @@ def aggregate(batches: Iterable[TelemetryBatch]) -> RollupAggregate:
     """Sum the readings of newly stored messages per minute (the hot path: no datetimes)."""
     minutes: dict[Series, dict[int, list[float]]] = {}
     units: dict[Series, str] = {}
+    last: datetime | None = None
+    minute = 0
     for batch in batches:
         device = batch.device
         for reading in batch.readings:
@@ -102,9 +107,11 @@ def aggregate(batches: Iterable[TelemetryBatch]) -> RollupAggregate:
             units[series] = reading.unit
             if (per_minute := minutes.get(series)) is None:
                 per_minute = minutes[series] = {}
-            epoch = int(reading.ts.timestamp())
+            if (ts := reading.ts) != last:  # a sample's measures share one time: convert once
+                last, epoch = ts, int(ts.timestamp())
+                minute = epoch - epoch % MINUTE_S
             value = reading.value
-            if (slot := per_minute.get(minute := epoch - epoch % MINUTE_S)) is None:
+            if (slot := per_minute.get(minute)) is None:
                 per_minute[minute] = [1, value, value, value]
                 continue
             slot[0] += 1

@@ -443,7 +443,7 @@ class StateStore:
 
     def rollup_rows(self, stored: Sequence[TelemetryBatch]) -> list[RollupRow]:
         """The rollup deltas of stored messages as upsert rows (sorted on PostgreSQL)."""
-        rows = aggregate(stored).rows(self._bucket_param)
+        rows = aggregate(stored).rows(self._bucket_param if self._postgres else int)
         return sorted(rows) if self._postgres else rows
 
     def _apply_rollups(self, conn: Connection, rows: list[RollupRow]) -> None:
@@ -463,10 +463,11 @@ class StateStore:
             for sql, params in _ROLLUP_SQLITE.statements(rows):
                 conn.exec_driver_sql(sql, params)
 
-    def _bucket_param(self, epoch: int) -> Any:
-        """A bucket's start as the column stores it: an aware datetime, or SQLite's epoch
-        seconds (`cloud.schema.BucketStart`)."""
-        return datetime.fromtimestamp(epoch, UTC) if self._postgres else epoch
+    @staticmethod
+    def _bucket_param(epoch: int) -> Any:
+        """A bucket's start as PostgreSQL's column takes it (SQLite's takes the epoch seconds
+        themselves: `cloud.schema.BucketStart`)."""
+        return datetime.fromtimestamp(epoch, UTC)
 
     def record_status(self, status: GatewayStatus, now: datetime) -> None:
         """Remember a gateway's online/offline state unless a newer one is already known."""
