@@ -1,12 +1,12 @@
 """An ingest batch's ledger and registry writes on SQLite, made before its transaction.
 
-SQLite has one write lock, taken by a transaction's first write and held to its commit; the
-workers take turns on it, so the time it is held bounds ingestion (docs/ingestion.md, seventh
-round). What runs under it should be SQLite's own work. These rows are made before the
-transaction begins (Python: tuples, datetimes as SQLite's text), and written as multi-row
-`VALUES` statements, one step per 512 rows (`cloud.sqlite_rows`), where SQLAlchemy's
-`executemany` processed every parameter under the lock and (for the registry's inserts and
-updates) stepped each row on its own.
+SQLite has one write lock per file, taken by a transaction's first write and held to its
+commit; the workers take turns on the main file's (ingest) lock, so the time it is held bounds
+ingestion (docs/ingestion.md, seventh round). What runs under it should be SQLite's own work.
+These rows are made before the transaction begins (Python: tuples, datetimes as SQLite's text),
+and written as multi-row `VALUES` statements, one step per 512 rows (`cloud.sqlite_rows`),
+where SQLAlchemy's `executemany` processed every parameter under the lock and (for the
+registry's inserts and updates) stepped each row on its own.
 """
 
 from __future__ import annotations

@@ -304,8 +304,8 @@ class StateStore:
         `rollup_rows(batches)` if the caller made them beforehand (the ingestor does, while
         its previous batch is recorded).
         """
-        # Made before the transaction: on SQLite it holds the one write lock from its first
-        # write; redone inside only if another worker won some of these messages.
+        # Made before the transaction: on SQLite it holds the main file's write lock from its
+        # first write; redone inside only if another worker won some of these messages.
         if rollups is None:
             rollups = self.rollup_rows(batches)
         names = {b.device for b in [*batches, *duplicates]}
